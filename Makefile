@@ -1,0 +1,36 @@
+# Everything builds from nothing: `make test` and `make demo` create .venv and install the package with [dev].
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+export YOLO_OFFLINE := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: install test test-fast demo bench lint figures clean
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg setup.py pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+demo: install
+	$(BIN)/yolo-batch demo
+
+bench: install
+	$(BIN)/python benchmarks/decision.py
+
+lint: install
+	$(BIN)/ruff check yolo_batch tests benchmarks
+	$(BIN)/ruff format --check yolo_batch tests benchmarks
+
+clean:
+	rm -rf $(VENV) build *.egg-info runs .pytest_cache

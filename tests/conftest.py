@@ -1,0 +1,47 @@
+"""Shared set-up: offline Ultralytics with its settings in a temporary folder, and a tiny synthetic set."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+# Before anything imports Ultralytics: never touch the user's settings, never download.
+_CONFIG_DIR = tempfile.mkdtemp(prefix="yolo-batch-tests-")
+os.environ["YOLO_CONFIG_DIR"] = _CONFIG_DIR
+os.environ["YOLO_OFFLINE"] = "1"
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+os.environ.pop("YOLO_BATCH_CONFIG", None)
+os.environ.pop("YOLO_BATCH_DISABLE", None)
+
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+YOLO = str(BIN / "yolo")
+
+# Training arguments that keep an end-to-end run to seconds on CPU.
+FAST = {"imgsz": 64, "epochs": 1, "amp": False, "plots": False, "workers": 0, "val": True, "seed": 0}
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """32 training and 8 validation images at 64 px: data.yaml path."""
+    from yolo_batch.datasets import make_dataset
+
+    return make_dataset(tmp_path_factory.mktemp("tiny"), n_train=32, n_val=8, imgsz=64, seed=1)
+
+
+def run_yolo(*args: str, cwd: Path, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run the stock ``yolo`` command of this environment, as a user would."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [YOLO, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def fast_args(**over) -> list[str]:
+    """``FAST`` as ``key=value`` words, with overrides."""
+    return [f"{k}={v}" for k, v in {**FAST, **over}.items()]

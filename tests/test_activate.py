@@ -1,0 +1,101 @@
+"""The startup hook: cheap at Python start, patches Ultralytics only when it is imported, can be turned off."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("torch", "ultralytics", "numpy", "cv2", "yaml")
+
+
+def _py(code: str, *flags: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, *flags, "-c", code], capture_output=True, text=True, cwd=cwd or Path.home(),
+        env={**os.environ, **(env or {})}, check=False, timeout=300,
+    )
+
+
+def _own_import_us(stderr: str) -> int:
+    """Cumulative microseconds of the yolo_batch package in ``-X importtime`` output."""
+    for line in stderr.splitlines():
+        m = re.match(r"import time:\s+\d+ \|\s+(\d+) \| ( *)yolo_batch$", line)
+        if m:
+            return int(m.group(1))
+    raise AssertionError("yolo_batch was not imported at start-up:\n" + stderr[-2000:])
+
+
+def test_python_start_imports_the_plugin_and_nothing_heavy():
+    r = _py("import sys; print(sorted(m for m in %r if m in sys.modules)); print('yolo_batch' in sys.modules)" % (HEAVY,))
+    assert r.stdout.split("\n")[:2] == ["[]", "True"], r.stdout + r.stderr
+
+
+def test_python_start_cost_is_a_few_milliseconds():
+    best = min(_own_import_us(_py("pass", "-X", "importtime").stderr) for _ in range(5))
+    assert best < 5000, f"yolo_batch costs {best} us at Python start"
+
+
+def test_patch_waits_for_ultralytics_and_is_narrow():
+    code = (
+        "import sys; import ultralytics.engine.trainer as t, ultralytics.cfg as c;"
+        "print(t.BaseTrainer.__init__.__wrapped_by__, c.entrypoint.__wrapped__.__module__)"
+    )
+    r = _py(code)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[-1].split() == ["yolo_batch", "ultralytics.cfg"]
+
+
+@pytest.mark.parametrize("value", ["1", "true"])
+def test_disable_env_turns_everything_off(value):
+    r = _py("import ultralytics.engine.trainer as t; print(hasattr(t.BaseTrainer.__init__, '__wrapped_by__'))",
+            env={"YOLO_BATCH_DISABLE": value})
+    assert r.stdout.splitlines()[-1] == "False", r.stderr
+
+
+def test_import_activates_when_ultralytics_came_first():
+    code = (
+        "import ultralytics.engine.trainer as t; import yolo_batch;"
+        "print(getattr(t.BaseTrainer.__init__, '__wrapped_by__', None))"
+    )
+    r = _py(code, "-S", env={"PYTHONPATH": os.pathsep.join([str(ROOT), sysconfig.get_paths()["purelib"]])})
+    assert r.stdout.splitlines()[-1] == "yolo_batch", r.stderr
+
+
+def test_editable_install_carries_the_startup_hook():
+    site = Path(sysconfig.get_paths()["purelib"])
+    hook = site / "yolo_batch.pth"
+    if not any(site.glob("__editable__*yolo_batch*")):
+        pytest.skip("this environment has no editable install of yolo-batch")
+    assert hook.read_text().strip() == "import yolo_batch"
+
+
+@pytest.mark.slow
+def test_wheel_install_carries_the_startup_hook(tmp_path):
+    wheels = tmp_path / "wheels"
+    r = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(ROOT)],
+        capture_output=True, text=True, check=False, timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    (wheel,) = wheels.glob("yolo_batch-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "yolo_batch.pth" in names and "yolo_batch/activate.py" in names
+    assert not [n for n in names if n.startswith(("tests/", "benchmarks/"))]
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True, timeout=300)
+    # -S: no site processing, so only the wheel's own .pth (via addsitedir) can import the plugin
+    code = (
+        "import site, sys; sys.path.append(%r); site.addsitedir(%r);"
+        "import yolo_batch, ultralytics.engine.trainer as t;"
+        "print(yolo_batch.__file__.startswith(%r), t.BaseTrainer.__init__.__wrapped_by__)"
+    ) % (sysconfig.get_paths()["purelib"], str(target), str(target))
+    r = _py(code, "-S", cwd=tmp_path)
+    assert r.stdout.splitlines()[-1].split() == ["True", "yolo_batch"], r.stderr[-2000:]

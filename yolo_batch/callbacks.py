@@ -1,0 +1,432 @@
+"""The thin Ultralytics hooks, in the shape of ``ultralytics/utils/callbacks/*.py``: ``callbacks = {event: fn}``.
+
+This is the one module that reads trainer internals (``batch_size``, ``auto_batch``, ``tloss``, ``metrics``,
+``accumulate``), so an Ultralytics release that moves them touches this file alone. The module imports
+only the standard library at import time; torch and Ultralytics are imported when a hook runs.
+
+Use it by hand like any Ultralytics integration (with an integer batch the hooks measure and log only):
+
+    >>> from yolo_batch.callbacks import callbacks
+    >>> sorted(callbacks)[:2]
+    ['on_fit_epoch_end', 'on_pretrain_routine_start']
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import types
+from pathlib import Path
+from typing import Any
+
+from yolo_batch.spec import AutoPlusError, BatchSpec, looks_like_auto_plus, resolve_spec
+
+ATTR = "_yolo_batch"  # the per-trainer Session lives in this attribute
+DECISION_FILE = "batch_decision.json"
+EFFECT_FILE = "batch_effect.csv"
+
+
+def _log():
+    from ultralytics.utils import LOGGER, colorstr
+
+    return LOGGER, colorstr("AutoPlus: ")
+
+
+class Session:
+    """What the plugin knows about one training run."""
+
+    def __init__(self, spec: BatchSpec, decides: bool, value: str | None) -> None:
+        """``decides``: choose the batch (auto-plus); else only measure and log the effect."""
+        self.spec, self.decides, self.value = spec, decides, value
+        self.backend = None
+        self.headroom = None
+        self.record: dict[str, Any] | None = None
+        self.effect = None
+        self.epoch_start = 0.0
+        self.train_seconds = 0.0
+        self.last_train_epoch: int | None = None
+        self.last_batch: int | None = None
+        self.oom_events = 0
+
+
+def session(trainer) -> Session | None:
+    """The trainer's Session, or None for a run that did not ask for the plugin."""
+    return getattr(trainer, ATTR, None)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Trainer construction: decide whether a run is ours, before Ultralytics builds anything or makes a folder.
+
+
+def _batch_value(cfg: Any, overrides: dict | None) -> tuple[bool, Any]:
+    """(given, value) of ``batch`` in the overrides, else in a non-default ``cfg``."""
+    if overrides and "batch" in overrides:
+        return True, overrides["batch"]
+    if isinstance(cfg, (str, Path)):
+        from ultralytics.utils import YAML
+
+        cfg = YAML.load(cfg)
+    if isinstance(cfg, types.SimpleNamespace):
+        cfg = vars(cfg)
+    from ultralytics.cfg import DEFAULT_CFG_DICT
+
+    if isinstance(cfg, dict) and "batch" in cfg:  # the default config counts as "not given"
+        return cfg["batch"] != DEFAULT_CFG_DICT["batch"] or looks_like_auto_plus(cfg["batch"]), cfg["batch"]
+    return False, None
+
+
+class Hook:
+    """A callback carrying one `AutoPlus`'s settings: what ``AutoPlus.register`` adds to a model."""
+
+    def __init__(self, plugin: Any, event: str) -> None:
+        """Bind ``event``'s hook to ``plugin`` (an `AutoPlus`)."""
+        self.plugin, self.event = plugin, event
+
+    def __call__(self, trainer) -> None:
+        """Run the module-level hook; the trainer's Session already holds the plugin's settings."""
+        return callbacks[self.event](trainer)
+
+
+def _ours(fn: Any) -> bool:
+    return isinstance(fn, Hook) or fn in callbacks.values()
+
+
+def plan(cfg: Any, overrides: dict | None, given_callbacks: dict | None):
+    """Return ``(overrides, callbacks, Session)`` for a run that asked for the plugin, else None.
+
+    Raises:
+        AutoPlusError: For a bad batch value, keyword or config, before anything is built or written.
+    """
+    given, value = _batch_value(cfg, overrides)
+    hooks = [f for fns in (given_callbacks or {}).values() for f in fns if _ours(f)]
+    plugin = next((f.plugin for f in hooks if isinstance(f, Hook)), None)
+    keywords, config = (plugin.keywords, plugin.config) if plugin else (None, None)
+    if given and looks_like_auto_plus(value):
+        spec, decides = resolve_spec(value, keywords, config), True
+    elif plugin and not given:
+        value = "auto-plus"
+        spec, decides = resolve_spec(value, keywords, config), True
+    elif hooks:
+        spec, decides, value = resolve_spec(None, keywords, config), False, None
+    else:
+        return None
+    overrides = dict(overrides or {})
+    if decides:
+        overrides["batch"] = -1  # Ultralytics then calls trainer.auto_batch(), which auto-plus answers
+    from ultralytics.utils.callbacks import get_default_callbacks
+
+    merged = {k: [f for f in v if not _ours(f)] for k, v in (given_callbacks or get_default_callbacks()).items()}
+    for event, fn in callbacks.items():
+        merged.setdefault(event, []).append(fn)
+    return overrides, merged, Session(spec, decides, value)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The model-aware moment: Ultralytics' _setup_train calls trainer.auto_batch() when batch < 1.
+
+
+def auto_batch(trainer) -> int:
+    """Probe, decide, verify and report; return the batch the run trains at."""
+    from yolo_batch import policy
+    from yolo_batch.effect import write_json
+    from yolo_batch.memory import backend_for
+    from yolo_batch.probe import Prober, borrowed
+
+    s, (logger, prefix) = session(trainer), _log()
+    spec = s.spec
+    s.backend = s.backend or backend_for(trainer.device)
+    t0 = time.perf_counter()
+    logger.info(f"{prefix}probing real training steps at batch {', '.join(map(str, spec.probe_batches))}...")
+    with borrowed(trainer):
+        prober = Prober(trainer, s.backend)
+        result = prober.run(spec.probe_batches, spec.probe_val)
+        if len(result.train) < 2 and result.oom:  # the device is small: probe again at the smallest sizes
+            result = prober.run((1, 2), spec.probe_val, result)
+        if len(result.train) < 2:
+            raise AutoPlusError(
+                f"out of memory while probing batch {min(result.oom or [1])} at imgsz={trainer.args.imgsz}; "
+                "lower imgsz, use a smaller model, enable AMP, or free device memory"
+            )
+        train_law, used, flat = _fit(prober, result, spec)
+        val_law = _fit_val(result)
+        model = policy.MemoryModel(train_law, val_law)
+        s.backend.empty_cache()
+        head = s.backend.headroom()
+        budget = head.budget(spec.utilization)
+        decision = policy.decide(
+            model,
+            budget,
+            policy=spec.policy,
+            candidates=spec.candidates,
+            min_batch=spec.min_batch,
+            max_batch=spec.max_batch,
+            dataset_size=prober.dataset_size,
+        )
+        if decision.batch == 0:
+            raise AutoPlusError(f"no batch fits: {decision.reason}")
+        batch, verified, notes = decision.batch, None, []
+        while spec.verify:
+            verified = prober.verify(batch)
+            if verified is not None:
+                break
+            lower = policy.next_lower(batch, policy=spec.policy, candidates=spec.candidates, min_batch=spec.min_batch)
+            notes.append(f"verification at {batch} ran out of memory, stepped down to {lower}")
+            if lower == 0:
+                raise AutoPlusError(
+                    f"batch {spec.min_batch} runs out of memory at imgsz={trainer.args.imgsz}; lower imgsz, use a "
+                    "smaller model, enable AMP, or free device memory"
+                )
+            batch = lower
+    seconds = time.perf_counter() - t0
+    if flat:
+        notes.insert(0, "memory grew below the meter's resolution between probe sizes: per-image memory taken as 0")
+    reason = "; ".join([decision.reason, *notes])
+    s.record = {
+        "batch": batch,
+        "value": s.value,
+        "policy": spec.policy,
+        "utilization": spec.utilization,
+        "device": head.device,
+        "total_bytes": head.total_bytes,
+        "free_bytes": head.free_bytes,
+        "held_bytes": head.held_bytes,
+        "other_bytes": head.other_bytes,
+        "memory_source": head.source,
+        "budget_bytes": int(budget),
+        "fixed_bytes": int(train_law.fixed_bytes),
+        "per_image_bytes": int(train_law.per_image_bytes),
+        "val_fixed_bytes": int(val_law.fixed_bytes) if val_law else None,
+        "val_per_image_bytes": int(val_law.per_image_bytes) if val_law else None,
+        "candidates": [
+            {"batch": c.batch, "predicted_peak_bytes": int(c.predicted_peak_bytes), "fits": c.fits}
+            for c in decision.candidates
+        ],
+        "predicted_peak_bytes": int(model.peak(batch)),
+        "verified_peak_bytes": verified,
+        "reason": reason,
+        "probe_seconds": round(result.seconds, 3),
+        "decision_seconds": round(seconds, 3),
+        "probe_points": {"train": result.train, "val": result.val, "used": used, "oom": result.oom},
+        "dataset_size": prober.dataset_size,
+        "max_labels_per_image": prober.max_labels,
+        "imgsz": prober.max_size,
+        "amp": bool(trainer.amp),
+        "config": spec.config,
+        "versions": _versions(),
+    }
+    write_json(Path(trainer.save_dir) / DECISION_FILE, s.record)
+    for line in decision_table(s.record):
+        logger.info(f"{prefix}{line}")
+    return batch
+
+
+def _fit(prober, result, spec):
+    """Fit the training law; if the peaks did not grow, probe larger batches once, then accept a flat law."""
+    from yolo_batch import policy
+
+    try:
+        return (*policy.fit_law(result.train), False)
+    except ValueError:
+        top = max(b for b, _ in result.train)
+        larger = tuple(b for b in (top * 2, top * 4) if b <= min(prober.dataset_size, spec.max_batch))
+        if larger and not result.oom:
+            prober.run((top, *larger), val=False, result=result)
+            try:
+                return (*policy.fit_law(result.train), False)
+            except ValueError:
+                pass
+    peak = max(p for _, p in result.train)
+    return policy.Law(peak, 0.0), [(b, float(p)) for b, p in result.train], True
+
+
+def _fit_val(result):
+    from yolo_batch import policy
+
+    try:
+        return policy.fit_law(result.val)[0] if len(result.val) >= 2 else None
+    except ValueError:
+        return None
+
+
+def decision_table(r: dict[str, Any]) -> list[str]:
+    """The decision as log lines: headroom, one row per candidate, the pick and why."""
+    from yolo_batch.policy import gib
+
+    lines = [
+        f"{r['device']} usable {gib(r['free_bytes'] + r['held_bytes'])} "
+        f"x utilization {r['utilization']:.2f} = budget {gib(r['budget_bytes'])}; "
+        f"memory law {gib(r['fixed_bytes'])} + {r['per_image_bytes'] / 2**20:.1f} MiB/image",
+        f"{'batch':>7} {'predicted peak':>15} {'fits':>5}",
+    ]
+    for c in r["candidates"]:
+        mark = "  <- pick" if c["batch"] == r["batch"] else ""
+        lines.append(f"{c['batch']:>7} {gib(c['predicted_peak_bytes']):>15} {'yes' if c['fits'] else 'no':>5}{mark}")
+    if r["batch"] not in [c["batch"] for c in r["candidates"]]:
+        lines.append(f"{r['batch']:>7} {gib(r['predicted_peak_bytes']):>15} {'yes':>5}  <- pick")
+    verified = r["verified_peak_bytes"]
+    check = ""
+    if verified:
+        err = (r["predicted_peak_bytes"] - verified) / verified * 100
+        check = f"; verified peak {gib(verified)} (prediction {err:+.1f}%)"
+    lines.append(
+        f"batch={r['batch']} ({r['policy']}): {r['reason']}{check}; decided in {r['decision_seconds']:.1f}s"
+    )
+    return lines
+
+
+def _versions() -> dict[str, str]:
+    import torch
+    import ultralytics
+
+    from yolo_batch import __version__
+
+    return {"yolo_batch": __version__, "ultralytics": ultralytics.__version__, "torch": torch.__version__}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Per-epoch hooks. A logging problem never stops training: each hook warns and carries on.
+
+
+def _safe(fn):
+    def hook(trainer):
+        s = session(trainer)
+        if s is None:
+            return None
+        try:
+            return fn(trainer, s)
+        except AutoPlusError:
+            raise
+        except Exception as e:  # noqa: BLE001 - logging must never crash training
+            logger, prefix = _log()
+            logger.warning(f"{prefix}{fn.__name__} skipped: {type(e).__name__}: {e}")
+            return None
+
+    hook.__name__ = hook.__qualname__ = fn.__name__
+    hook.__doc__ = fn.__doc__
+    return hook
+
+
+@_safe
+def on_pretrain_routine_start(trainer, s: Session) -> None:
+    """Measure and log the memory headroom at startup."""
+    from yolo_batch.memory import backend_for
+
+    s.backend = backend_for(trainer.device)
+    s.headroom = s.backend.headroom()
+    logger, prefix = _log()
+    mode = f"batch={s.value}" if s.decides else f"batch={trainer.args.batch} (measuring only)"
+    logger.info(f"{prefix}{mode}; {s.headroom.line()}")
+
+
+@_safe
+def on_train_epoch_start(trainer, s: Session) -> None:
+    """Start the epoch's peak-memory and time measurement."""
+    if s.backend is None:
+        from yolo_batch.memory import backend_for
+
+        s.backend = backend_for(trainer.device)
+    s.backend.reset_peak()
+    s.epoch_start = time.perf_counter()
+
+
+@_safe
+def on_train_batch_end(trainer, s: Session) -> None:
+    """Sample memory where the device keeps no peak counter (MPS)."""
+    if hasattr(s.backend, "sample"):
+        s.backend.sample()
+
+
+@_safe
+def on_train_epoch_end(trainer, s: Session) -> None:
+    """Close the training part of the epoch (validation excluded from images/s)."""
+    s.train_seconds = time.perf_counter() - s.epoch_start
+    s.last_train_epoch = trainer.epoch
+
+
+@_safe
+def on_fit_epoch_end(trainer, s: Session) -> None:
+    """Write the epoch's row of batch_effect.csv, or the ``final`` row after the best-model evaluation."""
+    from yolo_batch.effect import EffectLog
+
+    if s.effect is None:
+        s.effect = EffectLog(Path(trainer.save_dir) / EFFECT_FILE)
+    final = s.last_train_epoch != trainer.epoch  # final_eval runs this hook with epoch + 1 and no training
+    row: dict[str, Any] = {"epoch": "final" if final else trainer.epoch + 1, "batch": trainer.batch_size}
+    row["accumulate"] = accumulate = nominal_accumulate(trainer)
+    row["effective_batch"] = trainer.batch_size * accumulate
+    row["nbs"] = trainer.args.nbs
+    if not final:
+        row.update(getattr(trainer, "lr", {}) or {})
+        row.update(trainer.label_loss_items(trainer.tloss) if trainer.tloss is not None else {})
+    row.update({k: float(v) for k, v in (trainer.metrics or {}).items()})
+    if not final:
+        peak = s.backend.peak_bytes()
+        total = s.headroom.total_bytes if s.headroom else 0
+        images = len(trainer.train_loader.dataset)
+        row["epoch_seconds"] = round(time.perf_counter() - s.epoch_start, 3)
+        row["images_per_s"] = round(images / s.train_seconds, 3) if s.train_seconds else None
+        row["peak_mem_bytes"] = peak
+        row["mem_utilization"] = round(peak / total, 4) if total else None
+        row["oom_events"] = s.oom_events
+        if s.last_batch is not None and s.last_batch != trainer.batch_size:
+            logger, prefix = _log()
+            logger.warning(f"{prefix}batch changed from {s.last_batch} to {trainer.batch_size} this epoch")
+        s.last_batch = trainer.batch_size
+    s.effect.add(row)
+
+
+def nominal_accumulate(trainer) -> int:
+    """Batches per optimizer step once warm-up is over, as Ultralytics sets it: ``round(nbs / batch)``."""
+    acc = max(round(trainer.args.nbs / trainer.batch_size), 1)
+    if not trainer.args.time and getattr(trainer, "train_loader", None) is not None:
+        acc = min(acc, len(trainer.train_loader) * trainer.epochs)
+    return acc
+
+
+@_safe
+def on_train_end(trainer, s: Session) -> None:
+    """Log where the run's files are."""
+    logger, prefix = _log()
+    files = [n for n in (DECISION_FILE, EFFECT_FILE) if (Path(trainer.save_dir) / n).exists()]
+    logger.info(f"{prefix}batch={trainer.batch_size}; wrote {', '.join(files)} to {trainer.save_dir}")
+
+
+callbacks = {
+    "on_pretrain_routine_start": on_pretrain_routine_start,
+    "on_train_epoch_start": on_train_epoch_start,
+    "on_train_batch_end": on_train_batch_end,
+    "on_train_epoch_end": on_train_epoch_end,
+    "on_fit_epoch_end": on_fit_epoch_end,
+    "on_train_end": on_train_end,
+}
+
+
+class _CallbacksModule(types.ModuleType):
+    """Lets ``yolo_batch.callbacks`` itself be used as the ``{event: fn}`` dict (``.items()``, ``[event]``)."""
+
+    def __getitem__(self, event: str):
+        return callbacks[event]
+
+    def __iter__(self):
+        return iter(callbacks)
+
+    def __len__(self) -> int:
+        return len(callbacks)
+
+    def __contains__(self, event: object) -> bool:
+        return event in callbacks
+
+    def items(self):
+        """As ``dict.items``."""
+        return callbacks.items()
+
+    def keys(self):
+        """As ``dict.keys``."""
+        return callbacks.keys()
+
+    def values(self):
+        """As ``dict.values``."""
+        return callbacks.values()
+
+
+sys.modules[__name__].__class__ = _CallbacksModule

@@ -1,0 +1,220 @@
+"""The decision, from numbers alone: a memory law, a budget and a policy give a batch and a reason in words.
+
+Pure and without torch, so every rule is unit-tested on simulated devices in milliseconds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+GIB = 2**30
+
+
+def gib(n: float) -> str:
+    """Format bytes as GiB for reasons and tables.
+
+    Examples:
+        >>> gib(1.5 * 2**30)
+        '1.50 GiB'
+    """
+    return f"{n / GIB:.2f} GiB"
+
+
+@dataclass(frozen=True)
+class Law:
+    """Peak memory of one kind of step as ``fixed_bytes + per_image_bytes * images``."""
+
+    fixed_bytes: float
+    per_image_bytes: float
+
+    def at(self, images: float) -> float:
+        """Predicted peak bytes for ``images`` images per step."""
+        return self.fixed_bytes + self.per_image_bytes * images
+
+    def max_images(self, budget_bytes: float) -> float:
+        """Largest (real-valued) image count whose peak stays within ``budget_bytes``."""
+        if self.per_image_bytes <= 0:
+            return math.inf if self.fixed_bytes <= budget_bytes else 0.0
+        return (budget_bytes - self.fixed_bytes) / self.per_image_bytes
+
+
+def fit_law(points: list[tuple[int, float]]) -> tuple[Law, list[tuple[int, float]]]:
+    """Least-squares fit of peak bytes against batch, after dropping non-monotone points.
+
+    A point whose peak is not above every smaller batch's peak is measurement noise (allocator caching,
+    a lazily created buffer) and is dropped.
+
+    Args:
+        points (list[tuple[int, float]]): ``(batch, peak_bytes)`` pairs.
+
+    Returns:
+        (tuple[Law, list]): The law and the points it was fitted on.
+
+    Raises:
+        ValueError: When fewer than two usable points remain.
+
+    Examples:
+        >>> law, used = fit_law([(2, 120.0), (4, 140.0), (8, 180.0)])
+        >>> round(law.fixed_bytes), round(law.per_image_bytes)
+        (100, 10)
+    """
+    kept: list[tuple[int, float]] = []
+    for b, peak in sorted(points):
+        if not kept or (b > kept[-1][0] and peak > kept[-1][1]):
+            kept.append((b, float(peak)))
+    if len(kept) < 2:
+        raise ValueError(f"need two batch sizes whose peaks grow with the batch to fit a memory law, got {points}")
+    n = len(kept)
+    mx = sum(b for b, _ in kept) / n
+    my = sum(p for _, p in kept) / n
+    slope = sum((b - mx) * (p - my) for b, p in kept) / sum((b - mx) ** 2 for b, _ in kept)
+    return Law(my - slope * mx, slope), kept
+
+
+@dataclass(frozen=True)
+class MemoryModel:
+    """Training-step law plus, optionally, the validation forward's law at ``val_factor`` x the batch."""
+
+    train: Law
+    val: Law | None = None
+    val_factor: int = 2
+
+    def peak(self, batch: int) -> float:
+        """Predicted peak bytes when training (and validating) at ``batch``."""
+        p = self.train.at(batch)
+        return max(p, self.val.at(batch * self.val_factor)) if self.val else p
+
+    def max_batch(self, budget_bytes: float) -> int:
+        """Largest integer batch whose predicted peak fits ``budget_bytes`` (0 if not even one image)."""
+        n = self.train.max_images(budget_bytes)
+        if self.val:
+            n = min(n, self.val.max_images(budget_bytes) / self.val_factor)
+        if math.isinf(n):
+            return 2**31 - 1
+        b = max(int(math.floor(n + 1e-9)), 0)
+        while b > 0 and self.peak(b) > budget_bytes:  # guard against float rounding
+            b -= 1
+        return b
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One batch that was considered, with its predicted peak and whether it fits the budget."""
+
+    batch: int
+    predicted_peak_bytes: float
+    fits: bool
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The pick and why. ``batch`` is 0 when not even the smallest allowed batch fits."""
+
+    batch: int
+    policy: str
+    budget_bytes: float
+    predicted_peak_bytes: float
+    reason: str
+    candidates: tuple[Candidate, ...] = field(default_factory=tuple)
+
+
+def decide(
+    model: MemoryModel,
+    budget_bytes: float,
+    *,
+    policy: str = "ladder",
+    candidates: tuple[int, ...] = (16, 32, 64),
+    min_batch: int = 1,
+    max_batch: int = 512,
+    dataset_size: int | None = None,
+) -> Decision:
+    """Pick the batch.
+
+    ``ladder`` takes the largest candidate whose predicted peak fits the budget; when none fits it auto-fits
+    the largest batch >= ``min_batch`` that does. ``fit`` takes the largest batch that fits, rounded down
+    to a multiple of 8 when >= 8. Never above ``max_batch`` or ``dataset_size``.
+
+    Args:
+        model (MemoryModel): The measured memory law.
+        budget_bytes (float): Bytes the run may use at its peak.
+        policy (str): ``ladder`` or ``fit``.
+        candidates (tuple[int, ...]): The ladder's rungs.
+        min_batch (int): Smallest allowed batch.
+        max_batch (int): Largest allowed batch.
+        dataset_size (int | None): Training images; the batch never exceeds it.
+
+    Returns:
+        (Decision): The pick, its predicted peak and the reason in words.
+
+    Examples:
+        >>> m = MemoryModel(Law(4 * GIB, 0.5 * GIB))
+        >>> d = decide(m, 28.8 * GIB)
+        >>> d.batch, d.reason
+        (32, '64 needs 36.00 GiB > budget 28.80 GiB; 32 fits at 20.00 GiB')
+    """
+    cap = min(max_batch, dataset_size) if dataset_size else max_batch
+    by_data = bool(dataset_size) and dataset_size < max_batch
+    cap_note = f"capped by the training set of {dataset_size} images" if by_data else f"capped by max_batch {max_batch}"
+    rungs = tuple(
+        Candidate(b, model.peak(b), model.peak(b) <= budget_bytes) for b in sorted(set(candidates), reverse=True)
+    )
+    fit_n = min(model.max_batch(budget_bytes), cap)
+    if policy == "ladder":
+        too_big = [c for c in rungs if c.batch > cap]
+        tried = []
+        for c in rungs:
+            if c.batch > cap:
+                continue
+            if c.fits and c.batch >= min_batch:
+                lead = "; ".join(tried)
+                skipped = f"{', '.join(str(t.batch) for t in too_big)} above the cap ({cap_note}); " if too_big else ""
+                reason = f"{skipped}{lead + '; ' if lead else ''}{c.batch} fits at {gib(c.predicted_peak_bytes)}"
+                return Decision(c.batch, policy, budget_bytes, c.predicted_peak_bytes, reason, rungs)
+            tried.append(f"{c.batch} needs {gib(c.predicted_peak_bytes)} > budget {gib(budget_bytes)}")
+        why = "; ".join(tried) if tried else f"every candidate is above the cap ({cap_note})"
+        if fit_n >= min_batch:
+            reason = f"{why}; no candidate fits, auto-fit {fit_n} at {gib(model.peak(fit_n))}"
+            return Decision(fit_n, policy, budget_bytes, model.peak(fit_n), reason, rungs)
+        return _none_fits(model, budget_bytes, policy, min_batch, rungs)
+    if policy == "fit":
+        b = fit_n - fit_n % 8 if fit_n >= 8 else fit_n
+        if b >= min_batch:
+            limit = cap_note if fit_n == cap else f"{fit_n + 1} would need {gib(model.peak(fit_n + 1))}"
+            rounding = f", rounded down to {b}" if b != fit_n else ""
+            reason = f"largest that fits is {fit_n} ({limit}){rounding}; {b} fits at {gib(model.peak(b))}"
+            return Decision(b, policy, budget_bytes, model.peak(b), reason, rungs)
+        return _none_fits(model, budget_bytes, policy, min_batch, rungs)
+    raise ValueError(f"policy must be 'ladder' or 'fit', got {policy!r}")
+
+
+def _none_fits(model: MemoryModel, budget: float, policy: str, min_batch: int, rungs: tuple) -> Decision:
+    """The decision when not even ``min_batch`` fits: batch 0 and advice."""
+    need = model.peak(min_batch)
+    reason = (
+        f"batch {min_batch} needs {gib(need)} > budget {gib(budget)}; "
+        "lower imgsz, use a smaller model, enable AMP, or free memory"
+    )
+    return Decision(0, policy, budget, need, reason, rungs)
+
+
+def next_lower(batch: int, *, policy: str, candidates: tuple[int, ...], min_batch: int = 1) -> int:
+    """The batch to fall back to after ``batch`` ran out of memory.
+
+    ``ladder`` steps to the next lower rung, else halves; ``fit`` steps to 3/4, rounded down to a multiple of 8.
+
+    Returns 0 when nothing at or above ``min_batch`` is left.
+
+    Examples:
+        >>> next_lower(64, policy="ladder", candidates=(16, 32, 64)), next_lower(16, policy="ladder", candidates=(16, 32, 64))
+        (32, 8)
+        >>> next_lower(40, policy="fit", candidates=(16, 32, 64)), next_lower(5, policy="fit", candidates=(16,))
+        (24, 3)
+    """
+    if policy == "ladder":
+        lower = [c for c in candidates if min_batch <= c < batch]
+        b = max(lower) if lower else batch // 2
+    else:
+        b = int(batch * 0.75)
+        b = b - b % 8 if b >= 8 else b
+    return b if b >= min_batch else 0
