@@ -166,7 +166,10 @@ def decide(
         for c in rungs:
             if c.batch > cap:
                 continue
-            if c.fits and c.batch >= min_batch:
+            if c.batch < min_batch:
+                tried.append(f"{c.batch} is below min_batch {min_batch}")
+                continue
+            if c.fits:
                 lead = "; ".join(tried)
                 skipped = f"{', '.join(str(t.batch) for t in too_big)} above the cap ({cap_note}); " if too_big else ""
                 reason = f"{skipped}{lead + '; ' if lead else ''}{c.batch} fits at {gib(c.predicted_peak_bytes)}"
@@ -179,6 +182,8 @@ def decide(
         return _none_fits(model, budget_bytes, policy, min_batch, rungs)
     if policy == "fit":
         b = fit_n - fit_n % 8 if fit_n >= 8 else fit_n
+        if b < min_batch <= fit_n:  # rounding must not fall below the floor the user set
+            b = min_batch
         if b >= min_batch:
             limit = cap_note if fit_n == cap else f"{fit_n + 1} would need {gib(model.peak(fit_n + 1))}"
             rounding = f", rounded down to {b}" if b != fit_n else ""

@@ -93,7 +93,8 @@ def _check(key: str, value: Any, where: str = "") -> Any:
     """Validate and normalise one setting; raise a one-line `AutoPlusError` when it is wrong."""
 
     def bad(valid: str) -> AutoPlusError:
-        return AutoPlusError(f"{key}={value!r}{where} is invalid; {key} must be {valid}")
+        shown = list(value) if isinstance(value, tuple) else value
+        return AutoPlusError(f"{key}={shown!r}{where} is invalid; {key} must be {valid}")
 
     if key == "policy":
         if value not in POLICIES:
@@ -169,6 +170,8 @@ def parse_batch_value(value: str) -> dict[str, Any]:
             if i != len(parts) - 1 or "utilization" in out:
                 raise AutoPlusError(f"batch={value!r}: the fraction comes last; {forms}")
             out["utilization"] = number
+        elif part in POLICIES and "policy" in out:
+            raise AutoPlusError(f"batch={value!r} names two policies; give one of ladder, fit; {forms}")
         elif part in POLICIES and i == 0:
             out["policy"] = part
         else:
@@ -217,7 +220,11 @@ def _flatten(data: dict[str, Any], where: str = "") -> dict[str, Any]:
     """Accept ``probe: {batches, val, verify}`` as a nested block; refuse unknown keys by name."""
     out: dict[str, Any] = {}
     for key, value in data.items():
-        if key == "probe" and isinstance(value, dict):
+        if key == "probe" and not isinstance(value, dict):
+            raise AutoPlusError(
+                f"probe={value!r}{where} must be a mapping, e.g. probe: {{batches: [2, 4, 8], val: true, verify: true}}"
+            )
+        if key == "probe":
             for sub, v in value.items():
                 name = {"batches": "probe_batches", "val": "probe_val", "verify": "verify"}.get(sub)
                 if name is None:
