@@ -24,6 +24,7 @@ from yolo_batch.spec import AutoPlusError, BatchSpec, looks_like_auto_plus, reso
 ATTR = "_yolo_batch"  # the per-trainer Session lives in this attribute
 DECISION_FILE = "batch_decision.json"
 EFFECT_FILE = "batch_effect.csv"
+PLOT_FILE = "batch_effect.png"
 
 
 def _log():
@@ -47,6 +48,9 @@ class Session:
         self.last_train_epoch: int | None = None
         self.last_batch: int | None = None
         self.oom_events = 0
+        self.noise = None  # GradientNoise, when noise_scale is on
+        self.tap = None
+        self.stepped = False
 
 
 def session(trainer) -> Session | None:
@@ -177,6 +181,7 @@ def auto_batch(trainer) -> int:
                     "smaller model, enable AMP, or free device memory"
                 )
             batch = lower
+    lr = _scale_lr(trainer, spec, batch)
     seconds = time.perf_counter() - t0
     if flat:
         notes.insert(0, "memory grew below the meter's resolution between probe sizes: per-image memory taken as 0")
@@ -212,12 +217,31 @@ def auto_batch(trainer) -> int:
         "imgsz": prober.max_size,
         "amp": bool(trainer.amp),
         "config": spec.config,
+        **lr,
         "versions": _versions(),
     }
     write_json(Path(trainer.save_dir) / DECISION_FILE, s.record)
     for line in decision_table(s.record):
         logger.info(f"{prefix}{line}")
     return batch
+
+
+def _scale_lr(trainer, spec: BatchSpec, batch: int) -> dict[str, Any]:
+    """Apply ``lr_scaling`` above the nominal batch: lr0 x (effective / nbs) or its square root."""
+    nbs, lr0 = trainer.args.nbs, trainer.args.lr0
+    effective = batch * max(round(nbs / batch), 1)
+    factor = 1.0
+    if spec.lr_scaling != "none" and effective > nbs:
+        factor = effective / nbs if spec.lr_scaling == "linear" else (effective / nbs) ** 0.5
+        if trainer.args.optimizer == "auto":
+            logger, prefix = _log()
+            logger.warning(
+                f"{prefix}lr_scaling={spec.lr_scaling} has no effect with optimizer=auto, which picks its own lr; "
+                "set optimizer=SGD or AdamW and lr0"
+            )
+            factor = 1.0
+        trainer.args.lr0 = lr0 * factor
+    return {"lr_scaling": spec.lr_scaling, "lr0": lr0, "lr0_scaled": lr0 * factor, "effective_batch": effective}
 
 
 def _fit(prober, result, spec):
@@ -318,6 +342,35 @@ def on_pretrain_routine_start(trainer, s: Session) -> None:
     logger.info(f"{prefix}{mode}; {s.headroom.line()}")
 
 
+def _grad_scale(trainer) -> float:
+    scaler = getattr(trainer, "scaler", None)
+    return float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else 1.0
+
+
+@_safe
+def on_train_start(trainer, s: Session) -> None:
+    """Start the gradient-noise tap: read-only on ``.grad``, around the trainer's own optimizer step."""
+    if not s.spec.noise_scale:
+        return
+    from yolo_batch.effect import GradientNoise, GradientTap
+
+    s.noise = GradientNoise()
+    s.tap = GradientTap(trainer.model.parameters(), s.noise)
+    original = trainer.optimizer_step
+
+    def optimizer_step():
+        try:
+            s.tap.before_step(trainer.batch_size, _grad_scale(trainer))
+        except Exception as e:  # noqa: BLE001 - measuring must never stop training
+            _log()[0].warning(f"{_log()[1]}gradient-noise estimate off: {type(e).__name__}: {e}")
+            s.tap = None
+            trainer.optimizer_step = original
+        s.stepped = True
+        return original()
+
+    trainer.optimizer_step = optimizer_step
+
+
 @_safe
 def on_train_epoch_start(trainer, s: Session) -> None:
     """Start the epoch's peak-memory and time measurement."""
@@ -331,9 +384,12 @@ def on_train_epoch_start(trainer, s: Session) -> None:
 
 @_safe
 def on_train_batch_end(trainer, s: Session) -> None:
-    """Sample memory where the device keeps no peak counter (MPS)."""
+    """Sample memory where the device keeps no peak counter (MPS); feed the gradient-noise tap."""
     if hasattr(s.backend, "sample"):
         s.backend.sample()
+    if s.tap is not None:
+        s.tap.after_backward(s.stepped, trainer.batch_size, _grad_scale(trainer))
+    s.stepped = False
 
 
 @_safe
@@ -367,12 +423,33 @@ def on_fit_epoch_end(trainer, s: Session) -> None:
         row["images_per_s"] = round(images / s.train_seconds, 3) if s.train_seconds else None
         row["peak_mem_bytes"] = peak
         row["mem_utilization"] = round(peak / total, 4) if total else None
+        row["grad_noise_scale"] = round(s.noise.value, 2) if s.noise and s.noise.value else None
         row["oom_events"] = s.oom_events
         if s.last_batch is not None and s.last_batch != trainer.batch_size:
             logger, prefix = _log()
             logger.warning(f"{prefix}batch changed from {s.last_batch} to {trainer.batch_size} this epoch")
         s.last_batch = trainer.batch_size
     s.effect.add(row)
+    if not final:
+        if s.noise is not None:
+            logger, prefix = _log()
+            logger.info(f"{prefix}{s.noise.reading(trainer.batch_size)}")
+        _to_loggers(row, trainer.epoch + 1)
+
+
+def _to_loggers(row: dict[str, Any], step: int) -> None:
+    """The batch figures as ``batch/...`` scalars to the loggers the user turned on (TensorBoard)."""
+    from ultralytics.utils.callbacks import tensorboard
+
+    writer = getattr(tensorboard, "WRITER", None)
+    if writer is None:
+        return
+    keys = ("batch", "accumulate", "effective_batch", "images_per_s", "peak_mem_bytes", "mem_utilization",
+            "grad_noise_scale", "oom_events", "epoch_seconds")
+    for k in keys:
+        if row.get(k) is not None:
+            writer.add_scalar(f"batch/{k}", float(row[k]), step)
+    writer.flush()
 
 
 def nominal_accumulate(trainer) -> int:
@@ -385,14 +462,22 @@ def nominal_accumulate(trainer) -> int:
 
 @_safe
 def on_train_end(trainer, s: Session) -> None:
-    """Log where the run's files are."""
+    """The end-of-run summary table in the log, and ``batch_effect.png``."""
+    from yolo_batch.summary import plot_effect, summarize
+
     logger, prefix = _log()
-    files = [n for n in (DECISION_FILE, EFFECT_FILE) if (Path(trainer.save_dir) / n).exists()]
-    logger.info(f"{prefix}batch={trainer.batch_size}; wrote {', '.join(files)} to {trainer.save_dir}")
+    rows = s.effect.rows if s.effect else []
+    for line in summarize(rows, s.record, s.noise.value if s.noise else None):
+        logger.info(f"{prefix}{line}")
+    if rows:
+        plot_effect(rows, s.record, Path(trainer.save_dir) / PLOT_FILE)
+    files = [n for n in (DECISION_FILE, EFFECT_FILE, PLOT_FILE) if (Path(trainer.save_dir) / n).exists()]
+    logger.info(f"{prefix}wrote {', '.join(files)} to {trainer.save_dir}")
 
 
 callbacks = {
     "on_pretrain_routine_start": on_pretrain_routine_start,
+    "on_train_start": on_train_start,
     "on_train_epoch_start": on_train_epoch_start,
     "on_train_batch_end": on_train_batch_end,
     "on_train_epoch_end": on_train_epoch_end,

@@ -13,11 +13,16 @@ from typing import Any
 
 def atomic_write(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename, so readers never see half a file."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -71,3 +76,99 @@ def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
     """Rows of a CSV file as dicts of strings (header names stripped, as results.csv pads them)."""
     with open(path, encoding="utf-8", newline="") as f:
         return [{k.strip(): (v or "").strip() for k, v in r.items()} for r in csv.DictReader(f)]
+
+
+class GradientNoise:
+    """The simple gradient-noise scale ``B_simple = tr(Sigma) / |G|^2`` (McCandlish et al. 2018, appendix A).
+
+    Each update takes the squared norm of the *mean* gradient over a small and a big batch at the same
+    parameters. Since ``E|g_B|^2 = |G|^2 + tr(Sigma) / B``, two sizes give unbiased estimates of both terms;
+    each is smoothed by an exponential average and the ratio of the averages is the estimate.
+
+    Examples:
+        >>> n = GradientNoise(beta=0.0)
+        >>> n.update(small_sq=3.0, b_small=1, big_sq=1.5, b_big=4)  # |G|^2 = 1, tr(Sigma) = 2
+        >>> n.value
+        2.0
+    """
+
+    def __init__(self, beta: float = 0.9) -> None:
+        """Smooth with weight ``beta`` on the past."""
+        self.beta, self.g2, self.trace, self.samples = beta, 0.0, 0.0, 0
+
+    def update(self, small_sq: float, b_small: float, big_sq: float, b_big: float) -> None:
+        """Fold in one pair of squared mean-gradient norms at batch sizes ``b_small < b_big``."""
+        g2 = (b_big * big_sq - b_small * small_sq) / (b_big - b_small)
+        trace = (small_sq - big_sq) / (1 / b_small - 1 / b_big)
+        self.g2 = self.beta * self.g2 + (1 - self.beta) * g2
+        self.trace = self.beta * self.trace + (1 - self.beta) * trace
+        self.samples += 1
+
+    @property
+    def value(self) -> float | None:
+        """The smoothed noise scale in images, or None before an estimate exists (or when |G|^2 <= 0)."""
+        if not self.samples or self.g2 <= 0 or self.trace <= 0:
+            return None
+        return self.trace / self.g2
+
+    def reading(self, batch: int) -> str:
+        """The estimate in words."""
+        v = self.value
+        if v is None:
+            return "gradient-noise scale not available yet"
+        return (
+            f"gradient-noise scale ~{v:.0f}: batches near {v:.0f} would use compute best at this stage "
+            f"(training at {batch})"
+        )
+
+
+class GradientTap:
+    """Feeds `GradientNoise` from a training loop without changing it: it only reads ``.grad``.
+
+    With gradient accumulation (k micro-batches of B per step) the small batch is the first micro-batch's
+    gradient and the big one the accumulated gradient just before the step, both at the same parameters.
+    Without accumulation it pairs the gradients of two consecutive steps (2B images; the parameters moved by
+    one step in between, a small approximation), keeping one copy of the previous gradient.
+    """
+
+    def __init__(self, params, noise: GradientNoise) -> None:
+        """Watch ``params`` (an iterable of tensors)."""
+        self.params, self.noise = [p for p in params if p.requires_grad], noise
+        self.micro, self.small_sq, self.previous = 0, None, None
+
+    def _grads(self):
+        return [p.grad.detach() for p in self.params if p.grad is not None]
+
+    @staticmethod
+    def _sq(tensors) -> float:
+        import torch
+
+        if not tensors:
+            return 0.0
+        return float(sum(torch.linalg.vector_norm(t.float()) ** 2 for t in tensors))
+
+    def after_backward(self, stepped: bool, batch: int, scale: float) -> None:
+        """Call once per micro-batch after its backward; ``stepped``: the optimizer stepped this micro-batch."""
+        if stepped:
+            self.micro = 0
+            return
+        self.micro += 1
+        if self.micro == 1:
+            self.small_sq = self._sq(self._grads()) / (batch * scale) ** 2
+
+    def before_step(self, batch: int, scale: float) -> None:
+        """Call just before the optimizer step with the accumulated gradients in place."""
+        grads, k = self._grads(), self.micro + 1
+        if k >= 2 and self.small_sq is not None:
+            big_sq = self._sq(grads) / (k * batch * scale) ** 2
+            self.noise.update(self.small_sq, batch, big_sq, k * batch)
+            self.previous = None
+        elif k == 1:
+            current = [g.float() / (batch * scale) for g in grads]
+            if self.previous is not None and len(self.previous) == len(current):
+                small_sq = self._sq(current)
+                pair_sq = self._sq([a + b for a, b in zip(self.previous, current)]) / 4
+                prev_sq = self._sq(self.previous)
+                self.noise.update((small_sq + prev_sq) / 2, batch, pair_sq, 2 * batch)
+            self.previous = [c.clone() for c in current]
+        self.small_sq = None
