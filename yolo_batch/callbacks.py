@@ -170,7 +170,7 @@ def auto_batch(trainer) -> int:
             raise AutoPlusError(f"no batch fits: {decision.reason}")
         batch, verified, notes = decision.batch, None, []
         while spec.verify:
-            verified = prober.verify(batch)
+            verified = prober.verify(batch, spec.probe_val)
             if verified is not None:
                 break
             lower = policy.next_lower(batch, policy=spec.policy, candidates=spec.candidates, min_batch=spec.min_batch)

@@ -184,10 +184,11 @@ class Prober:
         result.seconds += time.perf_counter() - t0
         return result
 
-    def verify(self, batch: int) -> int | None:
-        """One real training step at ``batch``; its peak, or None when it ran out of memory."""
+    def verify(self, batch: int, val: bool = True) -> int | None:
+        """One real training step at ``batch`` (and the validation forward at 2x); the peak, or None on OOM."""
         try:
-            return self.train_step(batch)
+            peak = self.train_step(batch)
+            return max(peak, self.val_step(batch * 2)) if val else peak
         except RuntimeError as e:
             if not is_oom(e):
                 raise

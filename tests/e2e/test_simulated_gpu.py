@@ -1,0 +1,114 @@
+"""The GPU path, on a simulated GPU: real CPU training steps, the device's memory law and OOM ceiling simulated.
+
+The law is a real one (YOLOv8s at 640 on a T4, see tests/memory_laws.py): 324 MB + 238 MB per image.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from ultralytics import YOLO
+
+from tests.conftest import FAST
+from tests.memory_laws import MB, YOLOV8S_640
+from tests.simulated import SimulatedGPU
+from yolo_batch import AutoPlusError
+from yolo_batch.effect import read_csv
+from yolo_batch.policy import Law
+
+pytestmark = pytest.mark.slow
+VAL = Law(324 * MB, 60 * MB)  # inference without gradients: a quarter of the training step per image
+
+
+@pytest.fixture(scope="module")
+def data64(tmp_path_factory):
+    from yolo_batch.datasets import make_dataset
+
+    return make_dataset(tmp_path_factory.mktemp("d64"), n_train=64, n_val=8, imgsz=64, seed=2)
+
+
+@pytest.fixture
+def gpu(monkeypatch):
+    made = []
+
+    def install(**kw):
+        device = SimulatedGPU(train=YOLOV8S_640, val=VAL, **kw).install()
+        made.append(device)
+        monkeypatch.setattr("yolo_batch.memory.backend_for", lambda _device: device)
+        return device
+
+    yield install
+    for d in made:
+        d.remove()
+
+
+def _run(data, tmp_path, batch="auto-plus", **kw):
+    model = YOLO("yolo11n.yaml")
+    model.train(data=str(data), batch=batch, project=str(tmp_path), name="run", exist_ok=True, **{**FAST, **kw})
+    return model, json.loads((tmp_path / "run" / "batch_decision.json").read_text())
+
+
+@pytest.mark.parametrize(
+    ("gib", "value", "expect"),
+    [
+        # budget 0.9 x 16 GiB = 15462 MB; 64 needs 324 + 64 x 238 = 15556 MB > budget; 32 needs 7940 MB
+        pytest.param(16, "auto-plus", 32, id="16GiB-ladder-32"),
+        # 0.9 x 8 GiB = 7730 MB: 32 needs 7940 > budget; 16 needs 4132
+        pytest.param(8, "auto-plus", 16, id="8GiB-ladder-16"),
+        # 0.9 x 4 GiB = 3865 MB: 16 needs 4132 > budget; auto-fit floor((3865 - 324) / 238) = 14
+        pytest.param(4, "auto-plus", 14, id="4GiB-ladder-autofit-14"),
+        # fit: 14 rounded down to a multiple of 8
+        pytest.param(4, "auto-plus:fit", 8, id="4GiB-fit-8"),
+        # 0.9 x 24 GiB = 23193 MB: 64 fits (15556); fit: min(96, 64 images) = 64
+        pytest.param(24, "auto-plus:fit", 64, id="24GiB-fit-capped-by-dataset"),
+    ],
+)
+def test_picks_on_simulated_devices(data64, tmp_path, gpu, gib, value, expect):
+    device = gpu(total_gib=gib)
+    model, d = _run(data64, tmp_path, value)
+    assert d["batch"] == expect and model.trainer.batch_size == expect
+    assert d["device"] == "cuda:0" and d["memory_source"] == "simulated device"
+    assert d["fixed_bytes"] == pytest.approx(324 * MB, rel=1e-3)
+    assert d["per_image_bytes"] == pytest.approx(238 * MB, rel=1e-3)
+    assert d["verified_peak_bytes"] == pytest.approx(d["predicted_peak_bytes"], rel=1e-3)
+    # the probe ran real steps at 2, 4, 8 and validated at 2x; training then ran at the pick
+    assert {(2, True), (4, True), (8, True), (4, False), (8, False), (16, False)} <= set(device.seen)
+    assert (expect, True) in device.seen
+
+
+def test_verification_oom_steps_down_the_ladder(data64, tmp_path, gpu):
+    # the law promises 64 fits; the device fails above 40 images: training at 64 fails, and at 32 the
+    # validation forward at 2 x 32 = 64 fails, so verification settles on 16
+    gpu(total_gib=24, ceiling=40)
+    model, d = _run(data64, tmp_path)
+    assert d["batch"] == 16 and model.trainer.batch_size == 16
+    assert d["reason"].endswith(
+        "verification at 64 ran out of memory, stepped down to 32; "
+        "verification at 32 ran out of memory, stepped down to 16"
+    )
+
+
+def test_probe_oom_backs_off_to_smaller_probes(data64, tmp_path, gpu):
+    # forwards above 3 images fail: the validation forward at 2 x 2 = 4 fails first, so the probe runs again
+    # at 1 and 2, and verification (a training step and the 2x validation forward) steps down to batch 1
+    device = gpu(total_gib=24, ceiling=3)
+    model, d = _run(data64, tmp_path)
+    assert d["probe_points"]["oom"][0] == 2
+    assert {1, 2} <= {b for b, _ in d["probe_points"]["train"]}
+    assert d["batch"] == 1 and model.trainer.batch_size == 1
+    assert "verification at 2 ran out of memory, stepped down to 1" in d["reason"]
+    assert (2, False) in device.seen  # validation at twice the pick ran
+
+
+def test_nothing_fits_is_a_clear_error(data64, tmp_path, gpu):
+    gpu(total_gib=24, ceiling=0)
+    with pytest.raises(AutoPlusError, match=r"out of memory while probing batch 1 at imgsz=64; lower imgsz"):
+        _run(data64, tmp_path)
+
+
+def test_effect_log_reports_device_utilization(data64, tmp_path, gpu):
+    gpu(total_gib=16)
+    _run(data64, tmp_path, epochs=1)
+    row = read_csv(tmp_path / "run" / "batch_effect.csv")[0]
+    assert float(row["mem_utilization"]) == pytest.approx(int(row["peak_mem_bytes"]) / (16 * 2**30), rel=1e-3)
