@@ -24,6 +24,7 @@ class SimulatedGPU:
     train: Law
     val: Law
     ceiling: int | None = None  # images per forward above which the "device" runs out of memory
+    val_ceiling: int | None = None  # the same, for no-grad (validation) forwards only
     oom_at: set[int] = field(default_factory=set)  # extra: batch sizes that fail whatever the ceiling
     kind: str = "cuda"
     seen: list[tuple[int, bool]] = field(default_factory=list)
@@ -40,7 +41,8 @@ class SimulatedGPU:
             images = x["img"].shape[0] if isinstance(x, dict) else x.shape[0]
             training = torch.is_grad_enabled() and module.training
             self.seen.append((images, training))
-            if (self.ceiling is not None and images > self.ceiling) or images in self.oom_at:
+            limit = self.ceiling if training or self.val_ceiling is None else min(self.val_ceiling, self.ceiling or images)
+            if (limit is not None and images > limit) or images in self.oom_at:
                 raise torch.cuda.OutOfMemoryError(
                     f"CUDA out of memory (simulated device): tried a forward of {images} images"
                 )

@@ -122,8 +122,7 @@ def _patch_trainer(module) -> None:
         overrides, _callbacks, session = planned
         setattr(self, callbacks.ATTR, session)
         original(self, cfg, overrides, _callbacks)
-        if session.decides:
-            self.auto_batch = functools.partial(callbacks.auto_batch, self)
+        callbacks.attach(self)
 
     __init__.__wrapped_by__ = "yolo_batch"
     module.BaseTrainer.__init__ = __init__

@@ -51,6 +51,9 @@ class Session:
         self.noise = None  # GradientNoise, when noise_scale is on
         self.tap = None
         self.stepped = False
+        self.train_batch: int | None = None  # the batch training runs at, before an OOM step-down
+        self.retries_seen = 0  # Ultralytics' per-epoch OOM counter, as last seen
+        self.start_epoch: int | None = None  # trainer.start_epoch, held while an epoch runs
 
 
 def session(trainer) -> Session | None:
@@ -123,6 +126,96 @@ def plan(cfg: Any, overrides: dict | None, given_callbacks: dict | None):
     for event, fn in callbacks.items():
         merged.setdefault(event, []).append(fn)
     return overrides, merged, Session(spec, decides, value)
+
+
+def attach(trainer) -> None:
+    """Give a trainer that asked for auto-plus its own ``auto_batch`` and the out-of-memory guards.
+
+    Instance attributes only: the class, and every other trainer, stay stock.
+    """
+    import functools
+
+    s = session(trainer)
+    trainer.train = functools.partial(_guarded_train, trainer, trainer.train)
+    if s.decides:
+        trainer.auto_batch = functools.partial(auto_batch, trainer)
+        trainer._build_train_pipeline = functools.partial(_step_down, trainer, trainer._build_train_pipeline)
+        trainer.validate = functools.partial(_guarded_validate, trainer, trainer.validate)
+
+
+def _guarded_train(trainer, original):
+    """Turn an out-of-memory error that recovery could not absorb into one clear, resumable message."""
+    from yolo_batch.memory import is_oom
+
+    try:
+        return original()
+    except RuntimeError as e:
+        s = session(trainer)
+        if not is_oom(e) or s is None:
+            raise
+        last = Path(trainer.last)
+        where = f"epoch {trainer.epoch + 1}" if hasattr(trainer, "epoch") else "set-up"
+        resume = (
+            f"the last finished epoch is saved: yolo train resume model={last} batch=N"
+            if last.exists()
+            else "no epoch finished, nothing to resume"
+        )
+        raise AutoPlusError(
+            f"out of memory at batch {trainer.batch_size} in {where} after {s.oom_events} step-down(s) "
+            f"(oom_retries={s.spec.oom_retries}); {resume}"
+        ) from e
+
+
+def _step_down(trainer, original):
+    """Rebuild the data pipeline; after an OOM, at the plugin's next lower batch instead of Ultralytics' half."""
+    from yolo_batch import policy
+
+    s = session(trainer)
+    retries = getattr(trainer, "_oom_retries", 0)
+    if s.train_batch is not None and retries > s.retries_seen:  # Ultralytics caught an OOM mid-epoch
+        old, spec = s.train_batch, s.spec
+        new = policy.next_lower(old, policy=spec.policy, candidates=spec.candidates, min_batch=spec.min_batch)
+        if new == 0:
+            raise AutoPlusError(
+                f"out of memory at batch {old} and no smaller batch >= min_batch {spec.min_batch} is left; "
+                "lower imgsz, use a smaller model, enable AMP, or free device memory"
+            )
+        s.oom_events += 1
+        trainer.args.batch = trainer.batch_size = new
+        logger, prefix = _log()
+        logger.warning(
+            f"{prefix}out of memory at batch {old} in epoch {trainer.epoch + 1}; redoing the epoch at batch {new} "
+            f"(step-down {s.oom_events} of at most {spec.oom_retries}; finished epochs are kept)"
+        )
+    s.retries_seen = retries
+    result = original()
+    s.train_batch = trainer.batch_size
+    return result
+
+
+def _guarded_validate(trainer, original):
+    """Validate; on out-of-memory (detect validates at 2x the batch) halve the validation batch and retry."""
+    from yolo_batch.memory import is_oom
+
+    s = session(trainer)
+    while True:
+        try:
+            return original()
+        except RuntimeError as e:
+            loader = trainer.test_loader
+            if not is_oom(e) or loader.batch_size <= 1 or s.oom_events >= s.spec.oom_retries:
+                raise
+        s.oom_events += 1
+        s.backend.empty_cache() if s.backend else None
+        new = max(loader.batch_size // 2, 1)
+        split = trainer.data.get(trainer.args.split) or trainer.data.get("val")
+        trainer.test_loader = trainer.get_dataloader(split, batch_size=new, rank=-1, mode="val")
+        trainer.validator.dataloader = trainer.test_loader
+        logger, prefix = _log()
+        logger.warning(
+            f"{prefix}out of memory validating at batch {loader.batch_size}; validating at {new} "
+            f"(step-down {s.oom_events} of at most {s.spec.oom_retries})"
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -380,6 +473,15 @@ def on_train_epoch_start(trainer, s: Session) -> None:
         s.backend = backend_for(trainer.device)
     s.backend.reset_peak()
     s.epoch_start = time.perf_counter()
+    if s.decides:
+        # Ultralytics recovers from OOM only while epoch == start_epoch: make every epoch eligible while it
+        # runs (restored at on_train_epoch_end, before anything else reads start_epoch), within oom_retries.
+        if s.start_epoch is None:
+            s.start_epoch = trainer.start_epoch
+        trainer.start_epoch = trainer.epoch
+        s.retries_seen = getattr(trainer, "_oom_retries", 0)
+        if s.oom_events >= s.spec.oom_retries:
+            trainer._oom_retries = 3  # Ultralytics' own cap: the next OOM is raised (and explained)
 
 
 @_safe
@@ -397,6 +499,8 @@ def on_train_epoch_end(trainer, s: Session) -> None:
     """Close the training part of the epoch (validation excluded from images/s)."""
     s.train_seconds = time.perf_counter() - s.epoch_start
     s.last_train_epoch = trainer.epoch
+    if s.start_epoch is not None:
+        trainer.start_epoch, s.start_epoch = s.start_epoch, None
 
 
 @_safe

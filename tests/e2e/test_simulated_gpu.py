@@ -112,3 +112,60 @@ def test_effect_log_reports_device_utilization(data64, tmp_path, gpu):
     _run(data64, tmp_path, epochs=1)
     row = read_csv(tmp_path / "run" / "batch_effect.csv")[0]
     assert float(row["mem_utilization"]) == pytest.approx(int(row["peak_mem_bytes"]) / (16 * 2**30), rel=1e-3)
+
+
+def _on(model, event, epoch_index, fn):
+    model.add_callback(event, lambda t: fn() if getattr(t, "epoch", 0) == epoch_index else None)
+
+
+def test_oom_in_a_later_epoch_steps_down_and_training_goes_on(data64, tmp_path, gpu):
+    device = gpu(total_gib=24)  # picks 64
+    model = YOLO("yolo11n.yaml")
+    _on(model, "on_train_epoch_start", 1, lambda: setattr(device, "ceiling", 40))  # another process takes memory
+    model.train(data=str(data64), batch="auto-plus", project=str(tmp_path), name="run", exist_ok=True,
+                **{**FAST, "epochs": 3})
+    run = tmp_path / "run"
+    assert [r["epoch"] for r in read_csv(run / "results.csv")] == ["1", "2", "3"]  # every epoch once
+    rows = [r for r in read_csv(run / "batch_effect.csv") if r["epoch"] != "final"]
+    assert [(r["batch"], r["oom_events"]) for r in rows] == [("64", "0"), ("32", "1"), ("32", "1")]
+    assert model.trainer.batch_size == 32 and model.trainer.args.batch == 32
+    import torch
+
+    assert torch.load(run / "weights" / "last.pt", weights_only=False)["train_args"]["batch"] == 32
+
+
+@pytest.fixture(scope="module")
+def data_val32(tmp_path_factory):
+    from yolo_batch.datasets import make_dataset
+
+    return make_dataset(tmp_path_factory.mktemp("v32"), n_train=32, n_val=32, imgsz=64, seed=3)
+
+
+def test_oom_in_validation_halves_the_validation_batch(data_val32, tmp_path, gpu):
+    device = gpu(total_gib=24)
+    # picks 32 (the training set); validation would run at 64, which Ultralytics caps at the 32 images of the set
+    model = YOLO("yolo11n.yaml")
+    model.add_callback("on_train_start", lambda t: setattr(device, "val_ceiling", 20))
+    model.train(data=str(data_val32), batch="auto-plus", project=str(tmp_path), name="run", exist_ok=True, **FAST)
+    assert model.trainer.batch_size == 32 and model.trainer.test_loader.batch_size == 16
+    row = read_csv(tmp_path / "run" / "batch_effect.csv")[0]
+    assert row["oom_events"] == "1"  # 32 -> 16
+    assert float(row["metrics/mAP50-95(B)"]) >= 0
+
+
+def test_out_of_retries_stops_with_a_resumable_checkpoint(data64, tmp_path, gpu, monkeypatch):
+    monkeypatch.setenv("YOLO_BATCH_CONFIG", str(_write(tmp_path / "p.yaml", "oom_retries: 2\n")))
+    device = gpu(total_gib=24)
+    model = YOLO("yolo11n.yaml")
+    _on(model, "on_train_epoch_start", 1, lambda: setattr(device, "ceiling", 0))
+    with pytest.raises(AutoPlusError, match=r"out of memory at batch 16 in epoch 2 after 2 step-down\(s\) "
+                                            r"\(oom_retries=2\); the last finished epoch is saved: yolo train resume"):
+        model.train(data=str(data64), batch="auto-plus", project=str(tmp_path), name="run", exist_ok=True,
+                    **{**FAST, "epochs": 3})
+    assert (tmp_path / "run" / "weights" / "last.pt").exists()
+    assert [r["epoch"] for r in read_csv(tmp_path / "run" / "results.csv")] == ["1"]
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
