@@ -94,6 +94,21 @@ class Hook:
         return callbacks[self.event](trainer)
 
 
+def _observe_env() -> bool:
+    """``YOLO_BATCH_OBSERVE=1``: measure and log every training run, whatever its batch (``sweep`` sets it)."""
+    import os
+
+    return os.environ.get("YOLO_BATCH_OBSERVE", "").strip().lower() not in {"", "0", "false", "no"}
+
+
+def _resumes_auto_plus_run(overrides: dict | None) -> bool:
+    """``resume=.../weights/last.pt`` of a run that auto-plus decided: keep logging its effect."""
+    resume = (overrides or {}).get("resume")
+    if not isinstance(resume, (str, Path)) or not str(resume).endswith(".pt"):
+        return False
+    return (Path(resume).resolve().parent.parent / DECISION_FILE).exists()
+
+
 def _ours(fn: Any) -> bool:
     return isinstance(fn, Hook) or fn in callbacks.values()
 
@@ -113,7 +128,7 @@ def plan(cfg: Any, overrides: dict | None, given_callbacks: dict | None):
     elif plugin and not given:
         value = "auto-plus"
         spec, decides = resolve_spec(value, keywords, config), True
-    elif hooks:
+    elif hooks or _observe_env() or _resumes_auto_plus_run(overrides):
         spec, decides, value = resolve_spec(None, keywords, config), False, None
     else:
         return None
@@ -509,7 +524,7 @@ def on_fit_epoch_end(trainer, s: Session) -> None:
     from yolo_batch.effect import EffectLog
 
     if s.effect is None:
-        s.effect = EffectLog(Path(trainer.save_dir) / EFFECT_FILE)
+        s.effect = EffectLog(Path(trainer.save_dir) / EFFECT_FILE, keep_until=trainer.start_epoch)
     final = s.last_train_epoch != trainer.epoch  # final_eval runs this hook with epoch + 1 and no training
     row: dict[str, Any] = {"epoch": "final" if final else trainer.epoch + 1, "batch": trainer.batch_size}
     row["accumulate"] = accumulate = nominal_accumulate(trainer)

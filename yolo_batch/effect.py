@@ -21,6 +21,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the mode open() would
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -43,11 +46,16 @@ class EffectLog:
     rewritten atomically after each row, so a run killed at any moment leaves a readable CSV.
     """
 
-    def __init__(self, path: str | os.PathLike) -> None:
-        """Log to ``path`` (created on the first row)."""
+    def __init__(self, path: str | os.PathLike, keep_until: int = 0) -> None:
+        """Log to ``path``; a resumed run (``keep_until`` = epochs already finished) keeps those rows."""
         self.path = Path(path)
         self.rows: list[dict[str, Any]] = []
         self.columns: list[str] = []
+        if keep_until and self.path.exists():
+            for row in read_csv(self.path):
+                if row.get("epoch", "").isdigit() and int(row["epoch"]) <= keep_until:
+                    self.rows.append(dict(row))
+                    self.columns += [k for k in row if k not in self.columns]
 
     def add(self, row: dict[str, Any]) -> None:
         """Append (or, for an epoch already logged, replace) one row and rewrite the file."""

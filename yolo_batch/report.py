@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import math
+import os
 from pathlib import Path
 from typing import Any
 
 from yolo_batch.callbacks import DECISION_FILE, EFFECT_FILE, decision_table
-from yolo_batch.effect import read_csv
+from yolo_batch.cli import parse_pairs
+from yolo_batch.effect import atomic_write, atomic_write_bytes, read_csv
+from yolo_batch.spec import AutoPlusError
 
 METRICS = ("metrics/precision(B)", "metrics/recall(B)", "metrics/mAP50(B)", "metrics/mAP50-95(B)")
 
@@ -38,3 +44,250 @@ def print_run(run: str | Path) -> None:
         print("\nFinal metrics (best.pt on the validation set):" if final else "\nLast epoch metrics:")
         print("  " + "  ".join(f"{m.split('/')[1].replace('(B)', '')} {float(source[m]):.3f}" for m in METRICS if source.get(m)))
     print(f"\nRun folder: {r['dir']}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Across runs: ``yolo-batch compare RUN_DIR... [out=DIR]``.
+
+COLUMNS = tuple(
+    "run batch effective_batch policy epochs best_mAP50 best_mAP50-95 final_mAP50 final_mAP50-95 final_train_loss "
+    "images_per_s peak_mem_gib wall_s dir".split()
+)
+CSV_FILE, PNG_FILE = "comparison.csv", "comparison.png"
+COMPARE_USAGE = "usage: yolo-batch compare RUN_DIR... [out=DIR]"
+_MAP50, _MAP = "metrics/mAP50(B)", "metrics/mAP50-95(B)"
+
+
+def compare(runs: list[Path], out: Path | None = None) -> list[dict[str, Any]]:
+    """Summarise several runs side by side; write ``comparison.csv`` and ``comparison.png``.
+
+    A run's batch comes from ``batch_effect.csv``, else ``batch_decision.json``, else ``weights/last.pt``'s
+    ``train_args``, else ``args.yaml`` (when it holds a batch >= 1). "best" is the highest value of any epoch in
+    ``results.csv``, "final" the last epoch's. Runs without ``batch_effect.csv`` (stock runs) leave the
+    effective batch, images/s and peak memory empty. ``wall_s`` adds up ``results.csv``'s ``time``, which
+    restarts when a run is resumed.
+
+    Args:
+        runs (list[Path]): Run folders, each holding the ``results.csv`` Ultralytics writes.
+        out (Path | None): Folder for the two files; defaults to the runs' common parent.
+
+    Returns:
+        (list[dict]): One row per run, keyed by `COLUMNS`; unknown values are None.
+
+    Raises:
+        AutoPlusError: For no runs, a path that is not a run folder, or a run with no finished epoch.
+    """
+    if not runs:
+        raise AutoPlusError(f"compare: no run folders given; {COMPARE_USAGE}")
+    paths = [Path(r) for r in runs]
+    for p in paths:
+        if not (p / "results.csv").is_file():
+            raise AutoPlusError(
+                f"compare: {str(p)!r} is not a run folder (no results.csv); pass folders written by yolo train, "
+                "e.g. runs/detect/train"
+            )
+    parent = Path(os.path.commonpath([str(p.resolve().parent) for p in paths]))
+    out = Path(out) if out is not None else parent
+    if out.exists() and not out.is_dir():
+        raise AutoPlusError(f"compare: out={str(out)!r} is a file; pass a folder for {CSV_FILE} and {PNG_FILE}")
+    loaded = [_summarise(p, str(p.resolve().relative_to(parent))) for p in paths]
+    rows = [row for row, _ in loaded]
+    out.mkdir(parents=True, exist_ok=True)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _cell(row[k]) for k in COLUMNS})
+    atomic_write(out / CSV_FILE, buf.getvalue())
+    atomic_write_bytes(out / PNG_FILE, _plot(loaded))
+    return rows
+
+
+def compare_cli(args: list[str]) -> int:
+    """``yolo-batch compare RUN_DIR... [out=DIR]``: print the table and write the two files.
+
+    Args:
+        args (list[str]): Run folders and ``key=value`` options (an existing path is always a run folder).
+
+    Returns:
+        (int): 0.
+
+    Raises:
+        AutoPlusError: For a bad option, no runs, or a folder that is not a run.
+    """
+    runs = [a for a in args if "=" not in a or Path(a).exists()]
+    opts = parse_pairs([a for a in args if a not in runs], {"out": str}, "compare")
+    if not runs:
+        raise AutoPlusError(f"compare: no run folders given; {COMPARE_USAGE}")
+    out = Path(opts["out"]) if "out" in opts else None
+    rows = compare([Path(r) for r in runs], out)
+    for line in format_table(rows):
+        print(line)
+    where = out if out is not None else Path(os.path.commonpath([str(Path(r).resolve().parent) for r in runs]))
+    print(f"\nwrote {where / CSV_FILE} and {where / PNG_FILE}")
+    return 0
+
+
+def format_table(rows: list[dict[str, Any]]) -> list[str]:
+    """The comparison as aligned text lines, one row per run (``-`` for an unknown value)."""
+    table = (("run", "run"), ("batch", "batch"), ("eff", "effective_batch"), ("epochs", "epochs"),
+             ("mAP50 best", "best_mAP50"), ("final", "final_mAP50"), ("mAP50-95 best", "best_mAP50-95"),
+             ("final", "final_mAP50-95"), ("train loss", "final_train_loss"), ("img/s", "images_per_s"),
+             ("peak GiB", "peak_mem_gib"), ("wall s", "wall_s"))  # fmt: skip
+    heads, keys = zip(*table)
+    digits = {"images_per_s": 1, "peak_mem_gib": 2, "wall_s": 1}
+    cells = [[_show(r[k], digits.get(k, 3)) for k in keys] for r in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(heads)]
+    lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(heads, widths)))]
+    for c in cells:
+        lines.append("  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(c, widths))))
+    return lines
+
+
+def _summarise(run: Path, name: str) -> tuple[dict[str, Any], dict[str, list]]:
+    """One run's comparison row and its per-epoch series for the plots."""
+    r = load_run(run)
+    results = r["results"]
+    if not results:
+        raise AutoPlusError(f"compare: {str(run)!r} has no finished epoch in results.csv yet; compare it later")
+    epochs_rows = [e for e in r["effect"] if e.get("epoch") != "final"]
+    last = results[-1]
+    loss_keys = [k for k in last if k.startswith("train/") and k.endswith("_loss")]
+    losses = [_sum(row.get(k) for k in loss_keys) for row in results]
+    speeds = [v for v in (_num(e.get("images_per_s")) for e in epochs_rows) if v is not None]
+    peaks = [v for v in (_num(e.get("peak_mem_bytes")) for e in epochs_rows) if v is not None]
+    row = {
+        "run": name,
+        "batch": _batch(run, epochs_rows, r["decision"]),
+        "effective_batch": _int(epochs_rows[-1].get("effective_batch")) if epochs_rows else None,
+        "policy": (r["decision"] or {}).get("policy"),
+        "epochs": len(results),
+        "best_mAP50": _max(row.get(_MAP50) for row in results),
+        "best_mAP50-95": _max(row.get(_MAP) for row in results),
+        "final_mAP50": _num(last.get(_MAP50)),
+        "final_mAP50-95": _num(last.get(_MAP)),
+        "final_train_loss": losses[-1],
+        "images_per_s": sum(speeds) / len(speeds) if speeds else None,
+        "peak_mem_gib": max(peaks) / 2**30 if peaks else None,
+        "wall_s": _wall(results),
+        "dir": str(run),
+    }
+    epochs = [_int(row.get("epoch")) for row in results]
+    return row, {"epoch": epochs, "loss": losses, "map": [_num(row.get(_MAP)) for row in results]}
+
+
+def _batch(run: Path, epoch_rows: list[dict[str, str]], decision: dict | None) -> int | None:
+    """The batch the run trained at: effect log, decision, checkpoint, then args.yaml."""
+    if epoch_rows and _int(epoch_rows[-1].get("batch")):
+        return _int(epoch_rows[-1]["batch"])
+    if decision and isinstance(decision.get("batch"), int):
+        return decision["batch"]
+    last = run / "weights" / "last.pt"
+    if last.is_file():
+        try:
+            import torch
+
+            args = torch.load(last, map_location="cpu", weights_only=False).get("train_args") or {}
+            if isinstance(args.get("batch"), int) and args["batch"] >= 1:
+                return args["batch"]
+        except Exception:  # noqa: BLE001 - an unreadable checkpoint only hides the batch
+            pass
+    if (run / "args.yaml").is_file():
+        import yaml
+
+        try:
+            batch = (yaml.safe_load((run / "args.yaml").read_text(encoding="utf-8")) or {}).get("batch")
+        except (yaml.YAMLError, AttributeError):
+            batch = None
+        if isinstance(batch, int) and not isinstance(batch, bool) and batch >= 1:
+            return batch
+    return None
+
+
+def _wall(results: list[dict[str, str]]) -> float | None:
+    """Training seconds from results.csv's ``time``, adding the segments a resume restarts."""
+    total, prev = 0.0, None
+    for t in (_num(row.get("time")) for row in results):
+        if t is None:
+            continue
+        if prev is not None and t < prev:
+            total += prev
+        prev = t
+    return None if prev is None else total + prev
+
+
+def _plot(loaded: list[tuple[dict[str, Any], dict[str, list]]]) -> bytes:
+    """The 2x2 figure as PNG bytes (matplotlib's Agg canvas; pyplot's global state is never touched)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    fig = Figure(figsize=(11, 8), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    (loss_ax, map_ax), (speed_ax, mem_ax) = fig.subplots(2, 2)
+    for row, s in loaded:
+        label = f"{row['run']} (batch {row['batch'] if row['batch'] is not None else '?'})"
+        loss_ax.plot(s["epoch"], [_nan(v) for v in s["loss"]], marker="o", label=label)
+        map_ax.plot(s["epoch"], [_nan(v) for v in s["map"]], marker="o", label=label)
+    for ax, title in ((loss_ax, "train loss (sum) vs epoch"), (map_ax, "mAP50-95 vs epoch")):
+        ax.set(title=title, xlabel="epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(fontsize="small")
+    for ax, key, title in (
+        (speed_ax, "images_per_s", "training images/s vs batch"),
+        (mem_ax, "peak_mem_gib", "peak memory (GiB) vs batch"),
+    ):
+        points = sorted((r["batch"], r[key], r["run"]) for r, _ in loaded if r["batch"] and r[key] is not None)
+        ax.set(title=title, xlabel="batch")
+        if not points:
+            ax.text(0.5, 0.5, "no batch_effect.csv in these runs", ha="center", va="center", transform=ax.transAxes)
+            continue
+        joined = len({p[0] for p in points}) == len(points)  # a line only through one run per batch
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", linestyle="-" if joined else "")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted({p[0] for p in points}), [str(b) for b in sorted({p[0] for p in points})])
+        for b, v, name in points:
+            ax.annotate(name, (b, v), textcoords="offset points", xytext=(4, 4), fontsize="small")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def _num(v: Any) -> float | None:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(x) else x
+
+
+def _int(v: Any) -> int | None:
+    x = _num(v)
+    return int(x) if x is not None else None
+
+
+def _max(values) -> float | None:
+    nums = [x for x in map(_num, values) if x is not None]
+    return max(nums) if nums else None
+
+
+def _sum(values) -> float | None:
+    nums = [x for x in map(_num, values) if x is not None]
+    return sum(nums) if nums else None
+
+
+def _nan(v: float | None) -> float:
+    return math.nan if v is None else v
+
+
+def _cell(v: Any) -> Any:
+    """CSV cell: floats as ``%.6g`` (as results.csv), None empty."""
+    if v is None:
+        return ""
+    return f"{v:.6g}" if isinstance(v, float) else v
+
+
+def _show(v: Any, digits: int) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)

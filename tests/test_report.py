@@ -1,0 +1,214 @@
+"""``report.compare`` and ``yolo-batch compare`` on hand-written run folders (no training)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from yolo_batch import cli, report
+from yolo_batch.report import COLUMNS, compare
+
+# Ultralytics pads results.csv's header names; read_csv strips them.
+RESULTS_HEAD = (
+    "epoch",
+    "time",
+    "train/box_loss",
+    "train/cls_loss",
+    "train/dfl_loss",
+    "metrics/precision(B)",
+    "metrics/recall(B)",
+    "metrics/mAP50(B)",
+    "metrics/mAP50-95(B)",
+    "val/box_loss",
+    "lr/pg0",
+)
+EFFECT_HEAD = (
+    "epoch",
+    "batch",
+    "accumulate",
+    "effective_batch",
+    "nbs",
+    "train/box_loss",
+    "metrics/mAP50(B)",
+    "metrics/mAP50-95(B)",
+    "epoch_seconds",
+    "images_per_s",
+    "peak_mem_bytes",
+    "mem_utilization",
+    "oom_events",
+)
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def write_results(run: Path, rows: list[tuple]) -> None:
+    """rows: (epoch, time, box, cls, dfl, mAP50, mAP50-95)."""
+    run.mkdir(parents=True, exist_ok=True)
+    lines = [",".join(f"{h:>20}" for h in RESULTS_HEAD)]
+    for epoch, t, box, cls, dfl, m50, m in rows:
+        lines.append(",".join(f"{v:>20}" for v in (epoch, t, box, cls, dfl, 0.5, 0.5, m50, m, 1.0, 0.01)))
+    (run / "results.csv").write_text("\n".join(lines) + "\n")
+
+
+def write_effect(run: Path, rows: list[tuple]) -> None:
+    """rows: (epoch, batch, effective_batch, images_per_s, peak_mem_bytes); then a ``final`` row."""
+    lines = [",".join(EFFECT_HEAD)]
+    for epoch, batch, eff, speed, peak in rows:
+        lines.append(",".join(map(str, (epoch, batch, 2, eff, 64, 1.0, 0.1, 0.05, 3.0, speed, peak, 0.1, 0))))
+    lines.append(",".join(["final", str(rows[-1][1]), "2", str(rows[-1][2]), "64"] + [""] * 8))
+    (run / "batch_effect.csv").write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture()
+def runs(tmp_path) -> dict[str, Path]:
+    """``ours``: an auto-plus run at batch 32 with batch_effect.csv; ``stock``: batch 8, results.csv only."""
+    ours, stock = tmp_path / "runs" / "ours", tmp_path / "runs" / "stock"
+    write_results(ours, [(1, 10.0, 1.0, 2.0, 3.0, 0.50, 0.30), (2, 20.0, 0.5, 0.5, 0.5, 0.40, 0.35)])
+    write_effect(ours, [(1, 32, 64, 100.0, 2**30), (2, 32, 64, 200.0, 2**31)])
+    (ours / "args.yaml").write_text("batch: -1\nepochs: 2\n")
+    (ours / "batch_decision.json").write_text(json.dumps({"batch": 32, "policy": "ladder"}))
+    write_results(stock, [(1, 4.0, 1.0, 1.0, 1.0, 0.10, 0.05), (2, 9.0, 0.25, 0.25, 0.25, 0.20, 0.10)])
+    (stock / "args.yaml").write_text("batch: 8\nepochs: 2\n")
+    return {"ours": ours, "stock": stock}
+
+
+def test_compare_rows_csv_and_png(runs, tmp_path):
+    rows = compare([runs["ours"], runs["stock"]])
+    ours, stock = rows
+    assert ours["run"] == "ours" and stock["run"] == "stock"
+    assert (ours["batch"], ours["effective_batch"], ours["policy"], ours["epochs"]) == (32, 64, "ladder", 2)
+    assert ours["best_mAP50"] == pytest.approx(0.50) and ours["final_mAP50"] == pytest.approx(0.40)
+    assert ours["best_mAP50-95"] == pytest.approx(0.35) and ours["final_mAP50-95"] == pytest.approx(0.35)
+    assert ours["final_train_loss"] == pytest.approx(1.5)  # 0.5 + 0.5 + 0.5, the last epoch's train/*_loss
+    assert ours["images_per_s"] == pytest.approx(150.0)  # mean of the epoch rows, not the final row
+    assert ours["peak_mem_gib"] == pytest.approx(2.0)
+    assert ours["wall_s"] == pytest.approx(20.0)
+    # a stock run: batch from args.yaml, speed and memory unknown
+    assert (stock["batch"], stock["effective_batch"], stock["policy"]) == (8, None, None)
+    assert stock["images_per_s"] is None and stock["peak_mem_gib"] is None
+    assert stock["final_train_loss"] == pytest.approx(0.75) and stock["wall_s"] == pytest.approx(9.0)
+    # files land in the runs' common parent, whole
+    out = tmp_path / "runs"
+    with open(out / "comparison.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert tuple(table[0]) == COLUMNS
+    assert [r["run"] for r in table] == ["ours", "stock"]
+    assert table[0]["peak_mem_gib"] == "2" and table[1]["images_per_s"] == "" and table[1]["batch"] == "8"
+    png = (out / "comparison.png").read_bytes()
+    assert png[:8] == PNG_MAGIC
+    import matplotlib.image
+
+    assert matplotlib.image.imread(out / "comparison.png").shape[:2] == (800, 1100)
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_compare_cli_prints_table_and_writes_to_out(runs, tmp_path, capsys):
+    out = tmp_path / "elsewhere" / "cmp"
+    assert cli.main(["compare", str(runs["ours"]), str(runs["stock"]), f"out={out}"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:4] == ["run", "batch", "eff", "epochs"]
+    assert lines[1].split() == [
+        "ours",
+        "32",
+        "64",
+        "2",
+        "0.500",
+        "0.400",
+        "0.350",
+        "0.350",
+        "1.500",
+        "150.0",
+        "2.00",
+        "20.0",
+    ]
+    assert lines[2].split() == ["stock", "8", "-", "2", "0.200", "0.200", "0.100", "0.100", "0.750", "-", "-", "9.0"]
+    assert (out / "comparison.csv").is_file() and (out / "comparison.png").read_bytes()[:8] == PNG_MAGIC
+    assert not (tmp_path / "runs" / "comparison.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("source", "expect"),
+    [
+        pytest.param("effect", 32, id="batch_effect.csv"),
+        pytest.param("decision", 24, id="batch_decision.json"),
+        pytest.param("checkpoint", 12, id="last.pt-train_args"),
+        pytest.param("args", 6, id="args.yaml"),
+        pytest.param("auto", None, id="args.yaml-auto-only"),
+    ],
+)
+def test_batch_source_order(tmp_path, source, expect):
+    run = tmp_path / "run"
+    write_results(run, [(1, 1.0, 1.0, 1.0, 1.0, 0.1, 0.1)])
+    (run / "args.yaml").write_text(f"batch: {-1 if source in {'auto', 'checkpoint', 'decision'} else 6}\n")
+    if source == "effect":
+        write_effect(run, [(1, 32, 64, 10.0, 2**20)])
+        (run / "batch_decision.json").write_text(json.dumps({"batch": 24}))
+    if source == "decision":
+        (run / "batch_decision.json").write_text(json.dumps({"batch": 24}))
+    if source == "checkpoint":
+        import torch
+
+        (run / "weights").mkdir()
+        torch.save({"epoch": -1, "train_args": {"batch": 12}}, run / "weights" / "last.pt")
+    (row,) = compare([run])
+    assert row["batch"] == expect
+    assert (tmp_path / "comparison.csv").is_file()  # one run: its parent
+
+
+def test_resumed_run_adds_time_segments(tmp_path):
+    run = tmp_path / "run"
+    write_results(run, [(1, 10.0, 1, 1, 1, 0.1, 0.1), (2, 20.0, 1, 1, 1, 0.1, 0.1), (3, 6.0, 1, 1, 1, 0.1, 0.1)])
+    (row,) = compare([run])
+    assert row["wall_s"] == pytest.approx(26.0)  # results.csv's time restarts at 0 when a run is resumed
+
+
+def test_nested_runs_are_named_from_the_common_parent(tmp_path):
+    a, b = tmp_path / "x" / "train", tmp_path / "y" / "train"
+    for run in (a, b):
+        write_results(run, [(1, 1.0, 1, 1, 1, 0.1, 0.1)])
+    assert [r["run"] for r in compare([a, b])] == ["x/train", "y/train"]
+    assert (tmp_path / "comparison.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "expect"),
+    [
+        pytest.param([], "no run folders given; usage: yolo-batch compare RUN_DIR", id="no-runs"),
+        pytest.param(["{tmp}/nope"], "'{tmp}/nope' is not a run folder (no results.csv)", id="missing-folder"),
+        pytest.param(["{tmp}/empty"], "'{tmp}/empty' is not a run folder (no results.csv)", id="no-results"),
+        pytest.param(["{tmp}/header"], "has no finished epoch in results.csv yet", id="header-only"),
+        pytest.param(["{tmp}/ok", "outt={tmp}/o"], "unknown argument 'outt' (did you mean 'out'?)", id="misspelt"),
+        pytest.param(["{tmp}/ok", "out={tmp}/file"], "is a file; pass a folder", id="out-is-a-file"),
+        pytest.param(["out={tmp}/o"], "no run folders given", id="only-options"),
+    ],
+)
+def test_compare_errors_are_one_line(tmp_path, capsys, args, expect):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "header").mkdir()
+    (tmp_path / "header" / "results.csv").write_text(",".join(RESULTS_HEAD) + "\n")
+    write_results(tmp_path / "ok", [(1, 1.0, 1, 1, 1, 0.1, 0.1)])
+    (tmp_path / "file").write_text("x")
+    rc = cli.main(["compare", *(a.format(tmp=tmp_path) for a in args)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert len(err) == 1 and err[0].startswith("yolo-batch: error: compare: ")
+    assert expect.format(tmp=tmp_path) in err[0]
+    assert not (tmp_path / "comparison.csv").exists() and not (tmp_path / "o").exists()
+
+
+def test_compare_refuses_in_python_too(tmp_path):
+    with pytest.raises(report.AutoPlusError, match="no run folders given"):
+        compare([])
+    with pytest.raises(report.AutoPlusError, match=r"is not a run folder \(no results.csv\)") as info:
+        compare([tmp_path])
+    assert str(tmp_path) in str(info.value)
+
+
+def test_load_run_and_print_run_still_work(runs, capsys):
+    r = report.load_run(runs["ours"])
+    assert [row["epoch"] for row in r["effect"]] == ["1", "2", "final"] and r["decision"]["batch"] == 32
+    report.print_run(runs["stock"])
+    out = capsys.readouterr().out
+    assert "Last epoch metrics:" in out and "mAP50-95 0.100" in out

@@ -1,0 +1,319 @@
+"""``yolo-batch sweep``: argument errors, the run states, reuse/resume/restart with a fake ``yolo train``, and
+two short real sweeps (marked slow)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FAST
+from yolo_batch import cli, sweep
+from yolo_batch.effect import read_csv
+from yolo_batch.spec import AutoPlusError
+
+HEAD = "epoch,time,train/box_loss,train/cls_loss,train/dfl_loss,metrics/mAP50(B),metrics/mAP50-95(B)\n"
+
+
+def results(run: Path, epochs: range) -> None:
+    run.mkdir(parents=True, exist_ok=True)
+    rows = "".join(f"{e},{e * 2.0},1,1,1,0.1,0.05\n" for e in epochs)
+    (run / "results.csv").write_text(HEAD + rows)
+
+
+def checkpoint(run: Path, epoch: int | None, name: str = "last.pt") -> None:
+    """A stand-in for an Ultralytics checkpoint: only ``epoch`` (0-based; -1 once finalised); None: torn."""
+    import torch
+
+    (run / "weights").mkdir(parents=True, exist_ok=True)
+    if epoch is None:
+        (run / "weights" / name).write_bytes(b"torn")
+    else:
+        torch.save({"epoch": epoch, "train_args": {"batch": 4}}, run / "weights" / name)
+
+
+class FakeYolo:
+    """Stands in for ``subprocess.call`` of ``yolo train``: records each command and writes a finished run."""
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.calls: list[list[str]] = []
+        self.fail_at = fail_at
+        self.seen_before: list[bool] = []  # did the run folder exist when training started?
+
+    def __call__(self, cmd, env=None):
+        self.calls.append(list(cmd))
+        assert env["YOLO_OFFLINE"] == "1"
+        if self.fail_at == len(self.calls):
+            return 1
+        words = dict(w.split("=", 1) for w in cmd if "=" in w)
+        if "resume" in cmd:
+            run = Path(words["model"]).parents[1]
+            start = sweep._checkpoint_epoch(Path(words["model"])) + 2  # as Ultralytics: the epoch after last.pt's
+            self.seen_before.append(True)
+            with open(run / "results.csv", "a") as f:  # appends, as Ultralytics does on resume
+                f.writelines(f"{e},1.0,1,1,1,0.1,0.05\n" for e in range(start, 3))
+            return 0
+        run = Path(words["project"]) / words["name"]
+        self.seen_before.append(run.exists())
+        results(run, range(1, int(words["epochs"]) + 1))
+        checkpoint(run, -1)
+        (run / "args.yaml").write_text(f"batch: {words['batch'] if words['batch'].isdigit() else -1}\n")
+        return 0
+
+
+def base(project: Path, **over) -> list[str]:
+    args = {
+        "model": "yolo11n.yaml",
+        "data": "data.yaml",
+        "batches": "4,8",
+        "epochs": 2,
+        "imgsz": 64,
+        "project": project,
+        **over,
+    }
+    return [f"{k}={v}" for k, v in args.items() if v is not None]
+
+
+@pytest.fixture()
+def fake(monkeypatch) -> FakeYolo:
+    f = FakeYolo()
+    monkeypatch.setattr(sweep.subprocess, "call", f)
+    return f
+
+
+@pytest.mark.parametrize(
+    ("over", "expect"),
+    [
+        pytest.param({"model": None}, "missing model=; usage: yolo-batch sweep", id="no-model"),
+        pytest.param({"data": None, "epochs": None}, "missing data=, epochs=", id="no-data-no-epochs"),
+        pytest.param({"batch": 16}, "batch= is set by the sweep itself; list the batches in batches=", id="batch"),
+        pytest.param({"name": "x"}, "name= is set by the sweep itself", id="name"),
+        pytest.param({"time": 1}, "time= is set by the sweep itself; a sweep compares runs of equal epochs", id="time"),
+        pytest.param({"batches": "16,0"}, "0 is not a batch; each must be an integer >= 1 or an auto-plus", id="zero"),
+        pytest.param({"batches": "16,0.5"}, "'0.5' is not a batch", id="fraction"),
+        pytest.param({"batches": "16,auto-plsu"}, "did you mean 'auto-plus'", id="misspelt-auto-plus"),
+        pytest.param({"batches": "auto-plus:fitt"}, "unknown policy 'fitt' (did you mean 'fit'?)", id="bad-policy"),
+        pytest.param({"batches": "16,16"}, "batch 16 is listed twice", id="twice"),
+        pytest.param({"batches": "16,,32"}, "an empty item", id="empty-item"),
+        pytest.param({"epochs": 0}, "epochs='0' is invalid: expected a positive integer", id="epochs-0"),
+        pytest.param({"lr00": 0.1}, "unknown argument 'lr00' (did you mean 'lr0'?)", id="misspelt-key"),
+        pytest.param({"lr0": "abc"}, "'lr0=abc' is of invalid type str", id="ultralytics-type"),
+        pytest.param({"fliplr": 2}, "fliplr", id="ultralytics-range"),
+    ],
+)
+def test_bad_arguments_fail_before_anything_runs(tmp_path, capsys, fake, over, expect):
+    project = tmp_path / "sweep"
+    assert cli.main(["sweep", *base(project, **over)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("yolo-batch: error: sweep: "), err
+    assert expect in err[0]
+    assert fake.calls == [] and not project.exists()
+
+
+def test_bare_word_is_refused(tmp_path):
+    with pytest.raises(AutoPlusError, match="argument 'resume' must be key=value") as info:
+        sweep.plan([*base(tmp_path / "p"), "resume"])
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("raw", "values", "labels"),
+    [
+        pytest.param("16,32,64", ["16", "32", "64"], ["16", "32", "64"], id="ints"),
+        pytest.param(" 8 , Auto-Plus ", ["8", "auto-plus"], ["8", "auto-plus"], id="spaces-case"),
+        pytest.param("auto-plus:fit:0.8,016", ["auto-plus:fit:0.8", "16"], ["auto-plus_fit_0.8", "16"], id="forms"),
+    ],
+)
+def test_parse_batches_and_labels(raw, values, labels):
+    assert sweep.parse_batches(raw) == values
+    assert [sweep.label(v) for v in values] == labels
+
+
+def test_recipe_normalises_values_and_resolves_files(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data.yaml").write_text("path: .\n")
+    recipe, batches, project = sweep.plan(base(Path("p"), amp="false", seed=3))
+    assert recipe == {
+        "model": "yolo11n.yaml",
+        "data": str(tmp_path / "data.yaml"),
+        "epochs": 2,
+        "seed": 3,
+        "amp": False,
+        "imgsz": 64,
+    }
+    assert batches == ["4", "8"] and project == tmp_path / "p"
+    assert sweep.plan(base(Path("p")))[0]["seed"] == 0  # same seed for every run, 0 unless given
+
+
+@pytest.mark.parametrize(
+    ("make", "state"),
+    [
+        pytest.param(lambda r: None, ("new", None), id="new"),
+        pytest.param(
+            lambda r: results(r, range(1, 3)) or checkpoint(r, 1, "best.pt"), ("finished", None), id="finished"
+        ),
+        pytest.param(lambda r: results(r, range(1, 2)) or checkpoint(r, -1), ("finished", None), id="early-stop"),
+        pytest.param(lambda r: results(r, range(1, 3)) or checkpoint(r, 1), ("finished", None), id="last-epoch"),
+        pytest.param(lambda r: results(r, range(1, 2)) or checkpoint(r, 0), ("interrupted", 1), id="interrupted"),
+        pytest.param(
+            lambda r: results(r, range(1, 3)) or checkpoint(r, 0), ("interrupted", 1), id="results-ahead-of-last.pt"
+        ),
+        pytest.param(lambda r: results(r, range(1, 2)), ("partial", None), id="no-checkpoint"),
+        pytest.param(lambda r: results(r, range(1, 2)) or checkpoint(r, None), ("partial", None), id="torn-checkpoint"),
+        pytest.param(lambda r: results(r, range(1, 3)), ("partial", None), id="rows-but-no-weights"),
+    ],
+)
+def test_run_state(tmp_path, make, state):
+    run = tmp_path / "run"
+    make(run)
+    assert sweep.run_state(run, epochs=2) == state
+
+
+def test_sweep_trains_each_batch_then_reuses(tmp_path, capsys, fake):
+    project = tmp_path / "sweep"
+    assert sweep.sweep_cli(base(project, batches="4,auto-plus:fit")) == 0
+    assert [c[c.index("train") + 1 :] for c in fake.calls] == [
+        [
+            "model=yolo11n.yaml",
+            "data=data.yaml",
+            "epochs=2",
+            "seed=0",
+            "imgsz=64",
+            f"batch={b}",
+            f"project={project}",
+            f"name={n}",
+            "exist_ok=True",
+        ]
+        for b, n in (("4", "4"), ("auto-plus:fit", "auto-plus_fit"))
+    ]
+    out = capsys.readouterr().out
+    assert "sweep: run 1/2 batch=4 (trained) in " in out and "sweep: run 2/2 batch=auto-plus:fit (trained)" in out
+    assert out.count("ETA ") == 2 and "ETA 0s" in out
+    with open(project / "comparison.csv", newline="") as f:
+        assert [(r["run"], r["epochs"]) for r in csv.DictReader(f)] == [("4", "2"), ("auto-plus_fit", "2")]
+    record = (project / "sweep.yaml").read_text()
+    assert "epochs: 2" in record and "auto-plus:fit" in record
+    # again: nothing trains, every run is reused
+    assert sweep.sweep_cli(base(project, batches="auto-plus:fit,4")) == 0
+    assert len(fake.calls) == 2
+    out = capsys.readouterr().out
+    assert out.count("(reused)") == 2 and "(trained)" not in out
+
+
+def test_another_recipe_in_the_same_project_is_refused(tmp_path, capsys, fake):
+    project = tmp_path / "sweep"
+    assert sweep.sweep_cli(base(project)) == 0
+    record = (project / "sweep.yaml").read_text()
+    assert cli.main(["sweep", *base(project, epochs=3, lr0=0.02)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds a sweep of another recipe" in err[0]
+    assert "epochs: 2 there, 3 here" in err[0] and "lr0: 'unset' there, 0.02 here" in err[0]
+    assert len(fake.calls) == 2 and (project / "sweep.yaml").read_text() == record
+    # more batches with the same recipe are welcome: only the new one trains, and the record lists all three
+    assert sweep.sweep_cli(base(project, batches="8,16")) == 0
+    assert len(fake.calls) == 3 and "name=16" in fake.calls[-1]
+    assert "- '4'\n- '8'\n- '16'\n" in (project / "sweep.yaml").read_text()
+
+
+def test_run_folders_without_a_record_are_refused(tmp_path, fake):
+    project = tmp_path / "sweep"
+    results(project / "8", range(1, 3))
+    with pytest.raises(AutoPlusError, match=r"already holds 8/ but no sweep.yaml"):
+        sweep.sweep_cli(base(project))
+    assert fake.calls == [] and not (project / "sweep.yaml").exists()
+
+
+def test_interrupted_run_resumes_and_partial_run_starts_over(tmp_path, capsys, fake):
+    project = tmp_path / "sweep"
+    recipe, batches, _ = sweep.plan(base(project))
+    sweep.write_record(project, recipe, batches)
+    # 4: killed after results.csv got epoch 2 but before last.pt did; 8: killed before any checkpoint
+    results(project / "4", range(1, 3))
+    checkpoint(project / "4", 0)
+    results(project / "8", range(1, 2))
+    assert sweep.sweep_cli(base(project)) == 0
+    resume, train = fake.calls
+    assert resume[-2:] == ["resume", f"model={project / '4' / 'weights' / 'last.pt'}"]
+    assert "name=8" in train and fake.seen_before == [True, False]  # the partial folder was removed first
+    assert [r["epoch"] for r in read_csv(project / "4" / "results.csv")] == ["1", "2"]  # epoch 2 once
+    out = capsys.readouterr().out
+    assert "batch=4 (resumed)" in out and "batch=8 (trained)" in out
+
+
+def test_failed_run_names_it_and_keeps_finished_runs(tmp_path, capsys, monkeypatch):
+    fake = FakeYolo(fail_at=2)
+    monkeypatch.setattr(sweep.subprocess, "call", fake)
+    project = tmp_path / "sweep"
+    assert cli.main(["sweep", *base(project)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "run 2/2 batch=8" in err[0] and "exited with status 1" in err[0]
+    assert sweep.run_state(project / "4", 2) == ("finished", None)
+    assert not (project / "comparison.csv").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Real training through the stock `yolo train` (seconds each on CPU).
+
+
+def real(project: Path, data: Path, batches: str, epochs: int) -> list[str]:
+    keep = {k: v for k, v in FAST.items() if k not in {"epochs", "seed"}}
+    return [
+        "model=yolo11n.yaml",
+        f"data={data}",
+        f"batches={batches}",
+        f"epochs={epochs}",
+        f"project={project}",
+        *(f"{k}={v}" for k, v in keep.items()),
+    ]
+
+
+@pytest.mark.slow
+def test_real_sweep_then_all_reused(tiny_data, tmp_path, capsys):
+    project = tmp_path / "sweep"
+    assert sweep.sweep_cli(real(project, tiny_data, "4,8", 1)) == 0
+    mtimes = {b: (project / b / "results.csv").stat().st_mtime_ns for b in ("4", "8")}
+    with open(project / "comparison.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["run"], r["batch"], r["epochs"]) for r in rows] == [("4", "4", "1"), ("8", "8", "1")]
+    assert all(float(r["final_train_loss"]) > 0 and float(r["wall_s"]) > 0 for r in rows)
+    # integer batches are measured too (the sweep turns on YOLO_BATCH_OBSERVE): speed and memory compare
+    assert all(float(r["images_per_s"]) > 0 and float(r["peak_mem_gib"]) > 0 for r in rows)
+    assert (project / "comparison.png").read_bytes()[:4] == b"\x89PNG"
+    capsys.readouterr()
+    assert sweep.sweep_cli(real(project, tiny_data, "4,8", 1)) == 0
+    out = capsys.readouterr().out
+    assert out.count("(reused)") == 2 and "(trained)" not in out
+    assert {b: (project / b / "results.csv").stat().st_mtime_ns for b in ("4", "8")} == mtimes
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop_after_first_save(trainer) -> None:
+    if trainer.epoch == 0:
+        raise _Stop  # after last.pt of epoch 1 is saved: the state a killed run leaves
+
+
+@pytest.mark.slow
+def test_real_interrupted_run_resumes(tiny_data, tmp_path, capsys):
+    """The interrupted state: the sweep's own recipe trained in-process, stopped by a callback right after
+    epoch 1's checkpoint is written (an exception in ``on_model_save``), so last.pt holds a real training
+    state; then the sweep resumes it through ``yolo train resume``."""
+    from ultralytics import YOLO
+
+    project = tmp_path / "sweep"
+    args = real(project, tiny_data, "4", 2)
+    recipe, batches, _ = sweep.plan(args)
+    sweep.write_record(project, recipe, batches)
+    model = YOLO(recipe.pop("model"))
+    model.add_callback("on_model_save", _stop_after_first_save)
+    with pytest.raises(_Stop):
+        model.train(**recipe, batch=4, project=str(project), name="4", exist_ok=True)
+    assert sweep.run_state(project / "4", 2) == ("interrupted", 1)
+    capsys.readouterr()
+    assert sweep.sweep_cli(args) == 0
+    assert "batch=4 (resumed)" in capsys.readouterr().out
+    assert [r["epoch"] for r in read_csv(project / "4" / "results.csv")] == ["1", "2"]
+    assert sweep.run_state(project / "4", 2) == ("finished", None)
