@@ -35,8 +35,8 @@ def tiny_data(tmp_path_factory) -> Path:
 
 
 def run_yolo(*args: str, cwd: Path, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    """Run the stock ``yolo`` command of this environment, as a user would."""
-    full_env = {**os.environ, **(env or {})}
+    """Run the stock ``yolo`` command of this environment, as a user would (``env`` value None: unset it)."""
+    full_env = {k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None}
     return subprocess.run(
         [YOLO, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, check=False
     )
