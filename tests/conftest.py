@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -21,6 +22,11 @@ import pytest  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 YOLO = str(BIN / "yolo")
+
+def pytest_sessionfinish(session, exitstatus):
+    """Leave no temporary settings folder behind."""
+    shutil.rmtree(_CONFIG_DIR, ignore_errors=True)
+
 
 # Training arguments that keep an end-to-end run to seconds on CPU.
 FAST = {"imgsz": 64, "epochs": 1, "amp": False, "plots": False, "workers": 0, "val": True, "seed": 0}

@@ -109,6 +109,24 @@ def _resumes_auto_plus_run(overrides: dict | None) -> bool:
     return (Path(resume).resolve().parent.parent / DECISION_FILE).exists()
 
 
+def _check_writable(project: Any) -> None:
+    """Fail before training when the run folder cannot be written (it would lose the run's records)."""
+    import tempfile
+
+    from ultralytics.utils import SETTINGS
+
+    path = Path(str(project)) if project and Path(str(project)).is_absolute() else Path(SETTINGS["runs_dir"])
+    probe = path
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    try:
+        if not probe.is_dir():
+            raise NotADirectoryError(f"{probe} is not a folder")
+        tempfile.TemporaryFile(dir=probe).close()
+    except OSError as e:
+        raise AutoPlusError(f"the run folder under {path} cannot be written ({e}); set project= to a writable folder") from None
+
+
 def _ours(fn: Any) -> bool:
     return isinstance(fn, Hook) or fn in callbacks.values()
 
@@ -133,6 +151,7 @@ def plan(cfg: Any, overrides: dict | None, given_callbacks: dict | None):
     else:
         return None
     overrides = dict(overrides or {})
+    _check_writable(overrides.get("project"))
     if decides:
         overrides["batch"] = -1  # Ultralytics then calls trainer.auto_batch(), which auto-plus answers
     from ultralytics.utils.callbacks import get_default_callbacks
