@@ -27,8 +27,9 @@ commands:
 """
 
 # The demo's recipe, measured on 2 CPU cores: see README "Demo".
-DEMO_DATA = {"n_train": 256, "n_val": 64, "imgsz": 160, "classes": 3, "objects": (1, 3), "seed": 0}
-DEMO_TRAIN = {"epochs": 30, "imgsz": 160, "mosaic": 0.5, "close_mosaic": 5, "warmup_epochs": 1, "seed": 0}
+DEMO_DATA = {"n_train": 256, "n_val": 64, "imgsz": 160, "classes": 3, "objects": (1, 4), "size": (0.15, 0.35), "seed": 0}
+DEMO_TRAIN = {"epochs": 30, "imgsz": 160, "close_mosaic": 5, "optimizer": "AdamW", "lr0": 0.003, "warmup_epochs": 1,
+              "seed": 0}
 
 
 def parse_pairs(args: list[str], valid: dict[str, Callable[[str], Any]], command: str) -> dict[str, Any]:

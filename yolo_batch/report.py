@@ -10,7 +10,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from yolo_batch.callbacks import DECISION_FILE, EFFECT_FILE, decision_table
+from yolo_batch.callbacks import DECISION_FILE, EFFECT_FILE
+from yolo_batch.decide import decision_table
 from yolo_batch.cli import parse_pairs
 from yolo_batch.effect import atomic_write, atomic_write_bytes, read_csv
 from yolo_batch.spec import AutoPlusError

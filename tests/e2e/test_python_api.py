@@ -73,10 +73,10 @@ def test_bad_value_in_train_fails_before_run_folder(tiny_data, tmp_path):
 
 def test_probe_restores_everything_it_touches(tiny_data, tmp_path, monkeypatch):
     """The weights, RNG and trainer slots after the decision are those before it (STYLE rule 8)."""
-    from yolo_batch import callbacks
+    from yolo_batch import decide
 
     seen = {}
-    original = callbacks.auto_batch
+    original = decide.auto_batch
 
     def spy(trainer):
         seen["before"] = {k: v.clone() for k, v in trainer.model.state_dict().items()}
@@ -88,7 +88,7 @@ def test_probe_restores_everything_it_touches(tiny_data, tmp_path, monkeypatch):
         seen["slots"] = (trainer.optimizer, trainer.ema, trainer.args.multi_scale, trainer.model.training)
         return batch
 
-    monkeypatch.setattr(callbacks, "auto_batch", spy)
+    monkeypatch.setattr(decide, "auto_batch", spy)
     _train(YOLO("yolo11n.yaml"), tiny_data, tmp_path, batch="auto-plus", multi_scale=0.25)
     assert seen["before"].keys() == seen["after"].keys()
     assert all(torch.equal(seen["before"][k], seen["after"][k]) for k in seen["before"])

@@ -1,0 +1,193 @@
+"""The model-aware decision, at Ultralytics' own ``trainer.auto_batch()`` moment.
+
+Probe real steps (`probe`), fit the memory law and pick (`policy`), verify the pick with a real step and the
+validation forward (stepping down on out-of-memory), scale lr0 if asked, then write ``batch_decision.json``
+and log the table.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from yolo_batch.callbacks import DECISION_FILE, _log, session
+from yolo_batch.spec import AutoPlusError, BatchSpec
+
+
+def auto_batch(trainer) -> int:
+    """Probe, decide, verify and report; return the batch the run trains at."""
+    from yolo_batch import policy
+    from yolo_batch.effect import write_json
+    from yolo_batch.memory import backend_for
+    from yolo_batch.probe import Prober, borrowed
+
+    s, (logger, prefix) = session(trainer), _log()
+    spec = s.spec
+    s.backend = s.backend or backend_for(trainer.device)
+    t0 = time.perf_counter()
+    logger.info(f"{prefix}probing real training steps at batch {', '.join(map(str, spec.probe_batches))}...")
+    with borrowed(trainer):
+        prober = Prober(trainer, s.backend)
+        result = prober.run(spec.probe_batches, spec.probe_val)
+        if len(result.train) < 2 and result.oom:  # the device is small: probe again at the smallest sizes
+            result = prober.run((1, 2), spec.probe_val, result)
+        if len(result.train) < 2:
+            raise AutoPlusError(
+                f"out of memory while probing batch {min(result.oom or [1])} at imgsz={trainer.args.imgsz}; "
+                "lower imgsz, use a smaller model, enable AMP, or free device memory"
+            )
+        train_law, used, flat = _fit(prober, result, spec)
+        val_law = _fit_val(result)
+        model = policy.MemoryModel(train_law, val_law)
+        s.backend.empty_cache()
+        head = s.backend.headroom()
+        budget = head.budget(spec.utilization)
+        decision = policy.decide(
+            model,
+            budget,
+            policy=spec.policy,
+            candidates=spec.candidates,
+            min_batch=spec.min_batch,
+            max_batch=spec.max_batch,
+            dataset_size=prober.dataset_size,
+        )
+        if decision.batch == 0:
+            raise AutoPlusError(f"no batch fits: {decision.reason}")
+        batch, verified, notes = decision.batch, None, []
+        while spec.verify:
+            verified = prober.verify(batch, spec.probe_val)
+            if verified is not None:
+                break
+            lower = policy.next_lower(batch, policy=spec.policy, candidates=spec.candidates, min_batch=spec.min_batch)
+            notes.append(f"verification at {batch} ran out of memory, stepped down to {lower}")
+            if lower == 0:
+                raise AutoPlusError(
+                    f"batch {spec.min_batch} runs out of memory at imgsz={trainer.args.imgsz}; lower imgsz, use a "
+                    "smaller model, enable AMP, or free device memory"
+                )
+            batch = lower
+    lr = _scale_lr(trainer, spec, batch)
+    seconds = time.perf_counter() - t0
+    if flat:
+        notes.insert(0, "memory grew below the meter's resolution between probe sizes: per-image memory taken as 0")
+    reason = "; ".join([decision.reason, *notes])
+    s.record = {
+        "batch": batch,
+        "value": s.value,
+        "policy": spec.policy,
+        "utilization": spec.utilization,
+        "device": head.device,
+        "total_bytes": head.total_bytes,
+        "free_bytes": head.free_bytes,
+        "held_bytes": head.held_bytes,
+        "other_bytes": head.other_bytes,
+        "memory_source": head.source,
+        "budget_bytes": int(budget),
+        "fixed_bytes": int(train_law.fixed_bytes),
+        "per_image_bytes": int(train_law.per_image_bytes),
+        "val_fixed_bytes": int(val_law.fixed_bytes) if val_law else None,
+        "val_per_image_bytes": int(val_law.per_image_bytes) if val_law else None,
+        "candidates": [
+            {"batch": c.batch, "predicted_peak_bytes": int(c.predicted_peak_bytes), "fits": c.fits}
+            for c in decision.candidates
+        ],
+        "predicted_peak_bytes": int(model.peak(batch)),
+        "verified_peak_bytes": verified,
+        "reason": reason,
+        "probe_seconds": round(result.seconds, 3),
+        "decision_seconds": round(seconds, 3),
+        "probe_points": {"train": result.train, "val": result.val, "used": used, "oom": result.oom},
+        "dataset_size": prober.dataset_size,
+        "max_labels_per_image": prober.max_labels,
+        "imgsz": prober.max_size,
+        "amp": bool(trainer.amp),
+        "config": spec.config,
+        **lr,
+        "versions": _versions(),
+    }
+    write_json(Path(trainer.save_dir) / DECISION_FILE, s.record)
+    for line in decision_table(s.record):
+        logger.info(f"{prefix}{line}")
+    return batch
+
+
+def _scale_lr(trainer, spec: BatchSpec, batch: int) -> dict[str, Any]:
+    """Apply ``lr_scaling`` above the nominal batch: lr0 x (effective / nbs) or its square root."""
+    nbs, lr0 = trainer.args.nbs, trainer.args.lr0
+    effective = batch * max(round(nbs / batch), 1)
+    factor = 1.0
+    if spec.lr_scaling != "none" and effective > nbs:
+        factor = effective / nbs if spec.lr_scaling == "linear" else (effective / nbs) ** 0.5
+        if trainer.args.optimizer == "auto":
+            logger, prefix = _log()
+            logger.warning(
+                f"{prefix}lr_scaling={spec.lr_scaling} has no effect with optimizer=auto, which picks its own lr; "
+                "set optimizer=SGD or AdamW and lr0"
+            )
+            factor = 1.0
+        trainer.args.lr0 = lr0 * factor
+    return {"lr_scaling": spec.lr_scaling, "lr0": lr0, "lr0_scaled": lr0 * factor, "effective_batch": effective}
+
+
+def _fit(prober, result, spec):
+    """Fit the training law; if the peaks did not grow, probe larger batches once, then accept a flat law."""
+    from yolo_batch import policy
+
+    try:
+        return (*policy.fit_law(result.train), False)
+    except ValueError:
+        top = max(b for b, _ in result.train)
+        larger = tuple(b for b in (top * 2, top * 4) if b <= min(prober.dataset_size, spec.max_batch))
+        if larger and not result.oom:
+            prober.run((top, *larger), val=False, result=result)
+            try:
+                return (*policy.fit_law(result.train), False)
+            except ValueError:
+                pass
+    peak = max(p for _, p in result.train)
+    return policy.Law(peak, 0.0), [(b, float(p)) for b, p in result.train], True
+
+
+def _fit_val(result):
+    from yolo_batch import policy
+
+    try:
+        return policy.fit_law(result.val)[0] if len(result.val) >= 2 else None
+    except ValueError:
+        return None
+
+
+def decision_table(r: dict[str, Any]) -> list[str]:
+    """The decision as log lines: headroom, one row per candidate, the pick and why."""
+    from yolo_batch.policy import gib
+
+    lines = [
+        f"{r['device']} usable {gib(r['free_bytes'] + r['held_bytes'])} "
+        f"x utilization {r['utilization']:.2f} = budget {gib(r['budget_bytes'])}; "
+        f"memory law {gib(r['fixed_bytes'])} + {r['per_image_bytes'] / 2**20:.1f} MiB/image",
+        f"{'batch':>7} {'predicted peak':>15} {'fits':>5}",
+    ]
+    for c in r["candidates"]:
+        mark = "  <- pick" if c["batch"] == r["batch"] else ""
+        lines.append(f"{c['batch']:>7} {gib(c['predicted_peak_bytes']):>15} {'yes' if c['fits'] else 'no':>5}{mark}")
+    if r["batch"] not in [c["batch"] for c in r["candidates"]]:
+        lines.append(f"{r['batch']:>7} {gib(r['predicted_peak_bytes']):>15} {'yes':>5}  <- pick")
+    verified = r["verified_peak_bytes"]
+    check = ""
+    if verified:
+        err = (r["predicted_peak_bytes"] - verified) / verified * 100
+        check = f"; verified peak {gib(verified)} (prediction {err:+.1f}%)"
+    lines.append(
+        f"batch={r['batch']} ({r['policy']}): {r['reason']}{check}; decided in {r['decision_seconds']:.1f}s"
+    )
+    return lines
+
+
+def _versions() -> dict[str, str]:
+    import torch
+    import ultralytics
+
+    from yolo_batch import __version__
+
+    return {"yolo_batch": __version__, "ultralytics": ultralytics.__version__, "torch": torch.__version__}

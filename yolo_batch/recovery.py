@@ -1,0 +1,89 @@
+"""Out of memory, anywhere in an auto-plus run: step the batch down and go on, or stop with a resumable message.
+
+Ultralytics halves the batch after an out-of-memory error in the first epoch only (at most 3 times per
+epoch). `callbacks.on_train_epoch_start` makes every epoch eligible while it runs; `step_down` replaces the
+halving with the policy's next lower batch; `guarded_validate` halves the validation batch; `guarded_train`
+turns what cannot be absorbed into one clear line. These are instance attributes of auto-plus trainers only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from yolo_batch.callbacks import _log, session
+from yolo_batch.spec import AutoPlusError
+
+
+def guarded_train(trainer, original):
+    """Turn an out-of-memory error that recovery could not absorb into one clear, resumable message."""
+    from yolo_batch.memory import is_oom
+
+    try:
+        return original()
+    except RuntimeError as e:
+        s = session(trainer)
+        if not is_oom(e) or s is None:
+            raise
+        last = Path(trainer.last)
+        where = f"epoch {trainer.epoch + 1}" if hasattr(trainer, "epoch") else "set-up"
+        resume = (
+            f"the last finished epoch is saved: yolo train resume model={last} batch=N"
+            if last.exists()
+            else "no epoch finished, nothing to resume"
+        )
+        raise AutoPlusError(
+            f"out of memory at batch {trainer.batch_size} in {where} after {s.oom_events} step-down(s) "
+            f"(oom_retries={s.spec.oom_retries}); {resume}"
+        ) from e
+
+
+def step_down(trainer, original):
+    """Rebuild the data pipeline; after an OOM, at the plugin's next lower batch instead of Ultralytics' half."""
+    from yolo_batch import policy
+
+    s = session(trainer)
+    retries = getattr(trainer, "_oom_retries", 0)
+    if s.train_batch is not None and retries > s.retries_seen:  # Ultralytics caught an OOM mid-epoch
+        old, spec = s.train_batch, s.spec
+        new = policy.next_lower(old, policy=spec.policy, candidates=spec.candidates, min_batch=spec.min_batch)
+        if new == 0:
+            raise AutoPlusError(
+                f"out of memory at batch {old} and no smaller batch >= min_batch {spec.min_batch} is left; "
+                "lower imgsz, use a smaller model, enable AMP, or free device memory"
+            )
+        s.oom_events += 1
+        trainer.args.batch = trainer.batch_size = new
+        logger, prefix = _log()
+        logger.warning(
+            f"{prefix}out of memory at batch {old} in epoch {trainer.epoch + 1}; redoing the epoch at batch {new} "
+            f"(step-down {s.oom_events} of at most {spec.oom_retries}; finished epochs are kept)"
+        )
+    s.retries_seen = retries
+    result = original()
+    s.train_batch = trainer.batch_size
+    return result
+
+
+def guarded_validate(trainer, original):
+    """Validate; on out-of-memory (detect validates at 2x the batch) halve the validation batch and retry."""
+    from yolo_batch.memory import is_oom
+
+    s = session(trainer)
+    while True:
+        try:
+            return original()
+        except RuntimeError as e:
+            loader = trainer.test_loader
+            if not is_oom(e) or loader.batch_size <= 1 or s.oom_events >= s.spec.oom_retries:
+                raise
+        s.oom_events += 1
+        s.backend.empty_cache() if s.backend else None
+        new = max(loader.batch_size // 2, 1)
+        split = trainer.data.get(trainer.args.split) or trainer.data.get("val")
+        trainer.test_loader = trainer.get_dataloader(split, batch_size=new, rank=-1, mode="val")
+        trainer.validator.dataloader = trainer.test_loader
+        logger, prefix = _log()
+        logger.warning(
+            f"{prefix}out of memory validating at batch {loader.batch_size}; validating at {new} "
+            f"(step-down {s.oom_events} of at most {s.spec.oom_retries})"
+        )
