@@ -144,16 +144,22 @@ class GradientTap:
         self.params, self.noise = [p for p in params if p.requires_grad], noise
         self.micro, self.small_sq, self.previous = 0, None, None
 
-    def _grads(self):
-        return [p.grad.detach() for p in self.params if p.grad is not None]
-
-    @staticmethod
-    def _sq(tensors) -> float:
+    def _flat(self, divisor: float):
+        """All gradients as one float vector divided by ``divisor`` (one copy; None without gradients)."""
         import torch
 
-        if not tensors:
+        grads = [p.grad.detach().reshape(-1) for p in self.params if p.grad is not None]
+        return torch.cat(grads).float().div_(divisor) if grads else None
+
+    def _sq(self) -> float:
+        """Squared norm of the raw gradients, without a copy (fused norms where torch has them)."""
+        import torch
+
+        grads = [p.grad.detach() for p in self.params if p.grad is not None]
+        if not grads:
             return 0.0
-        return float(sum(torch.linalg.vector_norm(t.float()) ** 2 for t in tensors))
+        norms = torch._foreach_norm(grads) if hasattr(torch, "_foreach_norm") else [g.norm() for g in grads]
+        return float(torch.stack([n.float() for n in norms]).pow(2).sum())
 
     def after_backward(self, stepped: bool, batch: int, scale: float) -> None:
         """Call once per micro-batch after its backward; ``stepped``: the optimizer stepped this micro-batch."""
@@ -162,21 +168,20 @@ class GradientTap:
             return
         self.micro += 1
         if self.micro == 1:
-            self.small_sq = self._sq(self._grads()) / (batch * scale) ** 2
+            self.small_sq = self._sq() / (batch * scale) ** 2
 
     def before_step(self, batch: int, scale: float) -> None:
         """Call just before the optimizer step with the accumulated gradients in place."""
-        grads, k = self._grads(), self.micro + 1
+        k = self.micro + 1
         if k >= 2 and self.small_sq is not None:
-            big_sq = self._sq(grads) / (k * batch * scale) ** 2
+            big_sq = self._sq() / (k * batch * scale) ** 2
             self.noise.update(self.small_sq, batch, big_sq, k * batch)
             self.previous = None
         elif k == 1:
-            current = [g.float() / (batch * scale) for g in grads]
-            if self.previous is not None and len(self.previous) == len(current):
-                small_sq = self._sq(current)
-                pair_sq = self._sq([a + b for a, b in zip(self.previous, current)]) / 4
-                prev_sq = self._sq(self.previous)
-                self.noise.update((small_sq + prev_sq) / 2, batch, pair_sq, 2 * batch)
-            self.previous = [c.clone() for c in current]
+            current = self._flat(batch * scale)  # the mean gradient of this step's batch
+            if current is not None and self.previous is not None and self.previous.numel() == current.numel():
+                cur_sq, prev_sq = float(current.dot(current)), float(self.previous.dot(self.previous))
+                pair_sq = (cur_sq + prev_sq + 2 * float(current.dot(self.previous))) / 4  # |mean over 2B|^2
+                self.noise.update((cur_sq + prev_sq) / 2, batch, pair_sq, 2 * batch)
+            self.previous = current
         self.small_sq = None
