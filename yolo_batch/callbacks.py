@@ -54,6 +54,8 @@ class Session:
         self.train_batch: int | None = None  # the batch training runs at, before an OOM step-down
         self.retries_seen = 0  # Ultralytics' per-epoch OOM counter, as last seen
         self.start_epoch: int | None = None  # trainer.start_epoch, held while an epoch runs
+        self.launcher = False  # the DDP launcher: spawns the workers, trains nothing
+        self.worker = False  # a DDP worker of an auto-plus launch: decides with the other ranks
 
 
 def session(trainer) -> Session | None:
@@ -137,11 +139,17 @@ def plan(cfg: Any, overrides: dict | None, given_callbacks: dict | None):
     Raises:
         AutoPlusError: For a bad batch value, keyword or config, before anything is built or written.
     """
+    from yolo_batch import ddp
+
     given, value = _batch_value(cfg, overrides)
     hooks = [f for fns in (given_callbacks or {}).values() for f in fns if _ours(f)]
     plugin = next((f.plugin for f in hooks if isinstance(f, Hook)), None)
     keywords, config = (plugin.keywords, plugin.config) if plugin else (None, None)
-    if given and looks_like_auto_plus(value):
+    worker = ddp.worker_value()
+    if worker is not None:  # a DDP worker of an auto-plus launch: keeps the launcher's placeholder batch
+        value = worker
+        spec, decides = ddp.worker_spec() or resolve_spec(value, keywords, config), True
+    elif given and looks_like_auto_plus(value):
         spec, decides = resolve_spec(value, keywords, config), True
     elif plugin and not given:
         value = "auto-plus"
@@ -152,14 +160,21 @@ def plan(cfg: Any, overrides: dict | None, given_callbacks: dict | None):
         return None
     overrides = dict(overrides or {})
     _check_writable(overrides.get("project"))
-    if decides:
-        overrides["batch"] = -1  # Ultralytics then calls trainer.auto_batch(), which auto-plus answers
+    launcher = False
+    if decides and worker is None:
+        device = overrides.get("device")
+        if ddp.world_size(device) > 1:  # the DDP launcher: Ultralytics refuses batch < 1 here and probes nothing
+            overrides, launcher = ddp.launcher_overrides(value, device, overrides, spec), True
+        else:
+            overrides["batch"] = -1  # Ultralytics then calls trainer.auto_batch(), which auto-plus answers
     from ultralytics.utils.callbacks import get_default_callbacks
 
     merged = {k: [f for f in v if not _ours(f)] for k, v in (given_callbacks or get_default_callbacks()).items()}
     for event, fn in callbacks.items():
         merged.setdefault(event, []).append(fn)
-    return overrides, merged, Session(spec, decides, value)
+    s = Session(spec, decides, value)
+    s.launcher, s.worker = launcher, worker is not None
+    return overrides, merged, s
 
 
 def attach(trainer) -> None:
@@ -169,14 +184,18 @@ def attach(trainer) -> None:
     """
     import functools
 
-    from yolo_batch import decide, recovery
+    from yolo_batch import ddp, decide, recovery
 
     s = session(trainer)
+    if s.launcher:  # spawns the DDP workers (which inherit YOLO_BATCH_DDP), then forgets the value
+        trainer.train = functools.partial(ddp.launched, trainer.train)
+        return
     trainer.train = functools.partial(recovery.guarded_train, trainer, trainer.train)
     if s.decides:
         trainer.auto_batch = functools.partial(decide.auto_batch, trainer)
         trainer._build_train_pipeline = functools.partial(recovery.step_down, trainer, trainer._build_train_pipeline)
-        trainer.validate = functools.partial(recovery.guarded_validate, trainer, trainer.validate)
+        if not s.worker:  # DDP validate() broadcasts the EMA: a retry on one rank would desynchronise the ranks
+            trainer.validate = functools.partial(recovery.guarded_validate, trainer, trainer.validate)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -285,7 +304,11 @@ def on_train_epoch_end(trainer, s: Session) -> None:
 @_safe
 def on_fit_epoch_end(trainer, s: Session) -> None:
     """Write the epoch's row of batch_effect.csv, or the ``final`` row after the best-model evaluation."""
+    from yolo_batch.ddp import rank
     from yolo_batch.effect import EffectLog
+
+    if s.worker and rank() > 0:  # DDP: rank 0 alone writes the effect log
+        return
 
     if s.effect is None:
         s.effect = EffectLog(Path(trainer.save_dir) / EFFECT_FILE, keep_until=trainer.start_epoch)
@@ -346,7 +369,11 @@ def nominal_accumulate(trainer) -> int:
 @_safe
 def on_train_end(trainer, s: Session) -> None:
     """The end-of-run summary table in the log, and ``batch_effect.png``."""
+    from yolo_batch.ddp import rank
     from yolo_batch.summary import plot_effect, summarize
+
+    if s.worker and rank() > 0:  # DDP: rank 0 alone logs the summary and draws the plot
+        return
 
     logger, prefix = _log()
     rows = s.effect.rows if s.effect else []

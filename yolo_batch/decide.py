@@ -15,9 +15,9 @@ from yolo_batch.callbacks import DECISION_FILE, _log, session
 from yolo_batch.spec import AutoPlusError, BatchSpec
 
 
-def auto_batch(trainer) -> int:
-    """Probe, decide, verify and report; return the batch the run trains at."""
-    from yolo_batch import policy
+def auto_batch(trainer, world: int = 1) -> int:
+    """Probe, decide, verify and report; return the batch the run trains at (per GPU when ``world`` > 1)."""
+    from yolo_batch import ddp, policy
     from yolo_batch.effect import write_json
     from yolo_batch.memory import backend_for
     from yolo_batch.probe import Prober, borrowed
@@ -43,15 +43,7 @@ def auto_batch(trainer) -> int:
         s.backend.empty_cache()
         head = s.backend.headroom()
         budget = head.budget(spec.utilization)
-        decision = policy.decide(
-            model,
-            budget,
-            policy=spec.policy,
-            candidates=spec.candidates,
-            min_batch=spec.min_batch,
-            max_batch=spec.max_batch,
-            dataset_size=prober.dataset_size,
-        )
+        decision = ddp.per_gpu_decision(model, budget, spec, world=world, dataset_size=prober.dataset_size)
         if decision.batch == 0:
             raise AutoPlusError(f"no batch fits: {decision.reason}")
         batch, verified, notes = decision.batch, None, []
@@ -67,7 +59,7 @@ def auto_batch(trainer) -> int:
                     "smaller model, enable AMP, or free device memory"
                 )
             batch = lower
-    lr = _scale_lr(trainer, spec, batch)
+    lr = _scale_lr(trainer, spec, batch) if world == 1 else {}  # DDP: scaled at the global batch, after agreeing
     seconds = time.perf_counter() - t0
     if flat:
         notes.insert(0, "memory grew below the meter's resolution between probe sizes: per-image memory taken as 0")
@@ -106,9 +98,33 @@ def auto_batch(trainer) -> int:
         **lr,
         "versions": _versions(),
     }
+    if world > 1:
+        return batch  # this rank's verified per-GPU pick: ddp_auto_batch agrees, scales lr0 and writes
     write_json(Path(trainer.save_dir) / DECISION_FILE, s.record)
     for line in decision_table(s.record):
         logger.info(f"{prefix}{line}")
+    return batch
+
+
+def ddp_auto_batch(trainer) -> int:
+    """DDP worker: probe this rank's GPU alone, agree on the smallest per-GPU pick; return per-GPU x world."""
+    from yolo_batch import ddp
+    from yolo_batch.effect import write_json
+    from yolo_batch.memory import backend_for
+
+    s, world = session(trainer), trainer.world_size
+    s.backend = backend_for(trainer.device)  # this rank's GPU, as Ultralytics' _setup_ddp set it
+    with ddp.unwrapped(trainer):  # the bare module: no probe step runs a collective
+        per_gpu, picks = ddp.agree(lambda: auto_batch(trainer, world=world), world)
+    batch = per_gpu * world
+    s.record.update(ddp.record_fields(s.record, picks, ddp.rank()))
+    s.record.update(_scale_lr(trainer, s.spec, batch))
+    if ddp.rank() == 0:
+        write_json(Path(trainer.save_dir) / DECISION_FILE, s.record)
+        logger, prefix = _log()
+        for line in decision_table({**s.record, "batch": s.record["local_batch"]}):
+            logger.info(f"{prefix}{line}")
+        logger.info(f"{prefix}{s.record['ddp_reason']}")
     return batch
 
 

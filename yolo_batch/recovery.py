@@ -42,6 +42,10 @@ def step_down(trainer, original):
     from yolo_batch import policy
 
     s = session(trainer)
+    if s.worker and s.train_batch is None:  # DDP worker, first build: agree on the batch with the other ranks
+        from yolo_batch.decide import ddp_auto_batch
+
+        trainer.args.batch = trainer.batch_size = ddp_auto_batch(trainer)
     retries = getattr(trainer, "_oom_retries", 0)
     if s.train_batch is not None and retries > s.retries_seen:  # Ultralytics caught an OOM mid-epoch
         old, spec = s.train_batch, s.spec
