@@ -14,6 +14,8 @@ from typing import Any
 from yolo_batch.callbacks import DECISION_FILE, _log, session
 from yolo_batch.spec import AutoPlusError, BatchSpec
 
+VERIFY_MARGIN = 0.5  # verify: auto proves picks whose predicted peak is above this share of the budget
+
 
 def auto_batch(trainer, world: int = 1) -> int:
     """Probe, decide, verify and report; return the batch the run trains at (per GPU when ``world`` > 1)."""
@@ -47,7 +49,11 @@ def auto_batch(trainer, world: int = 1) -> int:
         if decision.batch == 0:
             raise AutoPlusError(f"no batch fits: {decision.reason}")
         batch, verified, notes = decision.batch, None, []
-        while spec.verify:
+        t_verify = time.perf_counter()
+        checking = spec.verify is True or (spec.verify == "auto" and model.peak(batch) > VERIFY_MARGIN * budget)
+        if spec.verify == "auto" and not checking:
+            notes.append(f"not verified: the predicted peak is under {VERIFY_MARGIN:.0%} of the budget")
+        while checking:
             verified = prober.verify(batch, spec.probe_val)
             if verified is not None:
                 break
@@ -59,6 +65,7 @@ def auto_batch(trainer, world: int = 1) -> int:
                     "smaller model, enable AMP, or free device memory"
                 )
             batch = lower
+    verify_seconds = time.perf_counter() - t_verify
     lr = _scale_lr(trainer, spec, batch) if world == 1 else {}  # DDP: scaled at the global batch, after agreeing
     seconds = time.perf_counter() - t0
     if flat:
@@ -88,6 +95,7 @@ def auto_batch(trainer, world: int = 1) -> int:
         "verified_peak_bytes": verified,
         "reason": reason,
         "probe_seconds": round(result.seconds, 3),
+        "verify_seconds": round(verify_seconds, 3),
         "decision_seconds": round(seconds, 3),
         "probe_points": {"train": result.train, "val": result.val, "used": used, "oom": result.oom},
         "dataset_size": prober.dataset_size,

@@ -17,6 +17,8 @@ import torch
 
 from yolo_batch.memory import is_oom
 
+ITEMS = 16  # distinct training samples the probe loads
+
 
 @dataclass
 class ProbeResult:
@@ -109,10 +111,17 @@ class Prober:
         return len(self.dataset)
 
     def _batch(self, n: int) -> dict:
-        """A collated, preprocessed batch of ``n`` samples, densest images first, at the largest size."""
-        while len(self._items) < n:
-            self._items.append(self.dataset[self.order[len(self._items) % len(self.order)]])
-        items = [{k: v.clone() if torch.is_tensor(v) else v for k, v in it.items()} for it in self._items[:n]]
+        """A collated, preprocessed batch of ``n`` samples at the largest size: the densest images, cycled.
+
+        At most ``ITEMS`` samples are loaded (mosaic loading is slow on CPU); larger batches repeat them,
+        which keeps the tensor shapes and the densest label count, all that memory depends on.
+        """
+        while len(self._items) < min(n, ITEMS, len(self.order)):
+            self._items.append(self.dataset[self.order[len(self._items)]])
+        items = [
+            {k: v.clone() if torch.is_tensor(v) else v for k, v in self._items[i % len(self._items)].items()}
+            for i in range(n)
+        ]
         batch = self.trainer.preprocess_batch(self.dataset.collate_fn(items))  # collate_fn edits batch_idx
         if batch["img"].shape[-1] != self.max_size:
             batch["img"] = torch.nn.functional.interpolate(

@@ -48,7 +48,9 @@ class BatchSpec:
         max_batch (int): Largest batch auto-plus may pick (also never above the training-set size).
         probe_batches (tuple[int, ...]): Batch sizes of the real training steps that measure the memory law.
         probe_val (bool): Also measure the validation forward at twice the batch.
-        verify (bool): Prove the pick with one real training step at that batch.
+        verify (bool | str): Prove the pick with one real training step (and the validation forward at 2x):
+            ``auto`` when its predicted peak is above half the budget (where a misprediction could matter),
+            ``true`` always, ``false`` never.
         lr_scaling (str): ``none``, ``linear`` or ``sqrt`` scaling of lr0 above the nominal batch (nbs).
         noise_scale (bool): Estimate the gradient-noise scale each epoch.
         oom_retries (int): How often training may step the batch down after running out of memory.
@@ -66,7 +68,7 @@ class BatchSpec:
     max_batch: int = 512
     probe_batches: tuple[int, ...] = (2, 4, 8)
     probe_val: bool = True
-    verify: bool = True
+    verify: bool | str = "auto"
     lr_scaling: str = "none"
     noise_scale: bool = True
     oom_retries: int = 3
@@ -126,7 +128,10 @@ def _check(key: str, value: Any, where: str = "") -> Any:
         low = 0 if key == "oom_retries" else 1
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise bad(f"an integer >= {low}")
-    elif key in {"probe_val", "verify", "noise_scale"}:
+    elif key == "verify":
+        if value not in (True, False, "auto") or not isinstance(value, (bool, str)):
+            raise bad("auto, true or false")
+    elif key in {"probe_val", "noise_scale"}:
         if not isinstance(value, bool):
             raise bad("true or false")
     return value
