@@ -26,9 +26,22 @@ from yolo_batch.effect import read_csv
 
 
 def train(data: Path, project: Path, name: str, device: str, batch: str, epochs: int, imgsz: int, model: str):
-    cmd = [*yolo_command(), "train", f"model={model}", f"data={data}", f"batch={batch}", f"epochs={epochs}",
-           f"imgsz={imgsz}", f"device={device}", "amp=False", "plots=False", f"project={project}", f"name={name}",
-           "exist_ok=True", "seed=0"]
+    cmd = [
+        *yolo_command(),
+        "train",
+        f"model={model}",
+        f"data={data}",
+        f"batch={batch}",
+        f"epochs={epochs}",
+        f"imgsz={imgsz}",
+        f"device={device}",
+        "amp=False",
+        "plots=False",
+        f"project={project}",
+        f"name={name}",
+        "exist_ok=True",
+        "seed=0",
+    ]
     r = subprocess.run(cmd, env=run_env(), capture_output=True, text=True, check=False)
     if r.returncode:
         sys.exit(f"training failed: {' '.join(cmd)}\n{r.stderr[-3000:]}")
@@ -71,17 +84,39 @@ def main(argv: list[str]) -> None:
         tmp = Path(tmp)
         data = make_dataset(tmp / "data", n_train=n_train, n_val=48, imgsz=imgsz, seed=0)
         print(f"{n_train} training images at imgsz {imgsz}, {model}, OMP_NUM_THREADS={run_env()['OMP_NUM_THREADS']}")
-        head = ("device", "pick", "ultralytics -1", "decision s", "steady epoch s", "decision/epoch",
-                "predicted GiB", "measured GiB", "pred. error")
+        head = (
+            "device",
+            "pick",
+            "ultralytics -1",
+            "decision s",
+            "probe s",
+            "steady epoch s",
+            "decision/epoch",
+            "predicted GiB",
+            "measured GiB",
+            "pred. error",
+        )
         print(" | ".join(head))
         for device in devices:
             r = bench(device, data, tmp, imgsz, model)
             err = (r["predicted_GiB"] - r["measured_GiB"]) / r["measured_GiB"] * 100
-            print(" | ".join([
-                r["device"], str(r["pick"]), str(r["ultralytics_-1"]), f"{r['decision_s']:.1f}",
-                f"{r['steady_epoch_s']:.1f}", f"{r['decision_s'] / r['steady_epoch_s']:.2f}",
-                f"{r['predicted_GiB']:.2f}", f"{r['measured_GiB']:.2f}", f"{err:+.1f}%",
-            ]), flush=True)
+            print(
+                " | ".join(
+                    [
+                        r["device"],
+                        str(r["pick"]),
+                        str(r["ultralytics_-1"]),
+                        f"{r['decision_s']:.1f}",
+                        f"{r['probe_s']:.1f}",
+                        f"{r['steady_epoch_s']:.1f}",
+                        f"{r['decision_s'] / r['steady_epoch_s']:.2f}",
+                        f"{r['predicted_GiB']:.2f}",
+                        f"{r['measured_GiB']:.2f}",
+                        f"{err:+.1f}%",
+                    ]
+                ),
+                flush=True,
+            )
 
 
 def _has_cuda() -> bool:

@@ -28,7 +28,12 @@ def main(argv: list[str]) -> None:
     from ultralytics.utils.loss import v8DetectionLoss  # noqa: F401  (the model's criterion)
 
     opts = parse_pairs(argv, {"batch": int, "imgsz": int, "steps": int, "device": str}, "noise_overhead.py")
-    batch, imgsz, steps, device = opts.get("batch", 16), opts.get("imgsz", 320), opts.get("steps", 5), opts.get("device", "cpu")
+    batch, imgsz, steps, device = (
+        opts.get("batch", 16),
+        opts.get("imgsz", 320),
+        opts.get("steps", 5),
+        opts.get("device", "cpu"),
+    )
     model = YOLO("yolo11n.yaml").model.to(device).train()
     model.args = __import__("ultralytics").cfg.get_cfg()
     for p in model.parameters():

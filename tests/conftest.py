@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 YOLO = str(BIN / "yolo")
 
+
 def pytest_sessionfinish(session, exitstatus):
     """Leave no temporary settings folder behind."""
     shutil.rmtree(_CONFIG_DIR, ignore_errors=True)

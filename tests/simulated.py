@@ -41,7 +41,9 @@ class SimulatedGPU:
             images = x["img"].shape[0] if isinstance(x, dict) else x.shape[0]
             training = torch.is_grad_enabled() and module.training
             self.seen.append((images, training))
-            limit = self.ceiling if training or self.val_ceiling is None else min(self.val_ceiling, self.ceiling or images)
+            limit = (
+                self.ceiling if training or self.val_ceiling is None else min(self.val_ceiling, self.ceiling or images)
+            )
             if (limit is not None and images > limit) or images in self.oom_at:
                 raise torch.cuda.OutOfMemoryError(
                     f"CUDA out of memory (simulated device): tried a forward of {images} images"

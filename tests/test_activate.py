@@ -18,8 +18,13 @@ HEAVY = ("torch", "ultralytics", "numpy", "cv2", "yaml")
 
 def _py(code: str, *flags: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, *flags, "-c", code], capture_output=True, text=True, cwd=cwd or Path.home(),
-        env={**os.environ, **(env or {})}, check=False, timeout=300,
+        [sys.executable, *flags, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=cwd or Path.home(),
+        env={**os.environ, **(env or {})},
+        check=False,
+        timeout=300,
     )
 
 
@@ -33,7 +38,7 @@ def _own_import_us(stderr: str) -> int:
 
 
 def test_python_start_imports_the_plugin_and_nothing_heavy():
-    r = _py("import sys; print(sorted(m for m in %r if m in sys.modules)); print('yolo_batch' in sys.modules)" % (HEAVY,))
+    r = _py(f"import sys; print(sorted(m for m in {HEAVY!r} if m in sys.modules)); print('yolo_batch' in sys.modules)")
     assert r.stdout.split("\n")[:2] == ["[]", "True"], r.stdout + r.stderr
 
 
@@ -54,8 +59,10 @@ def test_patch_waits_for_ultralytics_and_is_narrow():
 
 @pytest.mark.parametrize("value", ["1", "true"])
 def test_disable_env_turns_everything_off(value):
-    r = _py("import ultralytics.engine.trainer as t; print(hasattr(t.BaseTrainer.__init__, '__wrapped_by__'))",
-            env={"YOLO_BATCH_DISABLE": value})
+    r = _py(
+        "import ultralytics.engine.trainer as t; print(hasattr(t.BaseTrainer.__init__, '__wrapped_by__'))",
+        env={"YOLO_BATCH_DISABLE": value},
+    )
     assert r.stdout.splitlines()[-1] == "False", r.stderr
 
 
@@ -81,7 +88,10 @@ def test_wheel_install_carries_the_startup_hook(tmp_path):
     wheels = tmp_path / "wheels"
     r = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(ROOT)],
-        capture_output=True, text=True, check=False, timeout=600,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
     )
     assert r.returncode == 0, r.stderr[-2000:]
     (wheel,) = wheels.glob("yolo_batch-*.whl")
@@ -89,13 +99,18 @@ def test_wheel_install_carries_the_startup_hook(tmp_path):
     assert "yolo_batch.pth" in names and "yolo_batch/activate.py" in names
     assert not [n for n in names if n.startswith(("tests/", "benchmarks/"))]
     target = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
-                   check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     # -S: no site processing, so only the wheel's own .pth (via addsitedir) can import the plugin
+    purelib = sysconfig.get_paths()["purelib"]
     code = (
-        "import site, sys; sys.path.append(%r); site.addsitedir(%r);"
+        f"import site, sys; sys.path.append({purelib!r}); site.addsitedir({str(target)!r});"
         "import yolo_batch, ultralytics.engine.trainer as t;"
-        "print(yolo_batch.__file__.startswith(%r), t.BaseTrainer.__init__.__wrapped_by__)"
-    ) % (sysconfig.get_paths()["purelib"], str(target), str(target))
+        f"print(yolo_batch.__file__.startswith({str(target)!r}), t.BaseTrainer.__init__.__wrapped_by__)"
+    )
     r = _py(code, "-S", cwd=tmp_path)
     assert r.stdout.splitlines()[-1].split() == ["True", "yolo_batch"], r.stderr[-2000:]

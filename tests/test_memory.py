@@ -83,9 +83,15 @@ def test_unknown_device_kind_is_refused():
         pytest.param(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), True, id="cuda"),
         pytest.param(RuntimeError("HIP out of memory. Tried to allocate"), True, id="hip"),
         pytest.param(RuntimeError("XPU out of memory"), True, id="xpu"),
-        pytest.param(RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling cublasCreate"), True, id="cublas"),
+        pytest.param(
+            RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling cublasCreate"), True, id="cublas"
+        ),
         pytest.param(RuntimeError("cuDNN error: CUDNN_STATUS_INTERNAL_ERROR"), True, id="cudnn"),
-        pytest.param(RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory"), True, id="cpu"),
+        pytest.param(
+            RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory"),
+            True,
+            id="cpu",
+        ),
         pytest.param(MemoryError(), True, id="python-memoryerror"),
         pytest.param(RuntimeError("mat1 and mat2 shapes cannot be multiplied"), False, id="shape-error"),
         pytest.param(ValueError("out of memory"), False, id="not-a-runtime-error"),

@@ -87,8 +87,9 @@ def _supported(warn: bool = True) -> bool:
         return True
     if warn and not getattr(_FINDER, "warned", False):
         _FINDER.warned = True
+        releases = ", ".join(s + "x" for s in SUPPORTED)
         print(
-            f"yolo-batch: Ultralytics {version or '?'} is not a supported release ({', '.join(s + 'x' for s in SUPPORTED)}); "
+            f"yolo-batch: Ultralytics {version or '?'} is not a supported release ({releases}); "
             "auto-plus is off and training is left alone",
             file=sys.stderr,
         )

@@ -126,7 +126,9 @@ def _check_writable(project: Any) -> None:
             raise NotADirectoryError(f"{probe} is not a folder")
         tempfile.TemporaryFile(dir=probe).close()
     except OSError as e:
-        raise AutoPlusError(f"the run folder under {path} cannot be written ({e}); set project= to a writable folder") from None
+        raise AutoPlusError(
+            f"the run folder under {path} cannot be written ({e}); set project= to a writable folder"
+        ) from None
 
 
 def _ours(fn: Any) -> bool:
@@ -350,8 +352,17 @@ def _to_loggers(row: dict[str, Any], step: int) -> None:
     writer = getattr(tensorboard, "WRITER", None)
     if writer is None:
         return
-    keys = ("batch", "accumulate", "effective_batch", "images_per_s", "peak_mem_bytes", "mem_utilization",
-            "grad_noise_scale", "oom_events", "epoch_seconds")
+    keys = (
+        "batch",
+        "accumulate",
+        "effective_batch",
+        "images_per_s",
+        "peak_mem_bytes",
+        "mem_utilization",
+        "grad_noise_scale",
+        "oom_events",
+        "epoch_seconds",
+    )
     for k in keys:
         if row.get(k) is not None:
             writer.add_scalar(f"batch/{k}", float(row[k]), step)

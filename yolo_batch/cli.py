@@ -27,9 +27,24 @@ commands:
 """
 
 # The demo's recipe, measured on 2 CPU cores: see README "Demo".
-DEMO_DATA = {"n_train": 256, "n_val": 64, "imgsz": 160, "classes": 3, "objects": (1, 4), "size": (0.15, 0.35), "seed": 0}
-DEMO_TRAIN = {"epochs": 30, "imgsz": 160, "close_mosaic": 5, "optimizer": "AdamW", "lr0": 0.003, "warmup_epochs": 1,
-              "seed": 0}
+DEMO_DATA = {
+    "n_train": 256,
+    "n_val": 64,
+    "imgsz": 160,
+    "classes": 3,
+    "objects": (1, 4),
+    "size": (0.15, 0.35),
+    "seed": 0,
+}
+DEMO_TRAIN = {
+    "epochs": 30,
+    "imgsz": 160,
+    "close_mosaic": 5,
+    "optimizer": "AdamW",
+    "lr0": 0.003,
+    "warmup_epochs": 1,
+    "seed": 0,
+}
 
 
 def parse_pairs(args: list[str], valid: dict[str, Callable[[str], Any]], command: str) -> dict[str, Any]:
@@ -45,7 +60,9 @@ def parse_pairs(args: list[str], valid: dict[str, Callable[[str], Any]], command
         if not eq:
             raise AutoPlusError(f"{command}: argument {a!r} must be key=value; valid keys: {', '.join(valid)}")
         if key not in valid:
-            raise AutoPlusError(f"{command}: unknown argument {key!r}{_closest(key, list(valid))}; valid: {', '.join(valid)}")
+            raise AutoPlusError(
+                f"{command}: unknown argument {key!r}{_closest(key, list(valid))}; valid: {', '.join(valid)}"
+            )
         try:
             out[key] = valid[key](raw)
         except (TypeError, ValueError) as e:
@@ -168,8 +185,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
-        print(f"yolo-batch: error: unknown command {name!r}{_closest(name, list(COMMANDS))}; valid: {', '.join(COMMANDS)}",
-              file=sys.stderr)
+        print(
+            f"yolo-batch: error: unknown command {name!r}{_closest(name, list(COMMANDS))}; "
+            f"valid: {', '.join(COMMANDS)}",
+            file=sys.stderr,
+        )
         return 2
     try:
         return COMMANDS[name](rest)

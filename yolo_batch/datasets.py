@@ -19,8 +19,16 @@ import numpy as np
 __all__ = ["CLASS_NAMES", "count_images", "make_dataset"]
 
 CLASS_NAMES = ("square", "circle", "triangle", "cross", "diamond", "ring", "star", "hexagon")
-_COLORS = ((40, 40, 230), (40, 200, 40), (230, 90, 30), (20, 220, 240), (200, 40, 200), (230, 220, 40),
-           (20, 140, 255), (245, 245, 245))  # BGR, one per class
+_COLORS = (
+    (40, 40, 230),
+    (40, 200, 40),
+    (230, 90, 30),
+    (20, 220, 240),
+    (200, 40, 200),
+    (230, 220, 40),
+    (20, 140, 255),
+    (245, 245, 245),
+)  # BGR, one per class
 _VERSION = 1  # bump when the drawing changes, so that old datasets are regenerated instead of reused
 _PARAMS_KEY = "yolo_batch_params"
 
@@ -34,8 +42,11 @@ def _check(name: str, value, ok: bool, valid: str) -> None:
 def _pair(value, kind: type) -> bool:
     """Return True if ``value`` is a 2-sequence of ints (``kind=int``) or real numbers (``kind=float``)."""
     types = (int, np.integer) if kind is int else (int, float, np.integer, np.floating)
-    return (isinstance(value, (tuple, list)) and len(value) == 2
-            and all(isinstance(v, types) and not isinstance(v, bool) for v in value))
+    return (
+        isinstance(value, (tuple, list))
+        and len(value) == 2
+        and all(isinstance(v, types) and not isinstance(v, bool) for v in value)
+    )
 
 
 def _background(rng: np.random.Generator, imgsz: int) -> np.ndarray:
@@ -74,8 +85,13 @@ def _draw(img: np.ndarray, cls: int, box: tuple[int, int, int, int], color: tupl
     elif name == "diamond":
         pts = [(cx, y0), (x1, cy), (cx, y1), (x0, cy)]
     elif name == "star":
-        pts = [(cx + (w / 2 if k % 2 == 0 else w / 5) * math.sin(k * math.pi / 5),
-                cy - (h / 2 if k % 2 == 0 else h / 5) * math.cos(k * math.pi / 5)) for k in range(10)]
+        pts = [
+            (
+                cx + (w / 2 if k % 2 == 0 else w / 5) * math.sin(k * math.pi / 5),
+                cy - (h / 2 if k % 2 == 0 else h / 5) * math.cos(k * math.pi / 5),
+            )
+            for k in range(10)
+        ]
     else:  # hexagon
         pts = [(cx + w / 2 * math.cos(k * math.pi / 3), cy + h / 2 * math.sin(k * math.pi / 3)) for k in range(6)]
     p = np.round(np.array(pts, dtype=np.float64)).astype(np.int32)
@@ -118,9 +134,19 @@ def _yaml_params(path: Path) -> dict | None:
     return None
 
 
-def make_dataset(root: str | os.PathLike, *, n_train: int = 192, n_val: int = 48, imgsz: int = 320,
-                 classes: int = 3, objects: tuple[int, int] = (1, 4), size: tuple[float, float] = (0.08, 0.25),
-                 dense: bool = False, dense_objects: int = 300, seed: int = 0) -> Path:
+def make_dataset(
+    root: str | os.PathLike,
+    *,
+    n_train: int = 192,
+    n_val: int = 48,
+    imgsz: int = 320,
+    classes: int = 3,
+    objects: tuple[int, int] = (1, 4),
+    size: tuple[float, float] = (0.08, 0.25),
+    dense: bool = False,
+    dense_objects: int = 300,
+    seed: int = 0,
+) -> Path:
     """Write a deterministic synthetic detection dataset under ``root`` and return its data.yaml path.
 
     Layout: ``root/images/{train,val}/*.jpg``, ``root/labels/{train,val}/*.txt`` (one ``cls x y w h`` line per
@@ -159,8 +185,12 @@ def make_dataset(root: str | os.PathLike, *, n_train: int = 192, n_val: int = 48
     _check("n_val", n_val, n_val >= 1, ">= 1")
     _check("imgsz", imgsz, 32 <= imgsz <= 4096, "32 <= imgsz <= 4096")
     _check("classes", classes, 1 <= classes <= len(CLASS_NAMES), f"1 <= classes <= {len(CLASS_NAMES)}")
-    _check("objects", objects, _pair(objects, int) and 0 <= objects[0] <= objects[1] <= 64 and objects[1] >= 1,
-           "(min, max) ints with 0 <= min <= max <= 64 and max >= 1")
+    _check(
+        "objects",
+        objects,
+        _pair(objects, int) and 0 <= objects[0] <= objects[1] <= 64 and objects[1] >= 1,
+        "(min, max) ints with 0 <= min <= max <= 64 and max >= 1",
+    )
     _check("size", size, _pair(size, float) and 0 < size[0] <= size[1] <= 0.5, "(min, max) with 0 < min <= max <= 0.5")
     hi = (imgsz // 6) ** 2 if dense else 10**9  # dense objects sit on a grid of cells >= 6 px
     _check("dense_objects", dense_objects, 1 <= dense_objects <= hi, f"1..{hi}" if dense else ">= 1")
@@ -168,9 +198,18 @@ def make_dataset(root: str | os.PathLike, *, n_train: int = 192, n_val: int = 48
 
     root = Path(root).expanduser().resolve()
     yaml_path = root / "data.yaml"
-    params = {"version": _VERSION, "n_train": int(n_train), "n_val": int(n_val), "imgsz": int(imgsz),
-              "classes": int(classes), "objects": [int(v) for v in objects], "size": [float(v) for v in size],
-              "dense": bool(dense), "dense_objects": int(dense_objects), "seed": int(seed)}
+    params = {
+        "version": _VERSION,
+        "n_train": int(n_train),
+        "n_val": int(n_val),
+        "imgsz": int(imgsz),
+        "classes": int(classes),
+        "objects": [int(v) for v in objects],
+        "size": [float(v) for v in size],
+        "dense": bool(dense),
+        "dense_objects": int(dense_objects),
+        "seed": int(seed),
+    }
     if yaml_path.is_file() and _yaml_params(yaml_path) == params:
         return yaml_path
     yaml_path.unlink(missing_ok=True)  # from here on the folder is not a finished dataset
@@ -196,8 +235,10 @@ def make_dataset(root: str | os.PathLike, *, n_train: int = 192, n_val: int = 48
             (lbl_dir / f"{i:06d}.txt").write_text("".join(lines), encoding="utf-8")
 
     names = "\n".join(f"  {i}: {json.dumps(CLASS_NAMES[i])}" for i in range(classes))
-    text = (f"# Synthetic shapes dataset written by yolo_batch.datasets.make_dataset\npath: {json.dumps(str(root))}\n"
-            f"train: images/train\nval: images/val\nnames:\n{names}\n{_PARAMS_KEY}: {json.dumps(params)}\n")
+    text = (
+        f"# Synthetic shapes dataset written by yolo_batch.datasets.make_dataset\npath: {json.dumps(str(root))}\n"
+        f"train: images/train\nval: images/val\nnames:\n{names}\n{_PARAMS_KEY}: {json.dumps(params)}\n"
+    )
     tmp = yaml_path.with_name(f".data.yaml.{os.getpid()}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, yaml_path)

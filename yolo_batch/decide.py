@@ -202,9 +202,7 @@ def decision_table(r: dict[str, Any]) -> list[str]:
     if verified:
         err = (r["predicted_peak_bytes"] - verified) / verified * 100
         check = f"; verified peak {gib(verified)} (prediction {err:+.1f}%)"
-    lines.append(
-        f"batch={r['batch']} ({r['policy']}): {r['reason']}{check}; decided in {r['decision_seconds']:.1f}s"
-    )
+    lines.append(f"batch={r['batch']} ({r['policy']}): {r['reason']}{check}; decided in {r['decision_seconds']:.1f}s")
     return lines
 
 

@@ -211,7 +211,8 @@ def next_lower(batch: int, *, policy: str, candidates: tuple[int, ...], min_batc
     Returns 0 when nothing at or above ``min_batch`` is left.
 
     Examples:
-        >>> next_lower(64, policy="ladder", candidates=(16, 32, 64)), next_lower(16, policy="ladder", candidates=(16, 32, 64))
+        >>> rungs = (16, 32, 64)
+        >>> next_lower(64, policy="ladder", candidates=rungs), next_lower(16, policy="ladder", candidates=rungs)
         (32, 8)
         >>> next_lower(40, policy="fit", candidates=(16, 32, 64)), next_lower(5, policy="fit", candidates=(16,))
         (24, 3)

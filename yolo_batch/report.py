@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from yolo_batch.callbacks import DECISION_FILE, EFFECT_FILE
-from yolo_batch.decide import decision_table
 from yolo_batch.cli import parse_pairs
+from yolo_batch.decide import decision_table
 from yolo_batch.effect import atomic_write, atomic_write_bytes, read_csv
 from yolo_batch.spec import AutoPlusError
 
@@ -43,7 +43,12 @@ def print_run(run: str | Path) -> None:
     source = final or last
     if source:
         print("\nFinal metrics (best.pt on the validation set):" if final else "\nLast epoch metrics:")
-        print("  " + "  ".join(f"{m.split('/')[1].replace('(B)', '')} {float(source[m]):.3f}" for m in METRICS if source.get(m)))
+        print(
+            "  "
+            + "  ".join(
+                f"{m.split('/')[1].replace('(B)', '')} {float(source[m]):.3f}" for m in METRICS if source.get(m)
+            )
+        )
     print(f"\nRun folder: {r['dir']}")
 
 

@@ -106,8 +106,7 @@ def _check(key: str, value: Any, where: str = "") -> Any:
     elif key == "lr_scaling":
         if value not in LR_SCALINGS:
             raise AutoPlusError(
-                f"lr_scaling={value!r}{where} is invalid; valid: {', '.join(LR_SCALINGS)}"
-                f"{_closest(value, LR_SCALINGS)}"
+                f"lr_scaling={value!r}{where} is invalid; valid: {', '.join(LR_SCALINGS)}{_closest(value, LR_SCALINGS)}"
             )
     elif key == "utilization":
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:

@@ -11,20 +11,44 @@ from yolo_batch.effect import read_csv
 pytestmark = pytest.mark.slow
 
 COLUMNS = (
-    "epoch", "batch", "accumulate", "effective_batch", "nbs", "lr/pg0", "lr/pg1", "lr/pg2", "metrics/precision(B)",
-    "metrics/recall(B)", "metrics/mAP50(B)", "metrics/mAP50-95(B)", "epoch_seconds", "images_per_s",
-    "peak_mem_bytes", "mem_utilization", "grad_noise_scale", "oom_events",
+    "epoch",
+    "batch",
+    "accumulate",
+    "effective_batch",
+    "nbs",
+    "lr/pg0",
+    "lr/pg1",
+    "lr/pg2",
+    "metrics/precision(B)",
+    "metrics/recall(B)",
+    "metrics/mAP50(B)",
+    "metrics/mAP50-95(B)",
+    "epoch_seconds",
+    "images_per_s",
+    "peak_mem_bytes",
+    "mem_utilization",
+    "grad_noise_scale",
+    "oom_events",
 )
 
 
 @pytest.mark.parametrize(
     ("model", "third"),
-    [pytest.param("yolo11n.yaml", "dfl_loss", id="yolo11-dfl"), pytest.param("yolo26n.yaml", "l1_loss", id="yolo26-l1")],
+    [
+        pytest.param("yolo11n.yaml", "dfl_loss", id="yolo11-dfl"),
+        pytest.param("yolo26n.yaml", "l1_loss", id="yolo26-l1"),
+    ],
 )
 def test_effect_rows_match_results_csv(tiny_data, tmp_path, model, third):
     m = YOLO(model)
-    m.train(data=str(tiny_data), batch="auto-plus", project=str(tmp_path), name="run", exist_ok=True,
-            **{**FAST, "epochs": 3})
+    m.train(
+        data=str(tiny_data),
+        batch="auto-plus",
+        project=str(tmp_path),
+        name="run",
+        exist_ok=True,
+        **{**FAST, "epochs": 3},
+    )
     run = tmp_path / "run"
     results, effect = read_csv(run / "results.csv"), read_csv(run / "batch_effect.csv")
     assert [r["epoch"] for r in effect] == ["1", "2", "3", "final"]
@@ -53,8 +77,14 @@ def test_noise_scale_off(tiny_data, tmp_path, monkeypatch):
     cfg = tmp_path / "p.yaml"
     cfg.write_text("noise_scale: false\n")
     monkeypatch.setenv("YOLO_BATCH_CONFIG", str(cfg))
-    YOLO("yolo11n.yaml").train(data=str(tiny_data), batch="auto-plus", project=str(tmp_path), name="run",
-                               exist_ok=True, **{**FAST, "epochs": 2})
+    YOLO("yolo11n.yaml").train(
+        data=str(tiny_data),
+        batch="auto-plus",
+        project=str(tmp_path),
+        name="run",
+        exist_ok=True,
+        **{**FAST, "epochs": 2},
+    )
     rows = read_csv(tmp_path / "run" / "batch_effect.csv")
     assert all(r["grad_noise_scale"] == "" for r in rows)
 
@@ -65,8 +95,17 @@ def test_batch_scalars_reach_tensorboard(tiny_data, tmp_path):
     # Ultralytics' TensorBoard logger stays off under pytest (PYTEST_CURRENT_TEST): the user's run has no such variable
     env = {"YOLO_CONFIG_DIR": str(tmp_path / "settings"), "PYTEST_CURRENT_TEST": None}
     assert run_yolo("settings", "tensorboard=True", cwd=tmp_path, env=env).returncode == 0
-    r = run_yolo("train", "model=yolo11n.yaml", f"data={tiny_data}", "batch=auto-plus", *fast_args(epochs=2),
-                 f"project={tmp_path}", "name=run", cwd=tmp_path, env=env)
+    r = run_yolo(
+        "train",
+        "model=yolo11n.yaml",
+        f"data={tiny_data}",
+        "batch=auto-plus",
+        *fast_args(epochs=2),
+        f"project={tmp_path}",
+        "name=run",
+        cwd=tmp_path,
+        env=env,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     acc = EventAccumulator(str(tmp_path / "run")).Reload()
     tags = acc.Tags()["scalars"]

@@ -44,8 +44,16 @@ def test_dense_images_with_hundreds_of_labels(tmp_path):
     from yolo_batch.datasets import make_dataset
 
     data = make_dataset(tmp_path / "dense", n_train=16, n_val=4, imgsz=128, dense=True, dense_objects=300, seed=4)
-    r = run_yolo("train", "model=yolo11n.yaml", f"data={data}", "batch=auto-plus", *fast_args(imgsz=128),
-                 f"project={tmp_path}", "name=run", cwd=tmp_path)
+    r = run_yolo(
+        "train",
+        "model=yolo11n.yaml",
+        f"data={data}",
+        "batch=auto-plus",
+        *fast_args(imgsz=128),
+        f"project={tmp_path}",
+        "name=run",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     d = json.loads((tmp_path / "run" / "batch_decision.json").read_text())
     assert d["max_labels_per_image"] >= 250 and d["batch"] == 16  # capped by the 16-image training set
@@ -54,8 +62,15 @@ def test_dense_images_with_hundreds_of_labels(tmp_path):
 def test_unwritable_run_folder_is_a_clear_error(tiny_data, tmp_path):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
-    r = run_yolo("train", "model=yolo11n.yaml", f"data={tiny_data}", "batch=auto-plus",
-                 f"project={blocker / 'runs'}", "name=run", cwd=tmp_path)
+    r = run_yolo(
+        "train",
+        "model=yolo11n.yaml",
+        f"data={tiny_data}",
+        "batch=auto-plus",
+        f"project={blocker / 'runs'}",
+        "name=run",
+        cwd=tmp_path,
+    )
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [
         f"yolo-batch: error: the run folder under {blocker / 'runs'} cannot be written ({blocker} is not a folder); "
@@ -64,16 +79,32 @@ def test_unwritable_run_folder_is_a_clear_error(tiny_data, tmp_path):
 
 
 def test_batch_above_the_training_set_is_clamped(tiny_data, tmp_path):
-    r = run_yolo("train", "model=yolo11n.yaml", f"data={tiny_data}", "batch=auto-plus:fit", *fast_args(),
-                 f"project={tmp_path}", "name=run", cwd=tmp_path)
+    r = run_yolo(
+        "train",
+        "model=yolo11n.yaml",
+        f"data={tiny_data}",
+        "batch=auto-plus:fit",
+        *fast_args(),
+        f"project={tmp_path}",
+        "name=run",
+        cwd=tmp_path,
+    )
     d = json.loads((tmp_path / "run" / "batch_decision.json").read_text())
     assert r.returncode == 0 and d["batch"] == 32 == d["dataset_size"]
     assert "capped by the training set of 32 images" in d["reason"]
 
 
 def test_killed_run_leaves_readable_files(tiny_data, tmp_path):
-    cmd = [YOLO, "train", "model=yolo11n.yaml", f"data={tiny_data}", "batch=auto-plus", *fast_args(epochs=200),
-           f"project={tmp_path}", "name=run"]
+    cmd = [
+        YOLO,
+        "train",
+        "model=yolo11n.yaml",
+        f"data={tiny_data}",
+        "batch=auto-plus",
+        *fast_args(epochs=200),
+        f"project={tmp_path}",
+        "name=run",
+    ]
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     effect = tmp_path / "run" / "batch_effect.csv"
     deadline = time.time() + 240

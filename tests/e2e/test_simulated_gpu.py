@@ -122,8 +122,9 @@ def test_oom_in_a_later_epoch_steps_down_and_training_goes_on(data64, tmp_path, 
     device = gpu(total_gib=24)  # picks 64
     model = YOLO("yolo11n.yaml")
     _on(model, "on_train_epoch_start", 1, lambda: setattr(device, "ceiling", 40))  # another process takes memory
-    model.train(data=str(data64), batch="auto-plus", project=str(tmp_path), name="run", exist_ok=True,
-                **{**FAST, "epochs": 3})
+    model.train(
+        data=str(data64), batch="auto-plus", project=str(tmp_path), name="run", exist_ok=True, **{**FAST, "epochs": 3}
+    )
     run = tmp_path / "run"
     assert [r["epoch"] for r in read_csv(run / "results.csv")] == ["1", "2", "3"]  # every epoch once
     rows = [r for r in read_csv(run / "batch_effect.csv") if r["epoch"] != "final"]
@@ -158,10 +159,19 @@ def test_out_of_retries_stops_with_a_resumable_checkpoint(data64, tmp_path, gpu,
     device = gpu(total_gib=24)
     model = YOLO("yolo11n.yaml")
     _on(model, "on_train_epoch_start", 1, lambda: setattr(device, "ceiling", 0))
-    with pytest.raises(AutoPlusError, match=r"out of memory at batch 16 in epoch 2 after 2 step-down\(s\) "
-                                            r"\(oom_retries=2\); the last finished epoch is saved: yolo train resume"):
-        model.train(data=str(data64), batch="auto-plus", project=str(tmp_path), name="run", exist_ok=True,
-                    **{**FAST, "epochs": 3})
+    with pytest.raises(
+        AutoPlusError,
+        match=r"out of memory at batch 16 in epoch 2 after 2 step-down\(s\) "
+        r"\(oom_retries=2\); the last finished epoch is saved: yolo train resume",
+    ):
+        model.train(
+            data=str(data64),
+            batch="auto-plus",
+            project=str(tmp_path),
+            name="run",
+            exist_ok=True,
+            **{**FAST, "epochs": 3},
+        )
     assert (tmp_path / "run" / "weights" / "last.pt").exists()
     assert [r["epoch"] for r in read_csv(tmp_path / "run" / "results.csv")] == ["1"]
 
