@@ -1,0 +1,107 @@
+"""The hooks on a hand-built trainer: 8.3-style tensor losses, the final row, nominal accumulate, no-ops."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from yolo_batch import callbacks
+from yolo_batch.callbacks import ATTR, Session, nominal_accumulate
+from yolo_batch.effect import read_csv
+from yolo_batch.spec import BatchSpec
+
+
+class FakeBackend:
+    def __init__(self):
+        self.resets = 0
+
+    def reset_peak(self):
+        self.resets += 1
+
+    def peak_bytes(self):
+        return 3 * 2**30
+
+
+def trainer_83(tmp_path, epoch=0):
+    """What Ultralytics 8.3 hands a callback: tloss a tensor, label_loss_items zipping loss_names with it."""
+    names = ("box_loss", "cls_loss", "dfl_loss")
+    t = SimpleNamespace(
+        save_dir=tmp_path,
+        epoch=epoch,
+        start_epoch=0,
+        epochs=3,
+        batch_size=16,
+        args=SimpleNamespace(nbs=64, time=None, batch=16),
+        train_loader=SimpleNamespace(dataset=list(range(64)), __len__=None),
+        tloss=torch.tensor([1.5, 2.25, 0.75]),
+        metrics={"metrics/mAP50(B)": 0.5, "metrics/mAP50-95(B)": 0.25},
+        lr={"lr/pg0": 0.01},
+        label_loss_items=lambda items=None, prefix="train": {
+            f"{prefix}/{n}": round(float(v), 5) for n, v in zip(names, items)
+        },
+    )
+    t.train_loader = type("Loader", (), {"dataset": list(range(64)), "__len__": lambda self: 4})()
+    s = Session(BatchSpec(), decides=False, value=None)
+    s.backend, s.headroom = FakeBackend(), SimpleNamespace(total_bytes=12 * 2**30)
+    setattr(t, ATTR, s)
+    return t, s
+
+
+def test_tensor_losses_of_ultralytics_83_and_the_final_row(tmp_path):
+    t, s = trainer_83(tmp_path)
+    callbacks.on_train_epoch_start(t)
+    callbacks.on_train_epoch_end(t)
+    callbacks.on_fit_epoch_end(t)
+    t.epoch += 1  # final_eval: on_fit_epoch_end again, with epoch + 1 and no training
+    t.metrics = {"metrics/mAP50(B)": 0.75, "metrics/mAP50-95(B)": 0.5}
+    callbacks.on_fit_epoch_end(t)
+    rows = read_csv(tmp_path / "batch_effect.csv")
+    assert [r["epoch"] for r in rows] == ["1", "final"]
+    assert (rows[0]["train/box_loss"], rows[0]["train/cls_loss"], rows[0]["train/dfl_loss"]) == ("1.5", "2.25", "0.75")
+    assert rows[0]["accumulate"] == "4" and rows[0]["effective_batch"] == "64"
+    assert rows[0]["peak_mem_bytes"] == str(3 * 2**30) and rows[0]["mem_utilization"] == "0.25"
+    assert rows[1]["metrics/mAP50(B)"] == "0.75" and rows[1]["train/box_loss"] == ""
+    assert s.backend.resets == 1
+
+
+@pytest.mark.parametrize(
+    ("batch", "batches_per_epoch", "epochs", "expected"),
+    [
+        pytest.param(16, 100, 10, 4, id="round-64-over-16"),
+        pytest.param(24, 100, 10, 3, id="round-2.67"),
+        pytest.param(64, 100, 10, 1, id="at-nbs"),
+        pytest.param(128, 100, 10, 1, id="above-nbs"),
+        pytest.param(8, 2, 1, 2, id="capped-by-total-batches"),
+    ],
+)
+def test_nominal_accumulate_matches_ultralytics(batch, batches_per_epoch, epochs, expected):
+    loader = type("Loader", (), {"__len__": lambda self: batches_per_epoch})()
+    t = SimpleNamespace(batch_size=batch, epochs=epochs, args=SimpleNamespace(nbs=64, time=None), train_loader=loader)
+    assert nominal_accumulate(t) == expected
+
+
+def test_hooks_are_no_ops_for_a_stock_trainer(tmp_path):
+    t = SimpleNamespace(save_dir=tmp_path, epoch=0)
+    for fn in callbacks.callbacks.values():
+        assert fn(t) is None
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_logging_problem_never_stops_training(tmp_path, caplog):
+    t, s = trainer_83(tmp_path)
+    t.label_loss_items = None  # broken: calling it raises TypeError
+    callbacks.on_train_epoch_start(t)
+    callbacks.on_train_epoch_end(t)
+    callbacks.on_fit_epoch_end(t)  # must not raise
+    assert not (tmp_path / "batch_effect.csv").exists()
+    assert "on_fit_epoch_end skipped: TypeError" in caplog.text
+
+
+def test_the_module_is_the_event_dict():
+    import yolo_batch
+
+    assert dict(yolo_batch.callbacks.items()) == callbacks.callbacks
+    assert "on_fit_epoch_end" in yolo_batch.callbacks and len(yolo_batch.callbacks) == len(callbacks.callbacks)
+    assert yolo_batch.callbacks["on_train_end"] is callbacks.on_train_end
