@@ -28,6 +28,9 @@ demo: install
 bench: install
 	$(BIN)/python benchmarks/decision.py
 
+figures: install
+	$(BIN)/python benchmarks/figures.py
+
 lint: install
 	$(BIN)/ruff check yolo_batch tests benchmarks
 	$(BIN)/ruff format --check yolo_batch tests benchmarks
