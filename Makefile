@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 export YOLO_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install test test-fast demo bench lint figures clean
+.PHONY: install test test-fast test-83 demo bench lint figures clean
 
 install: $(STAMP)
 
@@ -21,6 +21,11 @@ test: install
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# The suite against Ultralytics 8.3 (downloaded into .u83, ahead of the installed 8.4 on the path).
+test-83: install
+	$(BIN)/python -m pip install -q --no-deps --upgrade --target .u83 "ultralytics==8.3.240"
+	PYTHONPATH=$(CURDIR)/.u83 $(BIN)/python -m pytest -q tests
 
 demo: install
 	$(BIN)/yolo-batch demo
@@ -36,4 +41,4 @@ lint: install
 	$(BIN)/ruff format --check yolo_batch tests benchmarks
 
 clean:
-	rm -rf $(VENV) build *.egg-info runs .pytest_cache
+	rm -rf $(VENV) build *.egg-info runs .pytest_cache .u83

@@ -29,6 +29,16 @@ def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_CONFIG_DIR, ignore_errors=True)
 
 
+def ultralytics_84() -> bool:
+    """True on Ultralytics 8.4 (YOLO26 models, the in-epoch OOM handler that auto-plus extends)."""
+    import ultralytics
+
+    return ultralytics.__version__.startswith("8.4.")
+
+
+needs_84 = pytest.mark.skipif(not ultralytics_84(), reason="needs Ultralytics 8.4 (YOLO26, in-epoch OOM handling)")
+
+
 # Training arguments that keep an end-to-end run to seconds on CPU.
 FAST = {"imgsz": 64, "epochs": 1, "amp": False, "plots": False, "workers": 0, "val": True, "seed": 0}
 

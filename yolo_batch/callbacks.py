@@ -45,7 +45,7 @@ class Session:
         self.effect = None
         self.epoch_start = 0.0
         self.train_seconds = 0.0
-        self.last_train_epoch: int | None = None
+        self.trained = False  # a training epoch ended since the last on_fit_epoch_end
         self.last_batch: int | None = None
         self.oom_events = 0
         self.noise = None  # GradientNoise, when noise_scale is on
@@ -195,7 +195,10 @@ def attach(trainer) -> None:
     trainer.train = functools.partial(recovery.guarded_train, trainer, trainer.train)
     if s.decides:
         trainer.auto_batch = functools.partial(decide.auto_batch, trainer)
-        trainer._build_train_pipeline = functools.partial(recovery.step_down, trainer, trainer._build_train_pipeline)
+        if hasattr(trainer, "_build_train_pipeline"):  # Ultralytics 8.4; 8.3 has no OOM step-down to steer
+            trainer._build_train_pipeline = functools.partial(
+                recovery.step_down, trainer, trainer._build_train_pipeline
+            )
         if not s.worker:  # DDP validate() broadcasts the EMA: a retry on one rank would desynchronise the ranks
             trainer.validate = functools.partial(recovery.guarded_validate, trainer, trainer.validate)
 
@@ -298,7 +301,7 @@ def on_train_batch_end(trainer, s: Session) -> None:
 def on_train_epoch_end(trainer, s: Session) -> None:
     """Close the training part of the epoch (validation excluded from images/s)."""
     s.train_seconds = time.perf_counter() - s.epoch_start
-    s.last_train_epoch = trainer.epoch
+    s.trained = True
     if s.start_epoch is not None:
         trainer.start_epoch, s.start_epoch = s.start_epoch, None
 
@@ -314,7 +317,8 @@ def on_fit_epoch_end(trainer, s: Session) -> None:
 
     if s.effect is None:
         s.effect = EffectLog(Path(trainer.save_dir) / EFFECT_FILE, keep_until=trainer.start_epoch)
-    final = s.last_train_epoch != trainer.epoch  # final_eval runs this hook with epoch + 1 and no training
+    final = not s.trained  # final_eval runs this hook with no training epoch before it (8.4: at epoch + 1)
+    s.trained = False
     row: dict[str, Any] = {"epoch": "final" if final else trainer.epoch + 1, "batch": trainer.batch_size}
     row["accumulate"] = accumulate = nominal_accumulate(trainer)
     row["effective_batch"] = trainer.batch_size * accumulate
@@ -388,6 +392,10 @@ def on_train_end(trainer, s: Session) -> None:
 
     logger, prefix = _log()
     rows = s.effect.rows if s.effect else []
+    if rows and str(rows[-1]["epoch"]) != "final" and trainer.best.exists():
+        # an Ultralytics whose final_eval fires no on_fit_epoch_end: the best model's metrics are here now
+        on_fit_epoch_end(trainer)
+        rows = s.effect.rows
     for line in summarize(rows, s.record, s.noise.value if s.noise else None):
         logger.info(f"{prefix}{line}")
     if rows:

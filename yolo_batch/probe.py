@@ -82,8 +82,10 @@ class Prober:
 
         self.trainer, self.backend = trainer, backend
         args = trainer.args
-        self.max_size = math.ceil(args.imgsz * (1 + args.multi_scale) / trainer.stride) * trainer.stride
-        args.multi_scale = 0.0  # probed at the largest multi-scale size instead (see _batch)
+        ms = args.multi_scale  # 8.4: a fraction; 8.3: a bool meaning +-50 %
+        ms = (0.5 if ms else 0.0) if isinstance(ms, bool) else float(ms)
+        self.max_size = math.ceil(args.imgsz * (1 + ms) / trainer.stride) * trainer.stride
+        args.multi_scale = type(args.multi_scale)(0)  # probed at the largest multi-scale size instead (see _batch)
         with _Quiet():
             cache, args.cache = args.cache, False
             try:

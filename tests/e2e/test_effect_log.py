@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from ultralytics import YOLO
 
-from tests.conftest import FAST, fast_args, run_yolo
+from tests.conftest import FAST, fast_args, needs_84, run_yolo
 from yolo_batch.effect import read_csv
 
 pytestmark = pytest.mark.slow
@@ -36,7 +36,7 @@ COLUMNS = (
     ("model", "third"),
     [
         pytest.param("yolo11n.yaml", "dfl_loss", id="yolo11-dfl"),
-        pytest.param("yolo26n.yaml", "l1_loss", id="yolo26-l1"),
+        pytest.param("yolo26n.yaml", "l1_loss", id="yolo26-l1", marks=needs_84),
     ],
 )
 def test_effect_rows_match_results_csv(tiny_data, tmp_path, model, third):

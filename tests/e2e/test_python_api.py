@@ -91,10 +91,13 @@ def test_probe_restores_everything_it_touches(tiny_data, tmp_path, monkeypatch):
         return batch
 
     monkeypatch.setattr(decide, "auto_batch", spy)
-    _train(YOLO("yolo11n.yaml"), tiny_data, tmp_path, batch="auto-plus", multi_scale=0.25)
+    import ultralytics
+
+    multi_scale = True if ultralytics.__version__.startswith("8.3.") else 0.25  # 8.3: a bool; 8.4: a fraction
+    _train(YOLO("yolo11n.yaml"), tiny_data, tmp_path, batch="auto-plus", multi_scale=multi_scale)
     assert seen["before"].keys() == seen["after"].keys()
     assert all(torch.equal(seen["before"][k], seen["after"][k]) for k in seen["before"])
     assert torch.equal(seen["rng"], seen["rng_after"])
     assert all(g is None for g in seen["grads"])
-    assert seen["slots"][:3] == (None, None, 0.25)
+    assert seen["slots"][:3] == (None, None, multi_scale)
     assert not list(tmp_path.glob("run/*.tmp")) and not list(tmp_path.glob("run/.*.tmp"))

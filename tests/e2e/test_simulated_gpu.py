@@ -10,7 +10,7 @@ import json
 import pytest
 from ultralytics import YOLO
 
-from tests.conftest import FAST
+from tests.conftest import FAST, needs_84
 from tests.memory_laws import MB, YOLOV8S_640
 from tests.simulated import SimulatedGPU
 from yolo_batch import AutoPlusError
@@ -118,6 +118,7 @@ def _on(model, event, epoch_index, fn):
     model.add_callback(event, lambda t: fn() if getattr(t, "epoch", 0) == epoch_index else None)
 
 
+@needs_84
 def test_oom_in_a_later_epoch_steps_down_and_training_goes_on(data64, tmp_path, gpu):
     device = gpu(total_gib=24)  # picks 64
     model = YOLO("yolo11n.yaml")
@@ -154,6 +155,7 @@ def test_oom_in_validation_halves_the_validation_batch(data_val32, tmp_path, gpu
     assert float(row["metrics/mAP50-95(B)"]) >= 0
 
 
+@needs_84
 def test_out_of_retries_stops_with_a_resumable_checkpoint(data64, tmp_path, gpu, monkeypatch):
     monkeypatch.setenv("YOLO_BATCH_CONFIG", str(_write(tmp_path / "p.yaml", "oom_retries: 2\n")))
     device = gpu(total_gib=24)
