@@ -105,3 +105,37 @@ def test_the_module_is_the_event_dict():
     assert dict(yolo_batch.callbacks.items()) == callbacks.callbacks
     assert "on_fit_epoch_end" in yolo_batch.callbacks and len(yolo_batch.callbacks) == len(callbacks.callbacks)
     assert yolo_batch.callbacks["on_train_end"] is callbacks.on_train_end
+
+
+@pytest.mark.parametrize(
+    "batch", [pytest.param(16, id="int"), pytest.param(-1, id="autobatch"), pytest.param(0.7, id="fraction")]
+)
+def test_plan_leaves_stock_values_alone(batch):
+    from ultralytics.cfg import DEFAULT_CFG
+
+    assert callbacks.plan(DEFAULT_CFG, {"batch": batch, "data": "x.yaml"}, None) is None
+
+
+@pytest.mark.parametrize(
+    ("scaling", "batch", "optimizer", "expected"),
+    [
+        pytest.param("none", 128, "SGD", 0.01, id="none"),
+        pytest.param("linear", 128, "SGD", 0.02, id="linear-2x"),
+        pytest.param("sqrt", 128, "SGD", 0.01 * 2**0.5, id="sqrt"),
+        pytest.param("linear", 64, "SGD", 0.01, id="at-nbs-unchanged"),
+        pytest.param("linear", 32, "SGD", 0.01, id="below-nbs-accumulates"),
+        pytest.param("linear", 128, "auto", 0.01, id="optimizer-auto-picks-its-own-lr"),
+    ],
+)
+def test_lr_scaling(scaling, batch, optimizer, expected):
+    from yolo_batch.decide import _scale_lr
+
+    t = SimpleNamespace(args=SimpleNamespace(nbs=64, lr0=0.01, optimizer=optimizer))
+    record = _scale_lr(t, BatchSpec(lr_scaling=scaling), batch)
+    assert t.args.lr0 == pytest.approx(expected)
+    assert record == {
+        "lr_scaling": scaling,
+        "lr0": 0.01,
+        "lr0_scaled": pytest.approx(expected),
+        "effective_batch": max(batch, 64),
+    }

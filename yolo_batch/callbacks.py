@@ -13,6 +13,7 @@ Use it by hand like any Ultralytics integration (with an integer batch the hooks
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 import types
@@ -245,7 +246,8 @@ def _grad_scale(trainer) -> float:
 
 @_safe
 def on_train_start(trainer, s: Session) -> None:
-    """Start the gradient-noise tap: read-only on ``.grad``, around the trainer's own optimizer step."""
+    """Note the starting batch; start the gradient-noise tap (read-only on ``.grad``, around the optimizer step)."""
+    s.last_batch = trainer.batch_size
     if not s.spec.noise_scale:
         return
     from yolo_batch.effect import GradientNoise, GradientTap
@@ -336,10 +338,15 @@ def on_fit_epoch_end(trainer, s: Session) -> None:
         row["peak_mem_bytes"] = peak
         row["mem_utilization"] = round(peak / total, 4) if total else None
         row["grad_noise_scale"] = round(s.noise.value, 2) if s.noise and s.noise.value else None
-        row["oom_events"] = s.oom_events
         if s.last_batch is not None and s.last_batch != trainer.batch_size:
+            if not s.decides and trainer.batch_size < s.last_batch:  # Ultralytics' own halving, once per half
+                s.oom_events += round(math.log2(s.last_batch / trainer.batch_size))
             logger, prefix = _log()
-            logger.warning(f"{prefix}batch changed from {s.last_batch} to {trainer.batch_size} this epoch")
+            logger.warning(
+                f"{prefix}batch changed from {s.last_batch} to {trainer.batch_size} this epoch "
+                f"(out-of-memory events so far: {s.oom_events})"
+            )
+        row["oom_events"] = s.oom_events
         s.last_batch = trainer.batch_size
     s.effect.add(row)
     if not final:

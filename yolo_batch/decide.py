@@ -14,7 +14,8 @@ from typing import Any
 from yolo_batch.callbacks import DECISION_FILE, _log, session
 from yolo_batch.spec import AutoPlusError, BatchSpec
 
-VERIFY_MARGIN = 0.5  # verify: auto proves picks whose predicted peak is above this share of the budget
+VERIFY_MARGIN = 0.5  # verify: auto proves picks whose predicted peak is above this share of the budget...
+VERIFY_CHEAP_S = 1.0  # ...or whose step (estimated from the probe) takes at most this long
 
 
 def auto_batch(trainer, world: int = 1) -> int:
@@ -50,9 +51,14 @@ def auto_batch(trainer, world: int = 1) -> int:
             raise AutoPlusError(f"no batch fits: {decision.reason}")
         batch, verified, notes = decision.batch, None, []
         t_verify = time.perf_counter()
-        checking = spec.verify is True or (spec.verify == "auto" and model.peak(batch) > VERIFY_MARGIN * budget)
+        step_s = _step_estimate(result, batch)
+        near = model.peak(batch) > VERIFY_MARGIN * budget
+        checking = spec.verify is True or (spec.verify == "auto" and (near or step_s <= VERIFY_CHEAP_S))
         if spec.verify == "auto" and not checking:
-            notes.append(f"not verified: the predicted peak is under {VERIFY_MARGIN:.0%} of the budget")
+            notes.append(
+                f"not verified: the predicted peak is under {VERIFY_MARGIN:.0%} of the budget and a step at "
+                f"{batch} would take ~{step_s:.0f}s"
+            )
         while checking:
             verified = prober.verify(batch, spec.probe_val)
             if verified is not None:
@@ -134,6 +140,14 @@ def ddp_auto_batch(trainer) -> int:
             logger.info(f"{prefix}{line}")
         logger.info(f"{prefix}{s.record['ddp_reason']}")
     return batch
+
+
+def _step_estimate(result, batch: int) -> float:
+    """Seconds of one verification at ``batch`` (a training step and the 2x validation forward), from the probe."""
+    if not result.step_seconds:
+        return float("inf")
+    largest = max(result.step_seconds)
+    return result.step_seconds[largest] / largest * batch
 
 
 def _scale_lr(trainer, spec: BatchSpec, batch: int) -> dict[str, Any]:

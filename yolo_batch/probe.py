@@ -90,8 +90,14 @@ class Prober:
             cache, args.cache = args.cache, False
             try:
                 self.dataset = trainer.build_dataset(trainer.data["train"], mode="train", batch=16)
+            except FileNotFoundError:
+                self.dataset = []
             finally:
                 args.cache = cache
+            if not len(self.dataset):
+                from yolo_batch.spec import AutoPlusError
+
+                raise AutoPlusError(f"the training set {trainer.data['train']} has no images; check data={args.data}")
             counts = [len(lb["cls"]) for lb in self.dataset.labels]
             self.order = sorted(range(len(counts)), key=lambda i: -counts[i])  # densest first: the worst case
             self.max_labels = max(counts) if counts else 0

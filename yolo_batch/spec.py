@@ -49,7 +49,8 @@ class BatchSpec:
         probe_batches (tuple[int, ...]): Batch sizes of the real training steps that measure the memory law.
         probe_val (bool): Also measure the validation forward at twice the batch.
         verify (bool | str): Prove the pick with one real training step (and the validation forward at 2x):
-            ``auto`` when its predicted peak is above half the budget (where a misprediction could matter),
+            ``auto`` when its predicted peak is above half the budget (where a misprediction could matter) or
+            the step is cheap (at most 1 s, estimated from the probe),
             ``true`` always, ``false`` never.
         lr_scaling (str): ``none``, ``linear`` or ``sqrt`` scaling of lr0 above the nominal batch (nbs).
         noise_scale (bool): Estimate the gradient-noise scale each epoch.

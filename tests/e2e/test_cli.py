@@ -41,8 +41,8 @@ def test_yolo_train_auto_plus_picks_trains_and_records(tiny_data, tmp_path):
         "probe_seconds",
     ):
         assert decision[key] > 0, key
-    # verify: auto skips the proof when the predicted peak is under half the budget (any CPU that runs this)
-    assert decision["verified_peak_bytes"] is None and "not verified" in decision["reason"]
+    # verify: auto proves the pick when a step is cheap; far below the budget it may skip it, and says so
+    assert (decision["verified_peak_bytes"] is None) == ("not verified" in decision["reason"])
     assert decision["budget_bytes"] == pytest.approx(0.9 * (decision["free_bytes"] + decision["held_bytes"]), rel=1e-6)
     assert "32 fits at" in decision["reason"] and "above the cap" in decision["reason"]
     # the trainer trained at the pick: args, checkpoint and accumulate agree

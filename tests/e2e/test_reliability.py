@@ -119,3 +119,28 @@ def test_killed_run_leaves_readable_files(tiny_data, tmp_path):
         rows = list(csv.reader(f))
     assert len(rows) >= 4 and all(len(r) == len(rows[0]) for r in rows)  # header + whole rows only
     assert [r[0] for r in rows[1:]] == [str(i) for i in range(1, len(rows))]
+
+
+def test_empty_training_set_is_a_clear_error(tiny_data, tmp_path):
+    import shutil
+
+    data = tmp_path / "empty"
+    shutil.copytree(tiny_data.parent, data)
+    for f in (data / "images" / "train").iterdir():
+        f.unlink()
+    (data / "data.yaml").write_text((data / "data.yaml").read_text().replace(str(tiny_data.parent), str(data)))
+    r = run_yolo(
+        "train",
+        "model=yolo11n.yaml",
+        f"data={data / 'data.yaml'}",
+        "batch=auto-plus",
+        *fast_args(),
+        f"project={tmp_path}",
+        "name=run",
+        cwd=tmp_path,
+    )
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    train, yaml_path = data / "images" / "train", data / "data.yaml"
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"yolo-batch: error: the training set {train} has no images; check data={yaml_path}"
+    )

@@ -181,3 +181,26 @@ def test_out_of_retries_stops_with_a_resumable_checkpoint(data64, tmp_path, gpu,
 def _write(path, text):
     path.write_text(text)
     return path
+
+
+@needs_84
+def test_ultralytics_own_halving_is_recorded_when_only_measuring(data64, tmp_path, gpu):
+    """An integer batch with the plugin registered: Ultralytics halves on OOM in epoch 1; the effect log shows it."""
+    from yolo_batch import AutoPlus
+
+    gpu(total_gib=24, ceiling=10)
+    model = AutoPlus().register(YOLO("yolo11n.yaml"))
+    model.train(data=str(data64), batch=32, project=str(tmp_path), name="run", exist_ok=True, **FAST)
+    row = read_csv(tmp_path / "run" / "batch_effect.csv")[0]
+    assert (row["batch"], row["oom_events"]) == ("8", "2")  # 32 -> 16 -> 8
+    assert not (tmp_path / "run" / "batch_decision.json").exists()
+
+
+def test_verify_auto_skips_an_expensive_proof_far_below_the_budget(data64, tmp_path, gpu, monkeypatch):
+    from yolo_batch import decide
+
+    gpu(total_gib=80)  # 64 needs 15.6 GB of 77 GB usable: under half the budget
+    monkeypatch.setattr(decide, "VERIFY_CHEAP_S", 0.0)  # every step counts as expensive
+    _, d = _run(data64, tmp_path)
+    assert d["batch"] == 64 and d["verified_peak_bytes"] is None
+    assert "not verified: the predicted peak is under 50% of the budget and a step at 64 would take" in d["reason"]
