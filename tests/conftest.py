@@ -59,6 +59,12 @@ def run_yolo(*args: str, cwd: Path, env: dict | None = None, timeout: int = 300)
     )
 
 
+def yolo_train(data: Path, tmp_path: Path, batch: str = "auto-plus", *extra: str, env: dict | None = None, **fast):
+    """``yolo train model=yolo11n.yaml data=... batch=...`` with ``FAST`` settings into ``tmp_path/run``."""
+    args = ["train", "model=yolo11n.yaml", f"data={data}", f"batch={batch}", *fast_args(**fast), *extra]
+    return run_yolo(*args, f"project={tmp_path}", "name=run", cwd=tmp_path, env=env)
+
+
 def fast_args(**over) -> list[str]:
     """``FAST`` as ``key=value`` words, with overrides."""
     return [f"{k}={v}" for k, v in {**FAST, **over}.items()]

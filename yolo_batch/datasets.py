@@ -174,7 +174,8 @@ def make_dataset(
         ValueError: If an argument is out of range.
 
     Examples:
-        >>> data = make_dataset("/tmp/shapes", n_train=16, n_val=4, imgsz=160)
+        >>> import tempfile
+        >>> data = make_dataset(Path(tempfile.mkdtemp()) / "shapes", n_train=16, n_val=4, imgsz=160)
         >>> data.name
         'data.yaml'
     """
@@ -260,7 +261,8 @@ def count_images(data_yaml: str | os.PathLike, split: str = "train") -> int:
         KeyError: If data.yaml has no such split.
 
     Examples:
-        >>> count_images(make_dataset("/tmp/shapes", n_train=16, n_val=4, imgsz=160))
+        >>> import tempfile
+        >>> count_images(make_dataset(Path(tempfile.mkdtemp()) / "shapes", n_train=16, n_val=4, imgsz=160))
         16
     """
     data_yaml = Path(data_yaml)

@@ -7,23 +7,14 @@ import json
 import pytest
 import torch
 
-from tests.conftest import fast_args, run_yolo
+from tests.conftest import run_yolo, yolo_train
 from yolo_batch.effect import read_csv
 
 pytestmark = pytest.mark.slow
 
 
 def test_yolo_train_auto_plus_picks_trains_and_records(tiny_data, tmp_path):
-    r = run_yolo(
-        "train",
-        "model=yolo11n.yaml",
-        f"data={tiny_data}",
-        "batch=auto-plus",
-        *fast_args(epochs=2),
-        f"project={tmp_path}",
-        "name=run",
-        cwd=tmp_path,
-    )
+    r = yolo_train(tiny_data, tmp_path, "auto-plus", epochs=2)
     assert r.returncode == 0, r.stderr[-3000:]
     run = tmp_path / "run"
     decision = json.loads((run / "batch_decision.json").read_text())
@@ -66,15 +57,7 @@ def test_yolo_train_auto_plus_picks_trains_and_records(tiny_data, tmp_path):
     ],
 )
 def test_bad_value_is_one_line_before_anything_is_built(tiny_data, tmp_path, value, expect):
-    r = run_yolo(
-        "train",
-        "model=yolo11n.yaml",
-        f"data={tiny_data}",
-        f"batch={value}",
-        f"project={tmp_path}",
-        "name=run",
-        cwd=tmp_path,
-    )
+    r = yolo_train(tiny_data, tmp_path, value)
     assert r.returncode == 2
     lines = [x for x in r.stderr.splitlines() if x.strip()]
     assert len(lines) == 1, r.stderr
@@ -104,16 +87,7 @@ def test_training_yaml_with_auto_plus_fit(tiny_data, tmp_path):
 def test_bad_plugin_config_named_by_env_fails_cleanly(tiny_data, tmp_path):
     bad = tmp_path / "plugin.yaml"
     bad.write_text("policy: ladder\nutilisation: 0.8\n")
-    r = run_yolo(
-        "train",
-        "model=yolo11n.yaml",
-        f"data={tiny_data}",
-        "batch=auto-plus",
-        f"project={tmp_path}",
-        "name=run",
-        cwd=tmp_path,
-        env={"YOLO_BATCH_CONFIG": str(bad)},
-    )
+    r = yolo_train(tiny_data, tmp_path, "auto-plus", env={"YOLO_BATCH_CONFIG": str(bad)})
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0
     assert "utilisation" in r.stderr and "did you mean 'utilization'" in r.stderr and str(bad) in r.stderr
@@ -121,16 +95,7 @@ def test_bad_plugin_config_named_by_env_fails_cleanly(tiny_data, tmp_path):
 
 
 def test_integer_batch_is_stock(tiny_data, tmp_path):
-    r = run_yolo(
-        "train",
-        "model=yolo11n.yaml",
-        f"data={tiny_data}",
-        "batch=8",
-        *fast_args(),
-        f"project={tmp_path}",
-        "name=run",
-        cwd=tmp_path,
-    )
+    r = yolo_train(tiny_data, tmp_path, "8")
     assert r.returncode == 0, r.stderr[-3000:]
     assert not (tmp_path / "run" / "batch_decision.json").exists()
     assert not (tmp_path / "run" / "batch_effect.csv").exists()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from ultralytics import YOLO
 
-from tests.conftest import FAST, fast_args, needs_84, run_yolo
+from tests.conftest import FAST, needs_84, run_yolo, yolo_train
 from yolo_batch.effect import read_csv
 
 pytestmark = pytest.mark.slow
@@ -95,17 +95,7 @@ def test_batch_scalars_reach_tensorboard(tiny_data, tmp_path):
     # Ultralytics' TensorBoard logger stays off under pytest (PYTEST_CURRENT_TEST): the user's run has no such variable
     env = {"YOLO_CONFIG_DIR": str(tmp_path / "settings"), "PYTEST_CURRENT_TEST": None}
     assert run_yolo("settings", "tensorboard=True", cwd=tmp_path, env=env).returncode == 0
-    r = run_yolo(
-        "train",
-        "model=yolo11n.yaml",
-        f"data={tiny_data}",
-        "batch=auto-plus",
-        *fast_args(epochs=2),
-        f"project={tmp_path}",
-        "name=run",
-        cwd=tmp_path,
-        env=env,
-    )
+    r = yolo_train(tiny_data, tmp_path, "auto-plus", env=env, epochs=2)
     assert r.returncode == 0, r.stderr[-2000:]
     acc = EventAccumulator(str(tmp_path / "run")).Reload()
     tags = acc.Tags()["scalars"]

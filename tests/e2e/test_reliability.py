@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.conftest import YOLO, fast_args, run_yolo
+from tests.conftest import YOLO, fast_args, run_yolo, yolo_train
 from yolo_batch.effect import read_csv
 
 pytestmark = pytest.mark.slow
@@ -44,16 +44,7 @@ def test_dense_images_with_hundreds_of_labels(tmp_path):
     from yolo_batch.datasets import make_dataset
 
     data = make_dataset(tmp_path / "dense", n_train=16, n_val=4, imgsz=128, dense=True, dense_objects=300, seed=4)
-    r = run_yolo(
-        "train",
-        "model=yolo11n.yaml",
-        f"data={data}",
-        "batch=auto-plus",
-        *fast_args(imgsz=128),
-        f"project={tmp_path}",
-        "name=run",
-        cwd=tmp_path,
-    )
+    r = yolo_train(data, tmp_path, "auto-plus", imgsz=128)
     assert r.returncode == 0, r.stderr[-2000:]
     d = json.loads((tmp_path / "run" / "batch_decision.json").read_text())
     assert d["max_labels_per_image"] >= 250 and d["batch"] == 16  # capped by the 16-image training set
@@ -79,16 +70,7 @@ def test_unwritable_run_folder_is_a_clear_error(tiny_data, tmp_path):
 
 
 def test_batch_above_the_training_set_is_clamped(tiny_data, tmp_path):
-    r = run_yolo(
-        "train",
-        "model=yolo11n.yaml",
-        f"data={tiny_data}",
-        "batch=auto-plus:fit",
-        *fast_args(),
-        f"project={tmp_path}",
-        "name=run",
-        cwd=tmp_path,
-    )
+    r = yolo_train(tiny_data, tmp_path, "auto-plus:fit")
     d = json.loads((tmp_path / "run" / "batch_decision.json").read_text())
     assert r.returncode == 0 and d["batch"] == 32 == d["dataset_size"]
     assert "capped by the training set of 32 images" in d["reason"]
@@ -129,16 +111,7 @@ def test_empty_training_set_is_a_clear_error(tiny_data, tmp_path):
     for f in (data / "images" / "train").iterdir():
         f.unlink()
     (data / "data.yaml").write_text((data / "data.yaml").read_text().replace(str(tiny_data.parent), str(data)))
-    r = run_yolo(
-        "train",
-        "model=yolo11n.yaml",
-        f"data={data / 'data.yaml'}",
-        "batch=auto-plus",
-        *fast_args(),
-        f"project={tmp_path}",
-        "name=run",
-        cwd=tmp_path,
-    )
+    r = yolo_train(data / "data.yaml", tmp_path)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     train, yaml_path = data / "images" / "train", data / "data.yaml"
     assert r.stderr.strip().splitlines()[-1] == (
