@@ -59,6 +59,11 @@ def run_yolo(*args: str, cwd: Path, env: dict | None = None, timeout: int = 300)
     )
 
 
+def train_in_process(model, data: Path, tmp_path: Path, **kw):
+    """``model.train(...)`` with ``FAST`` settings into ``tmp_path/run``; ``kw`` overrides (batch, epochs...)."""
+    return model.train(data=str(data), project=str(tmp_path), name="run", exist_ok=True, **{**FAST, **kw})
+
+
 def yolo_train(data: Path, tmp_path: Path, batch: str = "auto-plus", *extra: str, env: dict | None = None, **fast):
     """``yolo train model=yolo11n.yaml data=... batch=...`` with ``FAST`` settings into ``tmp_path/run``."""
     args = ["train", "model=yolo11n.yaml", f"data={data}", f"batch={batch}", *fast_args(**fast), *extra]

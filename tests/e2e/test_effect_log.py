@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from ultralytics import YOLO
 
-from tests.conftest import FAST, needs_84, run_yolo, yolo_train
+from tests.conftest import needs_84, run_yolo, train_in_process, yolo_train
 from yolo_batch.effect import read_csv
 
 pytestmark = pytest.mark.slow
@@ -40,15 +40,7 @@ COLUMNS = (
     ],
 )
 def test_effect_rows_match_results_csv(tiny_data, tmp_path, model, third):
-    m = YOLO(model)
-    m.train(
-        data=str(tiny_data),
-        batch="auto-plus",
-        project=str(tmp_path),
-        name="run",
-        exist_ok=True,
-        **{**FAST, "epochs": 3},
-    )
+    train_in_process(YOLO(model), tiny_data, tmp_path, batch="auto-plus", epochs=3)
     run = tmp_path / "run"
     results, effect = read_csv(run / "results.csv"), read_csv(run / "batch_effect.csv")
     assert [r["epoch"] for r in effect] == ["1", "2", "3", "final"]
@@ -77,14 +69,7 @@ def test_noise_scale_off(tiny_data, tmp_path, monkeypatch):
     cfg = tmp_path / "p.yaml"
     cfg.write_text("noise_scale: false\n")
     monkeypatch.setenv("YOLO_BATCH_CONFIG", str(cfg))
-    YOLO("yolo11n.yaml").train(
-        data=str(tiny_data),
-        batch="auto-plus",
-        project=str(tmp_path),
-        name="run",
-        exist_ok=True,
-        **{**FAST, "epochs": 2},
-    )
+    train_in_process(YOLO("yolo11n.yaml"), tiny_data, tmp_path, batch="auto-plus", epochs=2)
     rows = read_csv(tmp_path / "run" / "batch_effect.csv")
     assert all(r["grad_noise_scale"] == "" for r in rows)
 

@@ -8,20 +8,16 @@ import pytest
 import torch
 from ultralytics import YOLO
 
-from tests.conftest import FAST
+from tests.conftest import train_in_process
 from yolo_batch import AutoPlus, AutoPlusError
 from yolo_batch.effect import read_csv
 
 pytestmark = pytest.mark.slow
 
 
-def _train(model, data, tmp_path, **kw):
-    return model.train(data=str(data), project=str(tmp_path), name="run", exist_ok=True, **{**FAST, **kw})
-
-
 def test_train_with_auto_plus_value(tiny_data, tmp_path):
     model = YOLO("yolo11n.yaml")
-    _train(model, tiny_data, tmp_path, batch="auto-plus:fit:0.5")
+    train_in_process(model, tiny_data, tmp_path, batch="auto-plus:fit:0.5")
     trainer = model.trainer
     decision = json.loads((tmp_path / "run" / "batch_decision.json").read_text())
     assert decision["policy"] == "fit" and decision["utilization"] == 0.5
@@ -30,7 +26,7 @@ def test_train_with_auto_plus_value(tiny_data, tmp_path):
 
 def test_registered_plugin_makes_auto_plus_the_default(tiny_data, tmp_path):
     model = AutoPlus(candidates=[8, 16], utilization=0.8).register(YOLO("yolo11n.yaml"))
-    _train(model, tiny_data, tmp_path)
+    train_in_process(model, tiny_data, tmp_path)
     decision = json.loads((tmp_path / "run" / "batch_decision.json").read_text())
     assert decision["batch"] == 16 and decision["utilization"] == 0.8
     assert [c["batch"] for c in decision["candidates"]] == [16, 8]
@@ -39,7 +35,7 @@ def test_registered_plugin_makes_auto_plus_the_default(tiny_data, tmp_path):
 
 def test_registered_plugin_with_explicit_integer_batch_only_measures(tiny_data, tmp_path):
     model = AutoPlus().register(YOLO("yolo11n.yaml"))
-    _train(model, tiny_data, tmp_path, batch=4)
+    train_in_process(model, tiny_data, tmp_path, batch=4)
     run = tmp_path / "run"
     assert model.trainer.batch_size == 4
     assert not (run / "batch_decision.json").exists()
@@ -52,7 +48,7 @@ def test_value_beats_keywords_beats_yaml(tiny_data, tmp_path, monkeypatch):
     cfg.write_text("policy: fit\nutilization: 0.6\ncandidates: [8]\n")
     monkeypatch.setenv("YOLO_BATCH_CONFIG", str(cfg))
     model = AutoPlus(utilization=0.7).register(YOLO("yolo11n.yaml"))
-    _train(model, tiny_data, tmp_path, batch="auto-plus:ladder")
+    train_in_process(model, tiny_data, tmp_path, batch="auto-plus:ladder")
     d = json.loads((tmp_path / "run" / "batch_decision.json").read_text())
     # policy from the value, utilization from the keyword, candidates from the YAML
     assert (d["policy"], d["utilization"], [c["batch"] for c in d["candidates"]]) == ("ladder", 0.7, [8])
@@ -69,7 +65,7 @@ def test_bad_keyword_fails_at_construction():
 def test_bad_value_in_train_fails_before_run_folder(tiny_data, tmp_path):
     model = YOLO("yolo11n.yaml")
     with pytest.raises(AutoPlusError, match="unknown policy 'fast'"):
-        _train(model, tiny_data, tmp_path, batch="auto-plus:fast")
+        train_in_process(model, tiny_data, tmp_path, batch="auto-plus:fast")
     assert not (tmp_path / "run").exists()
 
 
@@ -94,7 +90,7 @@ def test_probe_restores_everything_it_touches(tiny_data, tmp_path, monkeypatch):
     import ultralytics
 
     multi_scale = True if ultralytics.__version__.startswith("8.3.") else 0.25  # 8.3: a bool; 8.4: a fraction
-    _train(YOLO("yolo11n.yaml"), tiny_data, tmp_path, batch="auto-plus", multi_scale=multi_scale)
+    train_in_process(YOLO("yolo11n.yaml"), tiny_data, tmp_path, batch="auto-plus", multi_scale=multi_scale)
     assert seen["before"].keys() == seen["after"].keys()
     assert all(torch.equal(seen["before"][k], seen["after"][k]) for k in seen["before"])
     assert torch.equal(seen["rng"], seen["rng_after"])

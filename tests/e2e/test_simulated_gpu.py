@@ -10,7 +10,7 @@ import json
 import pytest
 from ultralytics import YOLO
 
-from tests.conftest import FAST, needs_84
+from tests.conftest import needs_84, train_in_process
 from tests.memory_laws import MB, YOLOV8S_640
 from tests.simulated import SimulatedGPU
 from yolo_batch import AutoPlusError
@@ -45,7 +45,7 @@ def gpu(monkeypatch):
 
 def _run(data, tmp_path, batch="auto-plus", **kw):
     model = YOLO("yolo11n.yaml")
-    model.train(data=str(data), batch=batch, project=str(tmp_path), name="run", exist_ok=True, **{**FAST, **kw})
+    train_in_process(model, data, tmp_path, batch=batch, **kw)
     return model, json.loads((tmp_path / "run" / "batch_decision.json").read_text())
 
 
@@ -123,9 +123,7 @@ def test_oom_in_a_later_epoch_steps_down_and_training_goes_on(data64, tmp_path, 
     device = gpu(total_gib=24)  # picks 64
     model = YOLO("yolo11n.yaml")
     _on(model, "on_train_epoch_start", 1, lambda: setattr(device, "ceiling", 40))  # another process takes memory
-    model.train(
-        data=str(data64), batch="auto-plus", project=str(tmp_path), name="run", exist_ok=True, **{**FAST, "epochs": 3}
-    )
+    train_in_process(model, data64, tmp_path, batch="auto-plus", epochs=3)
     run = tmp_path / "run"
     assert [r["epoch"] for r in read_csv(run / "results.csv")] == ["1", "2", "3"]  # every epoch once
     rows = [r for r in read_csv(run / "batch_effect.csv") if r["epoch"] != "final"]
@@ -148,7 +146,7 @@ def test_oom_in_validation_halves_the_validation_batch(data_val32, tmp_path, gpu
     # picks 32 (the training set); validation would run at 64, which Ultralytics caps at the 32 images of the set
     model = YOLO("yolo11n.yaml")
     model.add_callback("on_train_start", lambda t: setattr(device, "val_ceiling", 20))
-    model.train(data=str(data_val32), batch="auto-plus", project=str(tmp_path), name="run", exist_ok=True, **FAST)
+    train_in_process(model, data_val32, tmp_path, batch="auto-plus")
     assert model.trainer.batch_size == 32 and model.trainer.test_loader.batch_size == 16
     row = read_csv(tmp_path / "run" / "batch_effect.csv")[0]
     assert row["oom_events"] == "1"  # 32 -> 16
@@ -166,14 +164,7 @@ def test_out_of_retries_stops_with_a_resumable_checkpoint(data64, tmp_path, gpu,
         match=r"out of memory at batch 16 in epoch 2 after 2 step-down\(s\) "
         r"\(oom_retries=2\); the last finished epoch is saved: yolo train resume",
     ):
-        model.train(
-            data=str(data64),
-            batch="auto-plus",
-            project=str(tmp_path),
-            name="run",
-            exist_ok=True,
-            **{**FAST, "epochs": 3},
-        )
+        train_in_process(model, data64, tmp_path, batch="auto-plus", epochs=3)
     assert (tmp_path / "run" / "weights" / "last.pt").exists()
     assert [r["epoch"] for r in read_csv(tmp_path / "run" / "results.csv")] == ["1"]
 
@@ -190,7 +181,7 @@ def test_ultralytics_own_halving_is_recorded_when_only_measuring(data64, tmp_pat
 
     gpu(total_gib=24, ceiling=10)
     model = AutoPlus().register(YOLO("yolo11n.yaml"))
-    model.train(data=str(data64), batch=32, project=str(tmp_path), name="run", exist_ok=True, **FAST)
+    train_in_process(model, data64, tmp_path, batch=32)
     row = read_csv(tmp_path / "run" / "batch_effect.csv")[0]
     assert (row["batch"], row["oom_events"]) == ("8", "2")  # 32 -> 16 -> 8
     assert not (tmp_path / "run" / "batch_decision.json").exists()
