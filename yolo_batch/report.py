@@ -15,6 +15,7 @@ from yolo_batch.cli import parse_pairs
 from yolo_batch.decide import decision_table
 from yolo_batch.effect import atomic_write, atomic_write_bytes, read_csv
 from yolo_batch.spec import AutoPlusError
+from yolo_batch.summary import number, train_loss
 
 METRICS = ("metrics/precision(B)", "metrics/recall(B)", "metrics/mAP50(B)", "metrics/mAP50-95(B)")
 
@@ -158,10 +159,9 @@ def _summarise(run: Path, name: str) -> tuple[dict[str, Any], dict[str, list]]:
         raise AutoPlusError(f"compare: {str(run)!r} has no finished epoch in results.csv yet; compare it later")
     epochs_rows = [e for e in r["effect"] if e.get("epoch") != "final"]
     last = results[-1]
-    loss_keys = [k for k in last if k.startswith("train/") and k.endswith("_loss")]
-    losses = [_sum(row.get(k) for k in loss_keys) for row in results]
-    speeds = [v for v in (_num(e.get("images_per_s")) for e in epochs_rows) if v is not None]
-    peaks = [v for v in (_num(e.get("peak_mem_bytes")) for e in epochs_rows) if v is not None]
+    losses = [train_loss(row) for row in results]
+    speeds = [v for v in (number(e.get("images_per_s")) for e in epochs_rows) if v is not None]
+    peaks = [v for v in (number(e.get("peak_mem_bytes")) for e in epochs_rows) if v is not None]
     row = {
         "run": name,
         "batch": _batch(run, epochs_rows, r["decision"]),
@@ -170,8 +170,8 @@ def _summarise(run: Path, name: str) -> tuple[dict[str, Any], dict[str, list]]:
         "epochs": len(results),
         "best_mAP50": _max(row.get(_MAP50) for row in results),
         "best_mAP50-95": _max(row.get(_MAP) for row in results),
-        "final_mAP50": _num(last.get(_MAP50)),
-        "final_mAP50-95": _num(last.get(_MAP)),
+        "final_mAP50": number(last.get(_MAP50)),
+        "final_mAP50-95": number(last.get(_MAP)),
         "final_train_loss": losses[-1],
         "images_per_s": sum(speeds) / len(speeds) if speeds else None,
         "peak_mem_gib": max(peaks) / 2**30 if peaks else None,
@@ -179,7 +179,7 @@ def _summarise(run: Path, name: str) -> tuple[dict[str, Any], dict[str, list]]:
         "dir": str(run),
     }
     epochs = [_int(row.get("epoch")) for row in results]
-    return row, {"epoch": epochs, "loss": losses, "map": [_num(row.get(_MAP)) for row in results]}
+    return row, {"epoch": epochs, "loss": losses, "map": [number(row.get(_MAP)) for row in results]}
 
 
 def _batch(run: Path, epoch_rows: list[dict[str, str]], decision: dict | None) -> int | None:
@@ -213,7 +213,7 @@ def _batch(run: Path, epoch_rows: list[dict[str, str]], decision: dict | None) -
 def _wall(results: list[dict[str, str]]) -> float | None:
     """Training seconds from results.csv's ``time``, adding the segments a resume restarts."""
     total, prev = 0.0, None
-    for t in (_num(row.get("time")) for row in results):
+    for t in (number(row.get("time")) for row in results):
         if t is None:
             continue
         if prev is not None and t < prev:
@@ -259,27 +259,14 @@ def _plot(loaded: list[tuple[dict[str, Any], dict[str, list]]]) -> bytes:
     return buf.getvalue()
 
 
-def _num(v: Any) -> float | None:
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(x) else x
-
-
 def _int(v: Any) -> int | None:
-    x = _num(v)
+    x = number(v)
     return int(x) if x is not None else None
 
 
 def _max(values) -> float | None:
-    nums = [x for x in map(_num, values) if x is not None]
+    nums = [x for x in map(number, values) if x is not None]
     return max(nums) if nums else None
-
-
-def _sum(values) -> float | None:
-    nums = [x for x in map(_num, values) if x is not None]
-    return sum(nums) if nums else None
 
 
 def _nan(v: float | None) -> float:
