@@ -84,3 +84,32 @@ SERIES = {
 def budget(device_gib: float, utilization: float) -> float:
     """Bytes a run may use on an otherwise empty device of ``device_gib`` GiB at ``utilization``."""
     return device_gib * GIB * utilization
+
+
+class Curve:
+    """A measured, not quite linear, peak-memory curve: piecewise linear through ``points``, extended by its ends.
+
+    Quacks like `Law` for the simulated device (``at``, ``fixed_bytes``).
+    """
+
+    def __init__(self, points: list[tuple[int, float]]) -> None:
+        self.points = sorted(points)
+        self.fixed_bytes = 0.0
+
+    def at(self, images: float) -> float:
+        pts = self.points
+        i = (
+            1
+            if images <= pts[0][0]
+            else len(pts) - 1
+            if images >= pts[-1][0]
+            else next(k for k in range(1, len(pts)) if images <= pts[k][0])
+        )
+        (x0, y0), (x1, y1) = pts[i - 1], pts[i]
+        return y0 + (y1 - y0) * (images - x0) / (x1 - x0)
+
+
+# yolo11s at 640, AMP, an H100 80GB (79.18 GiB), the busy 2048-image set of benchmarks/gpu.py, 2026-11-26: the
+# probe's training steps at 2, 4, 8, then the verification steps at 200 and 224 (benchmarks/gpu.py, this repo).
+YOLO11S_640_H100 = Curve([(2, 790626304), (4, 1692401664), (8, 3072327680), (200, 67660414976), (224, 75539415040)])
+H100_GIB = 79.1787109375

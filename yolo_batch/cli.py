@@ -23,6 +23,8 @@ commands:
                                                             imgsz=320 classes=3 dense=false seed=0)
   compare    table and plots of several runs               (RUN_DIR ... [out=DIR])
   sweep      train one recipe at several batches           (model=... data=... batches=16,32,64,auto-plus ...)
+  plan       the auto-plus decision without training, and what other memory sizes would pick
+                                                           (model=... data=... [any yolo train key=value] [--json])
   defaults   print the shipped auto-plus settings (cfg/auto_plus.yaml)
 """
 
@@ -161,6 +163,13 @@ def cmd_compare(args: list[str]) -> int:
     return compare_cli(args)
 
 
+def cmd_plan(args: list[str]) -> int:
+    """``yolo-batch plan model=... data=... [key=value ...] [--json]``."""
+    from yolo_batch.plan import cmd_plan as run
+
+    return run(args)
+
+
 def cmd_sweep(args: list[str]) -> int:
     """``yolo-batch sweep model=... data=... batches=...``."""
     from yolo_batch.sweep import sweep_cli
@@ -173,6 +182,7 @@ COMMANDS = {
     "make-data": cmd_make_data,
     "compare": cmd_compare,
     "sweep": cmd_sweep,
+    "plan": cmd_plan,
     "defaults": cmd_defaults,
 }
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from yolo_batch.callbacks import DECISION_FILE, _log, session
+from yolo_batch.policy import gib
 from yolo_batch.spec import AutoPlusError, BatchSpec
 
 VERIFY_MARGIN = 0.5  # verify: auto proves picks whose predicted peak is above this share of the budget...
@@ -32,6 +33,7 @@ def auto_batch(trainer, world: int = 1) -> int:
     logger.info(f"{prefix}probing real training steps at batch {', '.join(map(str, spec.probe_batches))}...")
     with borrowed(trainer):
         prober = Prober(trainer, s.backend)
+        setup_seconds = time.perf_counter() - t0
         result = prober.run(spec.probe_batches, spec.probe_val)
         if len(result.train) < 2 and result.oom:  # the device is small: probe again at the smallest sizes
             result = prober.run((1, 2), spec.probe_val, result)
@@ -49,7 +51,7 @@ def auto_batch(trainer, world: int = 1) -> int:
         decision = ddp.per_gpu_decision(model, budget, spec, world=world, dataset_size=prober.dataset_size)
         if decision.batch == 0:
             raise AutoPlusError(f"no batch fits: {decision.reason}")
-        batch, verified, notes = decision.batch, None, []
+        batch, verified, notes, lead = decision.batch, None, [], []
         t_verify = time.perf_counter()
         step_s = _step_estimate(result, batch)
         near = model.peak(batch) > VERIFY_MARGIN * budget
@@ -59,24 +61,47 @@ def auto_batch(trainer, world: int = 1) -> int:
                 f"not verified: the predicted peak is under {VERIFY_MARGIN:.0%} of the budget and a step at "
                 f"{batch} would take ~{step_s:.0f}s"
             )
+        probe_law, refined, good = model, False, None  # good: the last verified (batch, peaks, model)
         while checking:
-            verified = prober.verify(batch, spec.probe_val)
-            if verified is not None:
+            peaks = prober.verify(batch, spec.probe_val)
+            if peaks is None and good is not None:  # a refitted, larger pick ran out of memory: keep the proven one
+                notes.append(f"verification at {batch} ran out of memory; back to the verified {good[0]}")
+                batch, peaks, model, decision = good
                 break
-            lower = policy.next_lower(batch, policy=spec.policy, candidates=spec.candidates, min_batch=spec.min_batch)
-            notes.append(f"verification at {batch} ran out of memory, stepped down to {lower}")
-            if lower == 0:
-                raise AutoPlusError(
-                    f"batch {spec.min_batch} runs out of memory at imgsz={trainer.args.imgsz}; lower imgsz, use a "
-                    "smaller model, enable AMP, or free device memory"
+            if peaks is None:
+                lower = policy.next_lower(
+                    batch, policy=spec.policy, candidates=spec.candidates, min_batch=spec.min_batch
                 )
-            batch = lower
+                notes.append(f"verification at {batch} ran out of memory, stepped down to {lower}")
+                if lower == 0:
+                    raise AutoPlusError(
+                        f"batch {spec.min_batch} runs out of memory at imgsz={trainer.args.imgsz}; lower imgsz, use "
+                        "a smaller model, enable AMP, or free device memory"
+                    )
+                batch, refined = lower, True  # no refit toward a batch that ran out of memory
+                continue
+            if not refined:  # the verified step is a point far from the probe's: refit the law through it, once
+                refined = True
+                refit = refit_law(model, result, batch, peaks)
+                again = refit and ddp.per_gpu_decision(
+                    refit, budget, spec, world=world, dataset_size=prober.dataset_size
+                )
+                if again and again.batch not in (0, batch):
+                    err = model.train.at(batch) / peaks[0] - 1
+                    lead.append(
+                        f"the probe's law put a step at {batch} at {gib(model.train.at(batch))}, it measured "
+                        f"{gib(peaks[0])} ({err:+.1%}): law refitted through it"
+                    )
+                    good, model, batch, decision = (batch, peaks, model, decision), refit, again.batch, again
+                    continue
+            break
+        verified = max(p for p in peaks if p is not None) if checking else None
     verify_seconds = time.perf_counter() - t_verify
     lr = _scale_lr(trainer, spec, batch) if world == 1 else {}  # DDP: scaled at the global batch, after agreeing
     seconds = time.perf_counter() - t0
     if flat:
         notes.insert(0, "memory grew below the meter's resolution between probe sizes: per-image memory taken as 0")
-    reason = "; ".join([decision.reason, *notes])
+    reason = "; ".join([*lead, decision.reason, *notes])
     s.record = {
         "batch": batch,
         "value": s.value,
@@ -89,10 +114,14 @@ def auto_batch(trainer, world: int = 1) -> int:
         "other_bytes": head.other_bytes,
         "memory_source": head.source,
         "budget_bytes": int(budget),
-        "fixed_bytes": int(train_law.fixed_bytes),
-        "per_image_bytes": int(train_law.per_image_bytes),
-        "val_fixed_bytes": int(val_law.fixed_bytes) if val_law else None,
-        "val_per_image_bytes": int(val_law.per_image_bytes) if val_law else None,
+        "fixed_bytes": int(model.train.fixed_bytes),
+        "per_image_bytes": int(model.train.per_image_bytes),
+        "val_fixed_bytes": int(model.val.fixed_bytes) if model.val else None,
+        "val_per_image_bytes": int(model.val.per_image_bytes) if model.val else None,
+        "probe_law": {
+            "fixed_bytes": int(probe_law.train.fixed_bytes),
+            "per_image_bytes": int(probe_law.train.per_image_bytes),
+        },
         "candidates": [
             {"batch": c.batch, "predicted_peak_bytes": int(c.predicted_peak_bytes), "fits": c.fits}
             for c in decision.candidates
@@ -101,6 +130,8 @@ def auto_batch(trainer, world: int = 1) -> int:
         "verified_peak_bytes": verified,
         "reason": reason,
         "probe_seconds": round(result.seconds, 3),
+        "probe_setup_seconds": round(setup_seconds, 3),
+        "probe_warmup_seconds": round(result.warmup_seconds, 3),
         "verify_seconds": round(verify_seconds, 3),
         "decision_seconds": round(seconds, 3),
         "probe_points": {"train": result.train, "val": result.val, "used": used, "oom": result.oom},
@@ -109,6 +140,7 @@ def auto_batch(trainer, world: int = 1) -> int:
         "imgsz": prober.max_size,
         "amp": bool(trainer.amp),
         "config": spec.config,
+        "settings": {"candidates": list(spec.candidates), "min_batch": spec.min_batch, "max_batch": spec.max_batch},
         **lr,
         "versions": _versions(),
     }
@@ -140,6 +172,40 @@ def ddp_auto_batch(trainer) -> int:
             logger.info(f"{prefix}{line}")
         logger.info(f"{prefix}{s.record['ddp_reason']}")
     return batch
+
+
+def refit_law(model, result, batch: int, peaks: tuple[int, int | None]):
+    """The memory law through the probe's largest step and the verified step at ``batch``; None if unusable.
+
+    The probe's small batches overstate the per-image cost on a GPU (per-step buffers that do not grow with
+    the batch, the allocator's rounding): on an H100 the yolo11s law from batches 2-8 over-predicted a step at
+    200 by 11 %. A line through a measured point near the pick corrects that. The validation law is refitted
+    the same way when the validation forward was measured.
+
+    Examples:
+        >>> from types import SimpleNamespace
+        >>> from yolo_batch.policy import Law, MemoryModel
+        >>> probe = SimpleNamespace(train=[(2, 300.0), (8, 900.0)], val=[(4, 100.0), (16, 400.0)])
+        >>> m = refit_law(MemoryModel(Law(100, 100)), probe, 100, (8500, None))
+        >>> m.train.at(8), m.train.at(100), m.val
+        (900.0, 8500.0, None)
+    """
+    from yolo_batch.policy import Law, MemoryModel
+
+    def through(points, x, y):
+        if not points or y is None:
+            return None
+        x0, y0 = max(points)
+        if x <= x0 or y <= y0:
+            return None
+        slope = (y - y0) / (x - x0)
+        return Law(y0 - slope * x0, slope)
+
+    train = through(result.train, batch, peaks[0])
+    if train is None:
+        return None
+    val = through(result.val, batch * model.val_factor, peaks[1]) if model.val else None
+    return MemoryModel(train, val or model.val, model.val_factor)
 
 
 def _step_estimate(result, batch: int) -> float:
@@ -198,8 +264,6 @@ def _fit_val(result):
 
 def decision_table(r: dict[str, Any]) -> list[str]:
     """The decision as log lines: headroom, one row per candidate, the pick and why."""
-    from yolo_batch.policy import gib
-
     lines = [
         f"{r['device']} usable {gib(r['free_bytes'] + r['held_bytes'])} "
         f"x utilization {r['utilization']:.2f} = budget {gib(r['budget_bytes'])}; "

@@ -29,6 +29,7 @@ class ProbeResult:
     oom: list[int] = field(default_factory=list)
     seconds: float = 0.0
     step_seconds: dict[int, float] = field(default_factory=dict)
+    warmup_seconds: float = 0.0  # the first step: lazy buffers, kernels, optimizer state, first CUDA use
 
 
 class _Quiet:
@@ -185,6 +186,7 @@ class Prober:
                 raise
             result.oom.append(sizes[0])
             sizes = []
+        result.warmup_seconds += time.perf_counter() - t0
         for b in sizes:
             s = time.perf_counter()
             try:
@@ -201,11 +203,15 @@ class Prober:
         result.seconds += time.perf_counter() - t0
         return result
 
-    def verify(self, batch: int, val: bool = True) -> int | None:
-        """One real training step at ``batch`` (and the validation forward at 2x); the peak, or None on OOM."""
+    def verify(self, batch: int, val: bool = True) -> tuple[int, int | None] | None:
+        """One real training step at ``batch`` (and the validation forward at 2x).
+
+        Returns:
+            ``(train_peak, val_peak)`` (``val_peak`` None when ``val`` is off), or None on out-of-memory.
+        """
         try:
             peak = self.train_step(batch)
-            return max(peak, self.val_step(batch * 2)) if val else peak
+            return peak, (self.val_step(batch * 2) if val else None)
         except RuntimeError as e:
             if not is_oom(e):
                 raise

@@ -11,7 +11,7 @@ import pytest
 from ultralytics import YOLO
 
 from tests.conftest import needs_84, train_in_process
-from tests.memory_laws import MB, YOLOV8S_640
+from tests.memory_laws import H100_GIB, MB, YOLO11S_640_H100, YOLOV8S_640
 from tests.simulated import SimulatedGPU
 from yolo_batch import AutoPlusError
 from yolo_batch.effect import read_csv
@@ -195,3 +195,46 @@ def test_verify_auto_skips_an_expensive_proof_far_below_the_budget(data64, tmp_p
     _, d = _run(data64, tmp_path)
     assert d["batch"] == 64 and d["verified_peak_bytes"] is None
     assert "not verified: the predicted peak is under 50% of the budget and a step at 64 would take" in d["reason"]
+
+
+@pytest.fixture(scope="module")
+def data256(tmp_path_factory):
+    from yolo_batch.datasets import make_dataset
+
+    return make_dataset(tmp_path_factory.mktemp("d256"), n_train=256, n_val=4, imgsz=32, seed=4)
+
+
+def test_the_verified_step_refits_the_law_and_the_pick_grows(data256, tmp_path, monkeypatch):
+    """The H100's real curve: the law from batches 2-8 over-predicts a step at 200 by 11 %; one refit corrects it."""
+    device = SimulatedGPU(total_gib=H100_GIB, train=YOLO11S_640_H100, val=Law(0, 1 * MB)).install()
+    monkeypatch.setattr("yolo_batch.memory.backend_for", lambda _device: device)
+    try:
+        model, d = _run(data256, tmp_path, "auto-plus:fit", imgsz=32)
+    finally:
+        device.remove()
+    budget = 0.9 * H100_GIB * 2**30
+    probe_slope = (3072327680 - 790626304) / 6  # the least-squares slope through 2, 4, 8 (evenly weighted here)
+    assert d["probe_law"]["per_image_bytes"] == pytest.approx(probe_slope, rel=0.02)
+    first = int((budget - d["probe_law"]["fixed_bytes"]) // d["probe_law"]["per_image_bytes"]) // 8 * 8
+    assert first == 200  # what the probe's law alone picks, as on the real card
+    # refitted through (8, 3.07 GB) and the measured (200, 67.66 GB): the largest that fits, rounded to 8
+    slope = (67660414976 - 3072327680) / 192
+    assert d["per_image_bytes"] == pytest.approx(slope, rel=1e-6)
+    refit = int((budget - (3072327680 - 8 * slope)) // slope) // 8 * 8
+    assert d["batch"] == refit == 224 and model.trainer.batch_size == 224
+    assert (200, True) in device.seen and (224, True) in device.seen  # both picks were proven by a real step
+    assert d["verified_peak_bytes"] == pytest.approx(75539415040, rel=1e-6)
+    assert abs(d["predicted_peak_bytes"] / d["verified_peak_bytes"] - 1) < 0.005
+    assert d["reason"].startswith("the probe's law put a step at 200 at 69.99 GiB, it measured 63.01 GiB (+11.1%)")
+
+
+def test_a_refitted_pick_that_runs_out_of_memory_falls_back_to_the_proven_one(data256, tmp_path, monkeypatch):
+    device = SimulatedGPU(total_gib=H100_GIB, train=YOLO11S_640_H100, val=Law(0, 1 * MB), oom_at={224}).install()
+    monkeypatch.setattr("yolo_batch.memory.backend_for", lambda _device: device)
+    try:
+        model, d = _run(data256, tmp_path, "auto-plus:fit", imgsz=32)
+    finally:
+        device.remove()
+    assert d["batch"] == 200 and model.trainer.batch_size == 200
+    assert d["verified_peak_bytes"] == pytest.approx(67660414976, rel=1e-6)
+    assert d["reason"].endswith("verification at 224 ran out of memory; back to the verified 200")
