@@ -176,7 +176,8 @@ def test_nested_runs_are_named_from_the_common_parent(tmp_path):
     ("args", "expect"),
     [
         pytest.param([], "no run folders given; usage: yolo-batch compare RUN_DIR", id="no-runs"),
-        pytest.param(["{tmp}/nope"], "'{tmp}/nope' is not a run folder (no results.csv)", id="missing-folder"),
+        pytest.param(["{tmp}/nope"], "compare: '{tmp}/nope' does not exist; pass run folders", id="missing-folder"),
+        pytest.param(["{tmp}/file"], "compare: '{tmp}/file' is a file; pass run folders", id="a-file"),
         pytest.param(["{tmp}/empty"], "'{tmp}/empty' is not a run folder (no results.csv)", id="no-results"),
         pytest.param(["{tmp}/header"], "has no finished epoch in results.csv yet", id="header-only"),
         pytest.param(["{tmp}/ok", "outt={tmp}/o"], "unknown argument 'outt' (did you mean 'out'?)", id="misspelt"),

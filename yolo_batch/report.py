@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from yolo_batch.callbacks import DECISION_FILE, EFFECT_FILE
-from yolo_batch.cli import parse_pairs
+from yolo_batch.cmdline import parse_pairs
 from yolo_batch.decide import decision_table
 from yolo_batch.effect import atomic_write, atomic_write_bytes, read_csv
 from yolo_batch.spec import AutoPlusError
@@ -88,6 +88,10 @@ def compare(runs: list[Path], out: Path | None = None) -> list[dict[str, Any]]:
         raise AutoPlusError(f"compare: no run folders given; {COMPARE_USAGE}")
     paths = [Path(r) for r in runs]
     for p in paths:
+        if not p.exists():
+            raise AutoPlusError(f"compare: {str(p)!r} does not exist; pass run folders written by yolo train")
+        if not p.is_dir():
+            raise AutoPlusError(f"compare: {str(p)!r} is a file; pass run folders written by yolo train")
         if not (p / "results.csv").is_file():
             raise AutoPlusError(
                 f"compare: {str(p)!r} is not a run folder (no results.csv); pass folders written by yolo train, "
