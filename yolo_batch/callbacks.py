@@ -99,9 +99,9 @@ class Hook:
 
 def _observe_env() -> bool:
     """``YOLO_BATCH_OBSERVE=1``: measure and log every training run, whatever its batch (``sweep`` sets it)."""
-    import os
+    from yolo_batch.activate import env_switch
 
-    return os.environ.get("YOLO_BATCH_OBSERVE", "").strip().lower() not in {"", "0", "false", "no"}
+    return env_switch("YOLO_BATCH_OBSERVE")
 
 
 def _resumes_auto_plus_run(overrides: dict | None) -> bool:
