@@ -283,13 +283,13 @@ def test_cap_at_dataset_size(policy, dataset_size, expected, reason):
     [
         pytest.param(
             "ladder",
-            "every candidate is above the cap (capped by the training set of 8 images (after fraction=0.25)); "
+            "every candidate is above the cap (capped by the training set of 8 images after fraction=0.25); "
             "the cap decides: 8 fits at 2.07 GiB",
             id="ladder",
         ),
         pytest.param(
             "fit",
-            "largest that fits is 8 (capped by the training set of 8 images (after fraction=0.25)); 8 fits at 2.07 GiB",
+            "largest that fits is 8 (capped by the training set of 8 images after fraction=0.25); 8 fits at 2.07 GiB",
             id="fit",
         ),
     ],
@@ -329,7 +329,7 @@ def test_real_run_at_a_fraction_says_the_training_set_decided(tiny_data, tmp_pat
     assert r.returncode == 0, r.stderr[-3000:]
     decision = json.loads((tmp_path / "run" / "batch_decision.json").read_text())
     assert decision["batch"] == 8 and decision["dataset_size"] == 8
-    assert "training set of 8 images (after fraction=0.25)" in decision["reason"]
+    assert "training set of 8 images after fraction=0.25" in decision["reason"]
     assert "the cap decides: 8 fits" in decision["reason"] and "no candidate fits" not in decision["reason"]
 
 

@@ -158,7 +158,7 @@ def decide(
     """
     cap = min(max_batch, dataset_size) if dataset_size else max_batch
     by_data = bool(dataset_size) and dataset_size < max_batch
-    after = f" (after fraction={fraction:g})" if fraction < 1 else ""
+    after = f" after fraction={fraction:g}" if fraction < 1 else ""
     data_note = f"capped by the training set of {dataset_size} images{after}"
     cap_note = data_note if by_data else f"capped by max_batch {max_batch}"
     rungs = tuple(
