@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from yolo_batch import cli, report
-from yolo_batch.report import COLUMNS, compare
+from yolo_batch.report import columns, compare
 
 # Ultralytics pads results.csv's header names; read_csv strips them.
 RESULTS_HEAD = (
@@ -78,9 +78,10 @@ def test_compare_rows_csv_and_png(runs, tmp_path):
     rows = compare([runs["ours"], runs["stock"]])
     ours, stock = rows
     assert ours["run"] == "ours" and stock["run"] == "stock"
+    assert ours["task"] == stock["task"] == "detect"
     assert (ours["batch"], ours["effective_batch"], ours["policy"], ours["epochs"]) == (32, 64, "ladder", 2)
-    assert ours["best_mAP50"] == pytest.approx(0.50) and ours["final_mAP50"] == pytest.approx(0.40)
-    assert ours["best_mAP50-95"] == pytest.approx(0.35) and ours["final_mAP50-95"] == pytest.approx(0.35)
+    assert ours["best_mAP50(B)"] == pytest.approx(0.50) and ours["final_mAP50(B)"] == pytest.approx(0.40)
+    assert ours["best_mAP50-95(B)"] == pytest.approx(0.35) and ours["final_mAP50-95(B)"] == pytest.approx(0.35)
     assert ours["final_train_loss"] == pytest.approx(1.5)  # 0.5 + 0.5 + 0.5, the last epoch's train/*_loss
     assert ours["images_per_s"] == pytest.approx(150.0)  # mean of the epoch rows, not the final row
     assert ours["peak_mem_gib"] == pytest.approx(2.0)
@@ -93,7 +94,11 @@ def test_compare_rows_csv_and_png(runs, tmp_path):
     out = tmp_path / "runs"
     with open(out / "comparison.csv", newline="") as f:
         table = list(csv.DictReader(f))
-    assert tuple(table[0]) == COLUMNS
+    assert tuple(table[0]) == columns(rows) == (
+        *("run", "task", "batch", "effective_batch", "policy", "epochs"),
+        *("best_mAP50-95(B)", "final_mAP50-95(B)", "best_mAP50(B)", "final_mAP50(B)"),
+        *("final_train_loss", "images_per_s", "peak_mem_gib", "wall_s", "dir"),
+    )
     assert [r["run"] for r in table] == ["ours", "stock"]
     assert table[0]["peak_mem_gib"] == "2" and table[1]["images_per_s"] == "" and table[1]["batch"] == "8"
     png = (out / "comparison.png").read_bytes()
@@ -108,22 +113,11 @@ def test_compare_cli_prints_table_and_writes_to_out(runs, tmp_path, capsys):
     out = tmp_path / "elsewhere" / "cmp"
     assert cli.main(["compare", str(runs["ours"]), str(runs["stock"]), f"out={out}"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split()[:4] == ["run", "batch", "eff", "epochs"]
-    assert lines[1].split() == [
-        "ours",
-        "32",
-        "64",
-        "2",
-        "0.500",
-        "0.400",
-        "0.350",
-        "0.350",
-        "1.500",
-        "150.0",
-        "2.00",
-        "20.0",
-    ]
-    assert lines[2].split() == ["stock", "8", "-", "2", "0.200", "0.200", "0.100", "0.100", "0.750", "-", "-", "9.0"]
+    assert lines[0].split() == (
+        "run batch eff epochs box mAP50-95 best final box mAP50 best final train loss img/s peak GiB wall s".split()
+    )
+    assert lines[1].split() == "ours 32 64 2 0.350 0.350 0.500 0.400 1.500 150.0 2.00 20.0".split()
+    assert lines[2].split() == "stock 8 - 2 0.100 0.100 0.200 0.200 0.750 - - 9.0".split()
     assert (out / "comparison.csv").is_file() and (out / "comparison.png").read_bytes()[:8] == PNG_MAGIC
     assert not (tmp_path / "runs" / "comparison.csv").exists()
 
