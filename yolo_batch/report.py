@@ -130,7 +130,9 @@ def compare(runs: list[Path], out: Path | None = None) -> list[dict[str, Any]]:
     for row in rows:
         writer.writerow({k: _cell(row.get(k)) for k in names})
     atomic_write(out / CSV_FILE, buf.getvalue())
-    atomic_write_bytes(out / PNG_FILE, _plot(loaded))
+    buf = io.BytesIO()
+    comparison_figure(loaded).savefig(buf, format="png")
+    atomic_write_bytes(out / PNG_FILE, buf.getvalue())
     return rows
 
 
@@ -278,8 +280,15 @@ def _wall(results: list[dict[str, str]]) -> float | None:
     return None if prev is None else total + prev
 
 
-def _plot(loaded: list[tuple[dict[str, Any], dict[str, Any]]]) -> bytes:
-    """The 2x2 figure as PNG bytes (matplotlib's Agg canvas; pyplot's global state is never touched)."""
+def comparison_figure(loaded: list[tuple[dict[str, Any], dict[str, Any]]]):
+    """The 2x2 figure of `compare`'s runs: loss and headline metric per epoch, images/s and memory per batch.
+
+    Args:
+        loaded (list[tuple]): Each run's row and per-epoch series, as `_summarise` gives them.
+
+    Returns:
+        (matplotlib.figure.Figure): On its own Agg canvas (pyplot's global state is never touched).
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
@@ -313,6 +322,7 @@ def _plot(loaded: list[tuple[dict[str, Any], dict[str, Any]]]) -> bytes:
         joined = len({p[0] for p in points}) == len(points)  # a line only through one run per batch
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", linestyle="-" if joined else "")
         ax.set_xscale("log", base=2)
+        ax.margins(y=0.12)  # room for the labels above the top point
         ax.set_xticks(sorted({p[0] for p in points}), [str(b) for b in sorted({p[0] for p in points})])
         right = max(p[0] for p in points)
         for b, v, name in points:  # the rightmost labels lean left, inside the axes
@@ -321,9 +331,7 @@ def _plot(loaded: list[tuple[dict[str, Any], dict[str, Any]]]) -> bytes:
                 name, (b, v), textcoords="offset points", xytext=(-5 if lean else 5, 5),
                 ha="right" if lean else "left", fontsize="small",
             )  # fmt: skip
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    return fig
 
 
 def _int(v: Any) -> int | None:
