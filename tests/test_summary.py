@@ -94,6 +94,8 @@ def test_one_epoch_reads_plainly(runs):
     (line,) = [x for x in summarize(rows, None) if x.startswith("train loss")]
     assert line == f"train loss (box + cls + dfl) {summary.train_loss(rows[0]):.3f} (one epoch)"
     assert "->" not in line
+    (speed,) = [x for x in summarize(rows, None) if x.startswith("speed")]
+    assert speed == f"speed {float(rows[0]['images_per_s']):.1f} images/s (training only, one epoch)"
 
 
 def _finite(ax) -> bool:

@@ -147,7 +147,8 @@ def summarize(rows: list[dict[str, Any]], decision: dict | None, noise: float | 
         f"effective batch {last['effective_batch']} (nbs {last['nbs']})",
     ]
     if speeds:
-        lines.append(f"speed {sum(speeds) / len(speeds):.1f} images/s (training only, mean of {len(speeds)} epochs)")
+        over = "one epoch" if len(speeds) == 1 else f"mean of {len(speeds)} epochs"
+        lines.append(f"speed {sum(speeds) / len(speeds):.1f} images/s (training only, {over})")
     if peaks:
         util = f" ({max(utils) * 100:.1f}% of the device)" if utils else ""
         lines.append(f"peak memory {max(peaks) / 2**30:.2f} GiB{util}")
