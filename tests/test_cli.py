@@ -149,3 +149,18 @@ def test_ctrl_c_stops_the_training_child_quietly(tmp_path):
     assert err == "stopped\n"  # the child printed no KeyboardInterrupt traceback
     with pytest.raises(ProcessLookupError):
         os.kill(child, 0)
+
+
+def test_command_modules_stand_on_cmdline_not_on_each_other():
+    """No import cycle cli <-> report <-> sweep: at import time each imports cmdline, never another command module."""
+    import ast
+
+    root = Path(cli.__file__).parent
+    for name in ("cli", "report", "sweep", "cmdline"):
+        tree = ast.parse((root / f"{name}.py").read_text())
+        top = {n.module for n in tree.body if isinstance(n, ast.ImportFrom)}
+        top |= {a.name for n in tree.body if isinstance(n, ast.Import) for a in n.names}
+        others = {f"yolo_batch.{m}" for m in ("cli", "report", "sweep")} - {f"yolo_batch.{name}"}
+        assert not top & others, (name, top & others)
+        if name != "cmdline":
+            assert "yolo_batch.cmdline" in top, name
