@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from yolo_batch.cli import parse_pairs, run_env, yolo_command
+from yolo_batch.cmdline import parse_pairs, run_env, yolo_command
 from yolo_batch.datasets import make_dataset
 from yolo_batch.effect import read_csv
 

@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from yolo_batch.cli import parse_pairs
+from yolo_batch.cmdline import parse_pairs
 from yolo_batch.datasets import make_dataset
 from yolo_batch.report import compare, format_table
 

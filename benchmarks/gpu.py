@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
-from yolo_batch.cli import parse_pairs  # noqa: E402
+from yolo_batch.cmdline import parse_pairs  # noqa: E402
 
 DEFAULTS = {
     "device": "0",

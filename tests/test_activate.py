@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import subprocess
@@ -57,13 +58,62 @@ def test_patch_waits_for_ultralytics_and_is_narrow():
     assert r.stdout.splitlines()[-1].split() == ["yolo_batch", "ultralytics.cfg"]
 
 
-@pytest.mark.parametrize("value", ["1", "true"])
-def test_disable_env_turns_everything_off(value):
+@pytest.mark.parametrize(("value", "patched"), [("1", False), ("ON", False), ("off", True), ("no", True)])
+def test_disable_env_turns_everything_off(value, patched):
     r = _py(
         "import ultralytics.engine.trainer as t; print(hasattr(t.BaseTrainer.__init__, '__wrapped_by__'))",
         env={"YOLO_BATCH_DISABLE": value},
     )
-    assert r.stdout.splitlines()[-1] == "False", r.stderr
+    assert r.stdout.splitlines()[-1] == str(patched), r.stderr
+    assert "yolo-batch" not in r.stderr  # a valid value: no warning
+
+
+SWITCH_VALUES = [
+    *(pytest.param(v, True, id=f"on-{v!r}") for v in ("1", "true", "yes", "on", " TRUE ", "On")),
+    *(pytest.param(v, False, id=f"off-{v!r}") for v in ("0", "false", "no", "off", "", " ", "OFF", "No")),
+]
+
+
+@pytest.mark.parametrize("name", ["YOLO_BATCH_DISABLE", "YOLO_BATCH_OBSERVE"])
+@pytest.mark.parametrize(("value", "on"), SWITCH_VALUES)
+def test_every_switch_reads_by_one_rule(monkeypatch, capsys, name, value, on):
+    from yolo_batch import callbacks
+
+    activate = importlib.import_module("yolo_batch.activate")  # the package's `activate` is the function
+
+    monkeypatch.setenv(name, value)
+    read = activate.disabled if name == "YOLO_BATCH_DISABLE" else callbacks._observe_env
+    assert read() is on
+    assert capsys.readouterr().err == ""
+
+
+def test_unset_switches_are_off(monkeypatch):
+    from yolo_batch import callbacks
+
+    activate = importlib.import_module("yolo_batch.activate")  # the package's `activate` is the function
+
+    monkeypatch.delenv("YOLO_BATCH_DISABLE", raising=False)
+    monkeypatch.delenv("YOLO_BATCH_OBSERVE", raising=False)
+    assert activate.disabled() is False and callbacks._observe_env() is False
+
+
+@pytest.mark.parametrize("name", ["YOLO_BATCH_DISABLE", "YOLO_BATCH_OBSERVE"])
+def test_any_other_value_warns_once_and_counts_as_on(monkeypatch, capsys, name):
+    activate = importlib.import_module("yolo_batch.activate")
+    monkeypatch.setattr(activate, "_warned", set())
+    monkeypatch.setenv(name, "maybe")
+    assert activate.env_switch(name) is True and activate.env_switch(name) is True
+    err = capsys.readouterr().err
+    assert err == (
+        f"yolo-batch: {name}='maybe' is not an on/off value (on: 1, true, yes, on; off: 0, false, no, off or empty); "
+        "taking it as on\n"
+    )
+
+
+def test_a_bad_disable_value_warns_at_python_start():
+    r = _py("import yolo_batch; print(yolo_batch.activate())", env={"YOLO_BATCH_DISABLE": "disable"})
+    assert r.stdout.strip() == "False"
+    assert r.stderr.count("YOLO_BATCH_DISABLE='disable' is not an on/off value") == 1, r.stderr
 
 
 def test_import_activates_when_ultralytics_came_first():

@@ -1,7 +1,10 @@
-"""The ``yolo-batch`` command: usage, one-line errors, make-data, defaults, and the demo end to end."""
+"""The ``yolo-batch`` command: help and version, one-line errors, Ctrl-C, make-data, defaults, the demo end to end."""
 
 from __future__ import annotations
 
+import inspect
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from yolo_batch import cli
 from yolo_batch.effect import read_csv
 from yolo_batch.spec import BatchSpec
 
@@ -19,11 +23,53 @@ def run(*args: str, cwd: Path | None = None, timeout: int = 120) -> subprocess.C
     return subprocess.run([TOOL, *args], capture_output=True, text=True, cwd=cwd, timeout=timeout, check=False)
 
 
-def test_usage_lists_the_commands():
-    r = run()
+@pytest.mark.parametrize("args", [[], ["--help"], ["-h"], ["help"]], ids=["bare", "--help", "-h", "help"])
+def test_help_lists_every_command(args):
+    r = run(*args)
+    assert r.returncode == 0 and r.stderr == ""
+    assert r.stdout.startswith("usage: yolo-batch [-h] [--version] COMMAND [key=value ...]")
+    for name, command in cli.COMMANDS.items():
+        assert f"\n    {name.ljust(20)}{command.summary}\n" in r.stdout
+
+
+def test_version_names_the_releases():
+    import ultralytics
+
+    from yolo_batch import __version__
+
+    r = run("--version")
     assert r.returncode == 0
-    for command in ("demo", "make-data", "compare", "sweep", "defaults"):
-        assert f"\n  {command} " in r.stdout
+    assert r.stdout.startswith(f"yolo-batch {__version__} (ultralytics {ultralytics.__version__}, torch ")
+
+
+@pytest.mark.parametrize("name", list(cli.COMMANDS))
+@pytest.mark.parametrize("how", ["--help", "help"])
+def test_each_command_has_help_with_its_arguments(name, how):
+    r = run(name, "--help") if how == "--help" else run("help", name)
+    assert r.returncode == 0 and r.stderr == ""
+    assert r.stdout.startswith(f"usage: yolo-batch {name}")
+    for key, meaning in cli.COMMANDS[name].keys:
+        assert f"  {key}" in r.stdout and meaning in r.stdout
+
+
+def test_make_data_help_shows_make_dataset_defaults():
+    from yolo_batch.datasets import make_dataset
+
+    defaults = {k: p.default for k, p in inspect.signature(make_dataset).parameters.items() if k in cli.MAKE_DATA}
+    assert defaults == {k: v for k, v in cli.MAKE_DATA.items() if k != "out"}
+    shown = dict(k.split("=", 1) for k, _ in cli.COMMANDS["make-data"].keys)
+    assert shown == {k: str(v).lower() for k, v in cli.MAKE_DATA.items()}
+
+
+def test_help_and_version_load_neither_torch_nor_ultralytics():
+    code = (
+        "import sys, contextlib, io; from yolo_batch import cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    assert cli.main(['--help']) == 0 and cli.main(['sweep', '--help']) == 0 and cli.main(['--version']) == 0\n"
+        "print(sorted(m for m in ('torch', 'ultralytics', 'numpy', 'yaml') if m in sys.modules))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert r.stdout.strip() == "[]", r.stderr
 
 
 @pytest.mark.parametrize(
@@ -35,6 +81,11 @@ def test_usage_lists_the_commands():
         pytest.param(["make-data", "dense=maybe"], "dense='maybe' is invalid: expected true or false", id="bad-bool"),
         pytest.param(["make-data", "classes=12"], "classes=12 is invalid", id="out-of-range"),
         pytest.param(["demo", "epochs"], "argument 'epochs' must be key=value", id="no-equals"),
+        pytest.param(["--verbose"], "unrecognized arguments: --verbose", id="unknown-option"),
+        pytest.param(
+            ["sweep", "--epochs=3"], "unrecognized arguments: --epochs=3; arguments are key=value words", id="dashes"
+        ),
+        pytest.param(["defaults", "policy=fit"], "defaults takes no arguments, got 'policy=fit'", id="defaults-arg"),
     ],
 )
 def test_bad_arguments_get_one_line(tmp_path, args, message):
@@ -69,3 +120,47 @@ def test_demo_trains_to_a_useful_map(tmp_path):
     assert final["epoch"] == "final" and float(final["metrics/mAP50(B)"]) > 0.2
     assert "<- pick" in r.stdout and "Final metrics (best.pt on the validation set):" in r.stdout
     assert " train model=yolo11n.yaml " in r.stdout and "batch=auto-plus" in r.stdout  # the stock yolo command
+
+
+def test_ctrl_c_stops_the_training_child_quietly(tmp_path):
+    """Ctrl-C at a terminal signals the foreground process group: here the parent's group. The child runs in its
+    own session, so only the parent sees it and stops the child with SIGTERM: no second traceback, no orphan."""
+    parent = (
+        "import sys\n"
+        "from yolo_batch.cmdline import run_child\n"
+        "child = 'import os, time; print(os.getpid(), flush=True); time.sleep(60)'\n"
+        "try:\n"
+        "    run_child([sys.executable, '-c', child])\n"
+        "except KeyboardInterrupt:\n"
+        "    print('stopped', file=sys.stderr)\n"
+        "    sys.exit(130)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", parent],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    child = int(proc.stdout.readline())
+    os.killpg(proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err == "stopped\n"  # the child printed no KeyboardInterrupt traceback
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)
+
+
+def test_command_modules_stand_on_cmdline_not_on_each_other():
+    """No import cycle cli <-> report <-> sweep: at import time each imports cmdline, never another command module."""
+    import ast
+
+    root = Path(cli.__file__).parent
+    for name in ("cli", "report", "sweep", "cmdline"):
+        tree = ast.parse((root / f"{name}.py").read_text())
+        top = {n.module for n in tree.body if isinstance(n, ast.ImportFrom)}
+        top |= {a.name for n in tree.body if isinstance(n, ast.Import) for a in n.names}
+        others = {f"yolo_batch.{m}" for m in ("cli", "report", "sweep")} - {f"yolo_batch.{name}"}
+        assert not top & others, (name, top & others)
+        if name != "cmdline":
+            assert "yolo_batch.cmdline" in top, name

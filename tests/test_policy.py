@@ -253,7 +253,7 @@ def test_ladder_with_custom_candidates(candidates, expected):
             12,
             12,
             "every candidate is above the cap (capped by the training set of 12 images); "
-            "no candidate fits, auto-fit 12 at 2.96 GiB",
+            "the cap decides: 12 fits at 2.96 GiB",
             id="ladder-12-images-auto-fits-12",
         ),
         pytest.param(
@@ -276,6 +276,61 @@ def test_cap_at_dataset_size(policy, dataset_size, expected, reason):
     assert d.batch <= dataset_size
     if reason:
         assert d.reason == reason
+
+
+@pytest.mark.parametrize(
+    ("policy", "reason"),
+    [
+        pytest.param(
+            "ladder",
+            "every candidate is above the cap (capped by the training set of 8 images after fraction=0.25); "
+            "the cap decides: 8 fits at 2.07 GiB",
+            id="ladder",
+        ),
+        pytest.param(
+            "fit",
+            "largest that fits is 8 (capped by the training set of 8 images after fraction=0.25); 8 fits at 2.07 GiB",
+            id="fit",
+        ),
+    ],
+)
+def test_fraction_names_the_training_set_as_the_limit(policy, reason):
+    # 32 images at fraction=0.25 leave 8; on 80 GiB memory would allow 323: 8 -> 324 + 1904 = 2228 MB = 2.07 GiB
+    d = decide(MemoryModel(YOLOV8S_640), budget(80, 0.9), policy=policy, dataset_size=8, fraction=0.25)
+    assert d.batch == 8
+    assert d.reason == reason
+    assert "no candidate fits" not in d.reason
+
+
+def test_ladder_memory_decides_under_the_cap():
+    # every rung is above 15 images; on 4 GiB at 0.9 memory allows 14 (15 needs 324 + 3570 = 3894 MB = 3.63 GiB)
+    d = decide(MemoryModel(YOLOV8S_640), budget(4, 0.9), dataset_size=15)
+    assert d.batch == 14
+    assert d.reason == (
+        "every candidate is above the cap (capped by the training set of 15 images); "
+        "auto-fit 14 at 3.40 GiB (15 would need 3.63 GiB)"
+    )
+
+
+def test_ladder_max_batch_below_every_rung_decides():
+    d = decide(MemoryModel(YOLOV8S_640), budget(80, 0.9), max_batch=8)
+    assert d.batch == 8
+    assert d.reason == "every candidate is above the cap (capped by max_batch 8); the cap decides: 8 fits at 2.07 GiB"
+
+
+@pytest.mark.slow
+def test_real_run_at_a_fraction_says_the_training_set_decided(tiny_data, tmp_path):
+    """``yolo train ... batch=auto-plus fraction=0.25`` on 32 images: 8 are loaded, and the reason says so."""
+    import json
+
+    from tests.conftest import yolo_train
+
+    r = yolo_train(tiny_data, tmp_path, "auto-plus", "fraction=0.25")
+    assert r.returncode == 0, r.stderr[-3000:]
+    decision = json.loads((tmp_path / "run" / "batch_decision.json").read_text())
+    assert decision["batch"] == 8 and decision["dataset_size"] == 8
+    assert "training set of 8 images after fraction=0.25" in decision["reason"]
+    assert "the cap decides: 8 fits" in decision["reason"] and "no candidate fits" not in decision["reason"]
 
 
 def test_ladder_cap_at_max_batch():

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from yolo_batch import cli, report
-from yolo_batch.report import COLUMNS, compare
+from yolo_batch.effect import read_csv
+from yolo_batch.report import columns, compare
 
 # Ultralytics pads results.csv's header names; read_csv strips them.
 RESULTS_HEAD = (
@@ -78,9 +79,10 @@ def test_compare_rows_csv_and_png(runs, tmp_path):
     rows = compare([runs["ours"], runs["stock"]])
     ours, stock = rows
     assert ours["run"] == "ours" and stock["run"] == "stock"
+    assert ours["task"] == stock["task"] == "detect"
     assert (ours["batch"], ours["effective_batch"], ours["policy"], ours["epochs"]) == (32, 64, "ladder", 2)
-    assert ours["best_mAP50"] == pytest.approx(0.50) and ours["final_mAP50"] == pytest.approx(0.40)
-    assert ours["best_mAP50-95"] == pytest.approx(0.35) and ours["final_mAP50-95"] == pytest.approx(0.35)
+    assert ours["best_mAP50(B)"] == pytest.approx(0.50) and ours["final_mAP50(B)"] == pytest.approx(0.40)
+    assert ours["best_mAP50-95(B)"] == pytest.approx(0.35) and ours["final_mAP50-95(B)"] == pytest.approx(0.35)
     assert ours["final_train_loss"] == pytest.approx(1.5)  # 0.5 + 0.5 + 0.5, the last epoch's train/*_loss
     assert ours["images_per_s"] == pytest.approx(150.0)  # mean of the epoch rows, not the final row
     assert ours["peak_mem_gib"] == pytest.approx(2.0)
@@ -93,7 +95,15 @@ def test_compare_rows_csv_and_png(runs, tmp_path):
     out = tmp_path / "runs"
     with open(out / "comparison.csv", newline="") as f:
         table = list(csv.DictReader(f))
-    assert tuple(table[0]) == COLUMNS
+    assert (
+        tuple(table[0])
+        == columns(rows)
+        == (
+            *("run", "task", "batch", "effective_batch", "policy", "epochs"),
+            *("best_mAP50-95(B)", "final_mAP50-95(B)", "best_mAP50(B)", "final_mAP50(B)"),
+            *("final_train_loss", "images_per_s", "peak_mem_gib", "wall_s", "dir"),
+        )
+    )
     assert [r["run"] for r in table] == ["ours", "stock"]
     assert table[0]["peak_mem_gib"] == "2" and table[1]["images_per_s"] == "" and table[1]["batch"] == "8"
     png = (out / "comparison.png").read_bytes()
@@ -108,22 +118,11 @@ def test_compare_cli_prints_table_and_writes_to_out(runs, tmp_path, capsys):
     out = tmp_path / "elsewhere" / "cmp"
     assert cli.main(["compare", str(runs["ours"]), str(runs["stock"]), f"out={out}"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split()[:4] == ["run", "batch", "eff", "epochs"]
-    assert lines[1].split() == [
-        "ours",
-        "32",
-        "64",
-        "2",
-        "0.500",
-        "0.400",
-        "0.350",
-        "0.350",
-        "1.500",
-        "150.0",
-        "2.00",
-        "20.0",
-    ]
-    assert lines[2].split() == ["stock", "8", "-", "2", "0.200", "0.200", "0.100", "0.100", "0.750", "-", "-", "9.0"]
+    assert lines[0].split() == (
+        "run batch eff epochs box mAP50-95 best final box mAP50 best final train loss img/s peak GiB wall s".split()
+    )
+    assert lines[1].split() == "ours 32 64 2 0.350 0.350 0.500 0.400 1.500 150.0 2.00 20.0".split()
+    assert lines[2].split() == "stock 8 - 2 0.100 0.100 0.200 0.200 0.750 - - 9.0".split()
     assert (out / "comparison.csv").is_file() and (out / "comparison.png").read_bytes()[:8] == PNG_MAGIC
     assert not (tmp_path / "runs" / "comparison.csv").exists()
 
@@ -176,7 +175,8 @@ def test_nested_runs_are_named_from_the_common_parent(tmp_path):
     ("args", "expect"),
     [
         pytest.param([], "no run folders given; usage: yolo-batch compare RUN_DIR", id="no-runs"),
-        pytest.param(["{tmp}/nope"], "'{tmp}/nope' is not a run folder (no results.csv)", id="missing-folder"),
+        pytest.param(["{tmp}/nope"], "compare: '{tmp}/nope' does not exist; pass run folders", id="missing-folder"),
+        pytest.param(["{tmp}/file"], "compare: '{tmp}/file' is a file; pass run folders", id="a-file"),
         pytest.param(["{tmp}/empty"], "'{tmp}/empty' is not a run folder (no results.csv)", id="no-results"),
         pytest.param(["{tmp}/header"], "has no finished epoch in results.csv yet", id="header-only"),
         pytest.param(["{tmp}/ok", "outt={tmp}/o"], "unknown argument 'outt' (did you mean 'out'?)", id="misspelt"),
@@ -212,3 +212,93 @@ def test_load_run_and_print_run_still_work(runs, capsys):
     report.print_run(runs["stock"])
     out = capsys.readouterr().out
     assert "Last epoch metrics:" in out and "mAP50-95 0.100" in out
+
+
+def test_comparison_labels_stay_inside_the_figure(tmp_path):
+    """The rightmost point's label (the largest batch, typically auto-plus) is drawn inside its axes."""
+    runs = []
+    for name, batch, speed in (("8", 8, 110.0), ("16", 16, 150.0), ("auto-plus", 64, 176.0)):
+        run = tmp_path / name
+        write_results(run, [(1, 1.0, 1, 1, 1, 0.1, 0.1)])
+        write_effect(run, [(1, batch, 64, speed, batch * 2**24)])
+        runs.append(run)
+    loaded = [report._summarise(run, run.name) for run in runs]
+    fig = report.comparison_figure(loaded)
+    renderer = fig.canvas.get_renderer()
+    names = []
+    for ax in fig.axes[2:]:
+        for text in ax.texts:
+            names.append(text.get_text())
+            box = text.get_window_extent(renderer)
+            assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1, (ax.get_title(), text.get_text())
+            assert ax.bbox.x0 <= box.x0 and box.x1 <= ax.bbox.x1, (ax.get_title(), text.get_text())
+            assert box.y1 <= ax.bbox.y1, (ax.get_title(), text.get_text())
+    assert sorted(names) == sorted(["8", "16", "auto-plus"] * 2)
+
+
+@pytest.fixture(scope="module")
+def task_runs(tmp_path_factory):
+    from tests.task_runs import all_task_runs
+
+    return all_task_runs(tmp_path_factory)
+
+
+@pytest.mark.slow
+def test_compare_runs_of_every_task(task_runs, tmp_path, capsys):
+    from yolo_batch.summary import TASKS
+
+    names = list(task_runs)
+    rows = compare([task_runs[t] for t in names], tmp_path / "cmp")
+    assert [r["task"] for r in rows] == names
+    for task, row in zip(names, rows):
+        results = read_csv(task_runs[task] / "results.csv")
+        metrics = next(t for t in TASKS if t.name == task).metrics
+        for _, col in metrics:
+            key = col.removeprefix("metrics/")
+            values = [float(r[col]) for r in results]
+            best = min(values) if col in report.LOWER_IS_BETTER else max(values)
+            assert row[f"best_{key}"] == pytest.approx(best) and row[f"final_{key}"] == pytest.approx(values[-1])
+        other = {c.removeprefix("metrics/") for t in TASKS if t.name != task for _, c in t.metrics}
+        other -= {c.removeprefix("metrics/") for _, c in metrics}
+        assert not [k for k in row if k.removeprefix("best_") in other]  # no other task's metric
+        assert row["final_train_loss"] > 0 and row["images_per_s"] > 0 and row["batch"] == 4
+    with open(tmp_path / "cmp" / "comparison.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert "best_accuracy_top1" in table[0] and "best_mAP50-95(M)" in table[0] and "best_mAP50-95(P)" in table[0]
+    by_task = {r["task"]: r for r in table}
+    assert by_task["classify"]["best_mAP50-95(B)"] == "" and by_task["detect"]["best_accuracy_top1"] == ""
+    lines = report.format_table(rows)
+    assert lines[0].split()[:3] == ["run", "task", "batch"]  # mixed tasks: a task column
+    assert "top-1 accuracy best" in lines[0] and "mask mAP50-95 best" in lines[0]
+    fig_titles = [
+        ax.get_title()
+        for ax in report.comparison_figure(
+            [report._summarise(p, p.name) for p in (task_runs["classify"], task_runs["pose"])]
+        ).axes
+    ]
+    assert fig_titles[1] == "each run's headline metric vs epoch"
+
+
+@pytest.mark.slow
+def test_one_task_compare_names_its_metric(task_runs, tmp_path):
+    (row,) = compare([task_runs["classify"]], tmp_path / "cmp")
+    lines = report.format_table([row])
+    assert lines[0].split()[:8] == ["run", "batch", "eff", "epochs", "top-1", "accuracy", "best", "final"]
+    fig = report.comparison_figure([report._summarise(task_runs["classify"], "classify")])
+    assert fig.axes[1].get_title() == "top-1 accuracy vs epoch"
+
+
+@pytest.mark.slow
+def test_obb_of_ultralytics_83_is_told_by_its_args(task_runs, tmp_path):
+    """8.3's obb rows have no angle loss, so they read as detect's; args.yaml's task names them obb."""
+    import shutil
+
+    run = tmp_path / "obb83"
+    shutil.copytree(task_runs["obb"], run)
+    lines = (run / "results.csv").read_text().splitlines()
+    head = [h.strip() for h in lines[0].split(",")]
+    keep = [i for i, h in enumerate(head) if "angle" not in h]
+    (run / "results.csv").write_text("\n".join(",".join(line.split(",")[i] for i in keep) for line in lines) + "\n")
+    assert compare([run])[0]["task"] == "obb"
+    (run / "args.yaml").write_text("task: detect\n")
+    assert compare([run])[0]["task"] == "detect"

@@ -307,9 +307,13 @@ def test_missing_file(tmp_path):
     assert CONFIG_ENV in message  # says where the path may have come from
 
 
-def test_directory_is_not_a_config(tmp_path):
-    with pytest.raises(AutoPlusError, match="not found"):
+def test_directory_is_not_a_config(tmp_path, monkeypatch):
+    with pytest.raises(AutoPlusError, match="is a folder; YOLO_BATCH_CONFIG and config= name a YAML file") as err:
         load_config(tmp_path)
+    assert repr(str(tmp_path)) in assert_one_line(err)
+    monkeypatch.setenv(CONFIG_ENV, str(tmp_path))
+    with pytest.raises(AutoPlusError, match="is a folder"):
+        resolve_spec("auto-plus")
 
 
 @pytest.mark.parametrize(

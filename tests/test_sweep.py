@@ -4,6 +4,11 @@ two short real sweeps (marked slow)."""
 from __future__ import annotations
 
 import csv
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -34,14 +39,14 @@ def checkpoint(run: Path, epoch: int | None, name: str = "last.pt") -> None:
 
 
 class FakeYolo:
-    """Stands in for ``subprocess.call`` of ``yolo train``: records each command and writes a finished run."""
+    """Stands in for ``run_child`` of ``yolo train``: records each command and writes a finished run."""
 
     def __init__(self, fail_at: int | None = None) -> None:
         self.calls: list[list[str]] = []
         self.fail_at = fail_at
         self.seen_before: list[bool] = []  # did the run folder exist when training started?
 
-    def __call__(self, cmd, env=None):
+    def __call__(self, cmd, env):
         self.calls.append(list(cmd))
         assert env["YOLO_OFFLINE"] == "1"
         if self.fail_at == len(self.calls):
@@ -78,7 +83,7 @@ def base(project: Path, **over) -> list[str]:
 @pytest.fixture()
 def fake(monkeypatch) -> FakeYolo:
     f = FakeYolo()
-    monkeypatch.setattr(sweep.subprocess, "call", f)
+    monkeypatch.setattr(sweep, "run_child", f)
     return f
 
 
@@ -243,11 +248,32 @@ def test_interrupted_run_resumes_and_partial_run_starts_over(tmp_path, capsys, f
 
 def test_failed_run_names_it_and_keeps_finished_runs(tmp_path, capsys, monkeypatch):
     fake = FakeYolo(fail_at=2)
-    monkeypatch.setattr(sweep.subprocess, "call", fake)
+    monkeypatch.setattr(sweep, "run_child", fake)
     project = tmp_path / "sweep"
     assert cli.main(["sweep", *base(project)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "run 2/2 batch=8" in err[0] and "exited with status 1" in err[0]
+    assert sweep.run_state(project / "4", 2) == ("finished", None)
+    assert not (project / "comparison.csv").exists()
+
+
+def test_ctrl_c_prints_one_line_with_the_same_command(tmp_path, capsys, monkeypatch):
+    fake = FakeYolo()
+
+    def interrupted(cmd, env):
+        if len(fake.calls) == 1:  # the second run: Ctrl-C while it trains
+            raise KeyboardInterrupt
+        return fake(cmd, env)
+
+    monkeypatch.setattr(sweep, "run_child", interrupted)
+    project = tmp_path / "sweep"
+    args = base(project)
+    assert cli.main(["sweep", *args]) == 130
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in captured.out
+    assert err[0].startswith("sweep: stopped during run 2/2 batch=8; finished runs are kept")
+    assert err[0].endswith("the same command resumes: yolo-batch sweep " + " ".join(args))
     assert sweep.run_state(project / "4", 2) == ("finished", None)
     assert not (project / "comparison.csv").exists()
 
@@ -317,3 +343,32 @@ def test_real_interrupted_run_resumes(tiny_data, tmp_path, capsys):
     assert "batch=4 (resumed)" in capsys.readouterr().out
     assert [r["epoch"] for r in read_csv(project / "4" / "results.csv")] == ["1", "2"]
     assert sweep.run_state(project / "4", 2) == ("finished", None)
+
+
+@pytest.mark.slow
+def test_real_ctrl_c_during_training_leaves_a_resumable_run(tiny_data, tmp_path):
+    """``yolo-batch sweep`` at a terminal: Ctrl-C (SIGINT to its process group) while ``yolo train`` trains."""
+    project = tmp_path / "sweep"
+    args = real(project, tiny_data, "4", 50)
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("yolo-batch")), "sweep", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    results = project / "4" / "results.csv"
+    deadline = time.monotonic() + 240
+    while not (results.is_file() and len(results.read_text().splitlines()) >= 3) and proc.poll() is None:
+        assert time.monotonic() < deadline, "the run did not finish two epochs in time"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert err.splitlines()[-1] == (
+        f"sweep: stopped during run 1/1 batch=4; finished runs are kept, and the same command resumes: "
+        f"yolo-batch sweep {' '.join(args)}"
+    )
+    state, saved = sweep.run_state(project / "4", 50)
+    assert state == "interrupted" and saved >= 2

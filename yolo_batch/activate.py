@@ -10,7 +10,7 @@ to be imported and then patches, narrowly,
 - ``ultralytics.cfg.entrypoint``: the ``yolo`` command checks an auto-plus value before building the model
   and turns the plugin's errors into one line and exit status 2.
 
-``YOLO_BATCH_DISABLE=1`` turns all of it off.
+``YOLO_BATCH_DISABLE=1`` turns all of it off (`env_switch` reads every on/off variable by one rule).
 """
 
 from __future__ import annotations
@@ -23,9 +23,40 @@ _TARGETS = ("ultralytics.engine.trainer", "ultralytics.cfg")
 _MARK = "_yolo_batch_patched"
 
 
+SWITCH_ON, SWITCH_OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+_warned: set = set()
+
+
+def env_switch(name: str) -> bool:
+    """Read a yolo-batch on/off environment variable (``YOLO_BATCH_DISABLE``, ``YOLO_BATCH_OBSERVE``).
+
+    One rule for every switch, any case, spaces ignored: ``1``, ``true``, ``yes``, ``on`` turn it on; ``0``,
+    ``false``, ``no``, ``off``, empty or unset leave it off. Any other value prints one warning line (once per
+    variable and process) and counts as on, as a variable set to something usually means.
+
+    Args:
+        name (str): The variable.
+
+    Returns:
+        (bool): Whether the switch is on.
+    """
+    raw = os.environ.get(name, "")
+    value = raw.strip().lower()
+    if value in SWITCH_ON or value in SWITCH_OFF:
+        return value in SWITCH_ON
+    if name not in _warned:
+        _warned.add(name)
+        print(
+            f"yolo-batch: {name}={raw!r} is not an on/off value (on: {', '.join(SWITCH_ON)}; off: "
+            f"{', '.join(SWITCH_OFF[:-1])} or empty); taking it as on",
+            file=sys.stderr,
+        )
+    return True
+
+
 def disabled() -> bool:
-    """True when ``YOLO_BATCH_DISABLE`` is set to anything but ``0``/``false``/empty."""
-    return os.environ.get("YOLO_BATCH_DISABLE", "").strip().lower() not in {"", "0", "false", "no"}
+    """True when ``YOLO_BATCH_DISABLE`` is on (see `env_switch` for the values)."""
+    return env_switch("YOLO_BATCH_DISABLE")
 
 
 class _PatchingLoader:

@@ -99,9 +99,9 @@ class Hook:
 
 def _observe_env() -> bool:
     """``YOLO_BATCH_OBSERVE=1``: measure and log every training run, whatever its batch (``sweep`` sets it)."""
-    import os
+    from yolo_batch.activate import env_switch
 
-    return os.environ.get("YOLO_BATCH_OBSERVE", "").strip().lower() not in {"", "0", "false", "no"}
+    return env_switch("YOLO_BATCH_OBSERVE")
 
 
 def _resumes_auto_plus_run(overrides: dict | None) -> bool:
@@ -406,7 +406,7 @@ def on_train_end(trainer, s: Session) -> None:
     for line in summarize(rows, s.record, s.noise.value if s.noise else None):
         logger.info(f"{prefix}{line}")
     if rows:
-        plot_effect(rows, s.record, Path(trainer.save_dir) / PLOT_FILE)
+        plot_effect(rows, s.record, Path(trainer.save_dir) / PLOT_FILE, plots=trainer.args.plots)
     files = [n for n in (DECISION_FILE, EFFECT_FILE, PLOT_FILE) if (Path(trainer.save_dir) / n).exists()]
     logger.info(f"{prefix}wrote {', '.join(files)} to {trainer.save_dir}")
 

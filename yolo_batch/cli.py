@@ -1,32 +1,23 @@
-"""The ``yolo-batch`` command: ``demo``, ``make-data``, ``compare``, ``sweep`` and ``defaults``.
+"""The ``yolo-batch`` command: ``demo``, ``make-data``, ``compare``, ``sweep``, ``plan`` and ``defaults``.
 
-Arguments are ``key=value`` pairs, as with ``yolo``; a bad one gets one line naming it and what is valid.
+The command line follows the standard library's `argparse` (``--help`` and ``--version``, ``COMMAND --help``),
+while a command's own arguments are ``key=value`` words, as with ``yolo``; a bad one gets one line naming it and
+what is valid, and exit status 2. Each command is one row of `COMMANDS`: its function is imported when it runs,
+so ``yolo-batch --help`` loads neither torch nor Ultralytics.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
+import argparse
+import importlib
+import shlex
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import NoReturn
 
+from yolo_batch.cmdline import boolean, parse_pairs, positive, run_child, run_env, yolo_command
 from yolo_batch.spec import AutoPlusError, _closest
-
-USAGE = """usage: yolo-batch COMMAND [key=value ...]
-
-commands:
-  demo       make the synthetic set, train yolo11n.yaml with batch=auto-plus through the stock `yolo` command,
-             print the decision and the final metrics      (out=runs/demo epochs=30 imgsz=160)
-  make-data  write the synthetic detection set             (out=datasets/synthetic n_train=192 n_val=48
-                                                            imgsz=320 classes=3 dense=false seed=0)
-  compare    table and plots of several runs               (RUN_DIR ... [out=DIR])
-  sweep      train one recipe at several batches           (model=... data=... batches=16,32,64,auto-plus ...)
-  plan       the auto-plus decision without training, and what other memory sizes would pick
-                                                           (model=... data=... [any yolo train key=value] [--json])
-  defaults   print the shipped auto-plus settings (cfg/auto_plus.yaml)
-"""
 
 # The demo's recipe, measured on 2 CPU cores: see README "Demo".
 DEMO_DATA = {
@@ -47,74 +38,248 @@ DEMO_TRAIN = {
     "warmup_epochs": 1,
     "seed": 0,
 }
+MAKE_DATA = {"out": "datasets/synthetic", "n_train": 192, "n_val": 48, "imgsz": 320, "classes": 3}
+MAKE_DATA.update({"dense": False, "seed": 0})  # make_dataset's defaults (a test keeps them equal)
 
 
-def parse_pairs(args: list[str], valid: dict[str, Callable[[str], Any]], command: str) -> dict[str, Any]:
-    """Parse ``key=value`` arguments against ``valid`` (name -> converter); one-line errors.
+@dataclass(frozen=True)
+class Command:
+    """One ``yolo-batch`` command: where its function lives, and its help.
+
+    Attributes:
+        target (str): ``module:function``; the function takes the ``key=value`` words and returns the exit status.
+        summary (str): One line for ``yolo-batch --help``.
+        usage (str): The words after ``yolo-batch NAME``.
+        description (str): What it does, for ``yolo-batch NAME --help``.
+        keys (tuple): ``(key=default, meaning)`` pairs: the arguments it takes.
+    """
+
+    target: str
+    summary: str
+    usage: str
+    description: str
+    keys: tuple[tuple[str, str], ...] = ()
+    flags: tuple[tuple[str, str], ...] = ()  # (--flag, meaning): on/off options passed on among the words
+
+    def run(self, args: list[str]) -> int:
+        """Import the command's function and run it on ``args``."""
+        module, _, name = self.target.partition(":")
+        return getattr(importlib.import_module(module), name)(args)
+
+
+COMMANDS = {
+    "demo": Command(
+        "yolo_batch.cli:cmd_demo",
+        "train yolo11n.yaml on a synthetic set with batch=auto-plus (the stock `yolo train`)",
+        "[out=runs/demo] [epochs=30] [imgsz=160] [batch=auto-plus]",
+        "Make a synthetic detection set, train yolo11n.yaml on it through the stock `yolo train` command, then "
+        "print the batch decision and the final metrics. About 10 minutes on 2 CPU cores.",
+        (
+            ("out=runs/demo", "folder for the data and the run (out/train)"),
+            ("epochs=30", "training epochs"),
+            ("imgsz=160", "image size of the data and the training"),
+            ("batch=auto-plus", "any yolo batch value: auto-plus, auto-plus:fit:0.8, 16, ..."),
+        ),
+    ),
+    "make-data": Command(
+        "yolo_batch.cli:cmd_make_data",
+        "write the synthetic detection set and print its data.yaml",
+        "[key=value ...]",
+        "Write a deterministic synthetic detection set in Ultralytics layout (coloured shapes on noise) and "
+        "print the path of its data.yaml. Equal arguments give byte-identical files.",
+        (
+            (f"out={MAKE_DATA['out']}", "output folder (a folder dedicated to this set)"),
+            (f"n_train={MAKE_DATA['n_train']}", "training images"),
+            (f"n_val={MAKE_DATA['n_val']}", "validation images"),
+            (f"imgsz={MAKE_DATA['imgsz']}", "image side in pixels, 32..4096"),
+            (f"classes={MAKE_DATA['classes']}", "number of classes, 1..8"),
+            (f"dense={str(MAKE_DATA['dense']).lower()}", "true: 300 small objects per image on a grid"),
+            (f"seed={MAKE_DATA['seed']}", "random seed"),
+        ),
+    ),
+    "compare": Command(
+        "yolo_batch.report:compare_cli",
+        "table and plots of several finished runs",
+        "RUN_DIR... [out=DIR]",
+        "Print one row per run (batch, effective batch, epochs, the task's metrics best and final, final train "
+        "loss, images/s, peak memory, wall time) and write comparison.csv and comparison.png. Stock runs "
+        "compare too, with speed and memory left empty.",
+        (
+            ("RUN_DIR", "run folders written by yolo train (each holds results.csv), e.g. runs/detect/train"),
+            ("out=DIR", "folder for comparison.csv and comparison.png (default: the runs' common parent)"),
+        ),
+    ),
+    "sweep": Command(
+        "yolo_batch.sweep:sweep_cli",
+        "train one recipe at several batches, then compare them",
+        "model=... data=... batches=16,32,64,auto-plus epochs=N [key=value ...]",
+        "Train the recipe at each batch with the same seed through the stock `yolo train`, one run after "
+        "another, into project/<batch>/, then compare them into project/. Running the same command again "
+        "reuses finished runs and resumes an interrupted one (Ctrl-C stops a sweep resumably).",
+        (
+            ("model=PATH", "the model (required), e.g. yolo11n.yaml or yolo11n.pt"),
+            ("data=PATH", "the dataset (required), e.g. coco8.yaml"),
+            ("batches=LIST", "comma-separated batches (required): integers and auto-plus values"),
+            ("epochs=N", "epochs of every run (required)"),
+            ("project=runs/sweep", "the sweep's folder"),
+            ("seed=0", "the seed of every run"),
+            (
+                "KEY=VALUE",
+                "any other yolo train argument (`yolo cfg` lists them), except batch, name, "
+                "exist_ok, resume, mode and time",
+            ),
+        ),  # fmt: skip
+    ),
+    "defaults": Command(
+        "yolo_batch.cli:cmd_defaults",
+        "print the shipped auto-plus settings (cfg/auto_plus.yaml)",
+        "",
+        "Print the settings auto-plus uses when nothing overrides them, as YAML: a starting point for the file "
+        "YOLO_BATCH_CONFIG names.",
+    ),
+    "plan": Command(
+        "yolo_batch.plan:cmd_plan",
+        "the auto-plus decision without training, and what other memory sizes would pick",
+        "model=... data=... [any yolo train key=value ...] [--json]",
+        "Set the run up exactly as `yolo train` would (model, device, AMP, optimizer, augmentation), run the "
+        "auto-plus probe, policy and verification, print the decision table and a what-if table for other "
+        "memory sizes of the same device kind (an extrapolation from the measured law), then stop: no epoch "
+        "is trained and nothing is written unless project= or name= is given.",
+        (
+            ("model=PATH", "the model (required), e.g. yolo11s.yaml or yolo11s.pt"),
+            ("data=PATH", "the dataset, e.g. coco8.yaml"),
+            ("batch=auto-plus", "an auto-plus value: auto-plus[:ladder|fit][:FRACTION]"),
+            ("project=, name=", "write batch_decision.json (with the what-if rows) to that run folder"),
+            ("KEY=VALUE", "any other yolo train argument (imgsz, device, amp, ...), except resume and mode"),
+        ),
+        (("--json", "print the record as JSON instead of the tables"),),
+    ),
+}
+
+
+def version() -> str:
+    """``yolo-batch X.Y.Z (ultralytics A.B.C, torch T, python P)``, read without importing torch.
 
     Examples:
-        >>> parse_pairs(["epochs=3"], {"epochs": int}, "demo")
-        {'epochs': 3}
+        >>> version().startswith("yolo-batch ")
+        True
     """
-    out: dict[str, Any] = {}
-    for a in args:
-        key, eq, raw = a.partition("=")
-        if not eq:
-            raise AutoPlusError(f"{command}: argument {a!r} must be key=value; valid keys: {', '.join(valid)}")
-        if key not in valid:
-            raise AutoPlusError(
-                f"{command}: unknown argument {key!r}{_closest(key, list(valid))}; valid: {', '.join(valid)}"
-            )
+    from importlib import metadata
+
+    from yolo_batch import __version__
+
+    def installed(name: str) -> str:
         try:
-            out[key] = valid[key](raw)
-        except (TypeError, ValueError) as e:
-            raise AutoPlusError(f"{command}: {key}={raw!r} is invalid: {e}") from None
-    return out
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    python = ".".join(map(str, sys.version_info[:3]))
+    releases = f"ultralytics {installed('ultralytics')}, torch {installed('torch')}, python {python}"
+    return f"yolo-batch {__version__} ({releases})"
 
 
-def _bool(raw: str) -> bool:
-    low = raw.strip().lower()
-    if low in {"true", "1", "yes"}:
-        return True
-    if low in {"false", "0", "no"}:
-        return False
-    raise ValueError("expected true or false")
+class _Parser(argparse.ArgumentParser):
+    """argparse, with every error one line and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``yolo-batch: error: ...`` (one line) and exit 2."""
+        hint = "; arguments are key=value words, e.g. epochs=3" if "unrecognized arguments" in message else ""
+        command = self.prog.partition(" ")[2]
+        print(f"yolo-batch: error: {command + ': ' if command else ''}{message}{hint}", file=sys.stderr)
+        raise SystemExit(2)
 
 
-def _positive(raw: str) -> int:
-    v = int(raw)
-    if v < 1:
-        raise ValueError("expected a positive integer")
-    return v
+class _Version(argparse.Action):
+    """``--version``, computed only when asked for."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> NoReturn:
+        print(version())
+        raise SystemExit(0)
 
 
-def yolo_command() -> list[str]:
-    """The stock ``yolo`` entrypoint of this Python environment."""
-    exe = Path(sys.executable).with_name("yolo")
-    if exe.exists():
-        return [str(exe)]
-    found = shutil.which("yolo")
-    if found:
-        return [found]
-    return [sys.executable, "-c", "import sys; from ultralytics.cfg import entrypoint; sys.exit(entrypoint())"]
+def parser() -> argparse.ArgumentParser:
+    """The ``yolo-batch`` parser: one subcommand per row of `COMMANDS`."""
+    import textwrap
+
+    def wide(prog: str) -> argparse.HelpFormatter:
+        return argparse.RawDescriptionHelpFormatter(prog, max_help_position=24, width=110)
+
+    top = _Parser(
+        prog="yolo-batch",
+        usage="yolo-batch [-h] [--version] COMMAND [key=value ...]",
+        formatter_class=wide,
+        description="Pick the training batch of Ultralytics YOLO from measured memory and read what the batch "
+        "did.\nTraining itself stays with Ultralytics: yolo train ... batch=auto-plus",
+        epilog="Arguments after a command are key=value words, as with `yolo`; "
+        "`yolo-batch COMMAND --help` lists them\nwith their defaults.",
+    )
+    top.add_argument(
+        "--version", action=_Version, nargs=0, help="print the versions of yolo-batch, ultralytics and torch"
+    )
+    sub = top.add_subparsers(dest="command", metavar="COMMAND [key=value ...]", title="commands", parser_class=_Parser)
+    for name, c in COMMANDS.items():
+        width = max((len(k) for k, _ in c.keys), default=0)
+        keys = "\n".join(f"  {k.ljust(width)}  {what}" for k, what in c.keys)
+        p = sub.add_parser(
+            name,
+            help=c.summary,
+            usage=f"yolo-batch {name} {c.usage}".rstrip(),
+            description=textwrap.fill(c.description, 108),
+            epilog=f"arguments:\n{keys}" if keys else None,
+            formatter_class=wide,
+        )
+        p.add_argument("words", nargs="*", help=argparse.SUPPRESS)
+        for flag, what in c.flags:
+            p.add_argument(flag, action="store_true", help=what)
+    return top
 
 
-def run_env() -> dict[str, str]:
-    """Environment for training subprocesses: offline, and all CPU cores (Ultralytics defaults to 1)."""
-    env = dict(os.environ)
-    env.setdefault("YOLO_OFFLINE", "1")
-    env.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
-    return env
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; errors are one line on stderr and exit status 2, Ctrl-C exit status 130."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["help"]:  # `yolo-batch help [COMMAND]`, as `yolo-batch [COMMAND] --help`
+        argv = [*argv[1:2], "--help"]
+    if not argv:
+        parser().print_help()
+        return 0
+    if not argv[0].startswith("-") and argv[0] not in COMMANDS:
+        return _fail(f"unknown command {argv[0]!r}{_closest(argv[0], list(COMMANDS))}; valid: {', '.join(COMMANDS)}")
+    try:
+        ns = parser().parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a parse error already printed
+        return int(e.code or 0)
+    if ns.command is None:
+        parser().print_help()
+        return 0
+    try:
+        command = COMMANDS[ns.command]
+        flags = [f for f, _ in command.flags if getattr(ns, f.lstrip("-").replace("-", "_"))]
+        return command.run([*ns.words, *flags])
+    except AutoPlusError as e:
+        return _fail(str(e))
+    except KeyboardInterrupt:
+        print(f"yolo-batch: interrupted; run `yolo-batch {shlex.join(argv)}` to start again", file=sys.stderr)
+        return 130
+
+
+def _fail(message: str) -> int:
+    print(f"yolo-batch: error: {message}", file=sys.stderr)
+    return 2
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The commands that live here (the others are in report and sweep).
 
 
 def cmd_make_data(args: list[str]) -> int:
     """``yolo-batch make-data``: write the synthetic set and print its data.yaml path."""
     from yolo_batch.datasets import make_dataset
 
-    valid = {"out": str, "n_train": _positive, "n_val": _positive, "imgsz": _positive, "classes": _positive}
-    valid.update({"dense": _bool, "seed": int})
+    valid = {"out": str, "n_train": positive, "n_val": positive, "imgsz": positive, "classes": positive}
+    valid.update({"dense": boolean, "seed": int})
     opts = parse_pairs(args, valid, "make-data")
-    out = opts.pop("out", "datasets/synthetic")
+    out = opts.pop("out", MAKE_DATA["out"])
     try:
         print(make_dataset(out, **opts))
     except ValueError as e:
@@ -127,7 +292,7 @@ def cmd_demo(args: list[str]) -> int:
     from yolo_batch.datasets import make_dataset
     from yolo_batch.report import print_run
 
-    opts = parse_pairs(args, {"out": str, "epochs": _positive, "imgsz": _positive, "batch": str}, "demo")
+    opts = parse_pairs(args, {"out": str, "epochs": positive, "imgsz": positive, "batch": str}, "demo")
     out = Path(opts.get("out", "runs/demo")).resolve()
     train = {**DEMO_TRAIN, **{k: opts[k] for k in ("epochs", "imgsz") if k in opts}}
     data = make_dataset(out / "data", **{**DEMO_DATA, "imgsz": train["imgsz"]})
@@ -135,7 +300,7 @@ def cmd_demo(args: list[str]) -> int:
     cmd += [f"{k}={v}" for k, v in train.items()]
     cmd += ["amp=False", "plots=False", f"project={out}", "name=train", "exist_ok=True"]
     print("$ " + " ".join(cmd), flush=True)
-    rc = subprocess.call(cmd, env=run_env())
+    rc = run_child(cmd, run_env())
     if rc:
         print(f"yolo-batch: error: demo training failed (exit status {rc})", file=sys.stderr)
         return rc
@@ -149,63 +314,13 @@ def cmd_defaults(args: list[str]) -> int:
 
     from yolo_batch.spec import BatchSpec
 
+    if args:
+        raise AutoPlusError(f"defaults takes no arguments, got {' '.join(args)!r}")
     d = BatchSpec().as_dict()
     d.pop("config")
     d["probe"] = {"batches": d.pop("probe_batches"), "val": d.pop("probe_val"), "verify": d.pop("verify")}
     print(yaml.safe_dump(d, sort_keys=False), end="")
     return 0
-
-
-def cmd_compare(args: list[str]) -> int:
-    """``yolo-batch compare RUN_DIR...``."""
-    from yolo_batch.report import compare_cli
-
-    return compare_cli(args)
-
-
-def cmd_plan(args: list[str]) -> int:
-    """``yolo-batch plan model=... data=... [key=value ...] [--json]``."""
-    from yolo_batch.plan import cmd_plan as run
-
-    return run(args)
-
-
-def cmd_sweep(args: list[str]) -> int:
-    """``yolo-batch sweep model=... data=... batches=...``."""
-    from yolo_batch.sweep import sweep_cli
-
-    return sweep_cli(args)
-
-
-COMMANDS = {
-    "demo": cmd_demo,
-    "make-data": cmd_make_data,
-    "compare": cmd_compare,
-    "sweep": cmd_sweep,
-    "plan": cmd_plan,
-    "defaults": cmd_defaults,
-}
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the command line; errors are one line on stderr and exit status 2."""
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in {"-h", "--help", "help"}:
-        print(USAGE, end="")
-        return 0
-    name, rest = argv[0], argv[1:]
-    if name not in COMMANDS:
-        print(
-            f"yolo-batch: error: unknown command {name!r}{_closest(name, list(COMMANDS))}; "
-            f"valid: {', '.join(COMMANDS)}",
-            file=sys.stderr,
-        )
-        return 2
-    try:
-        return COMMANDS[name](rest)
-    except AutoPlusError as e:
-        print(f"yolo-batch: error: {e}", file=sys.stderr)
-        return 2
 
 
 if __name__ == "__main__":

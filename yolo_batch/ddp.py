@@ -112,7 +112,9 @@ def rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else int(os.environ.get("RANK") or -1)
 
 
-def per_gpu_decision(model, budget_bytes: float, spec: BatchSpec, *, world: int, dataset_size: int | None = None):
+def per_gpu_decision(
+    model, budget_bytes: float, spec: BatchSpec, *, world: int, dataset_size: int | None = None, fraction: float = 1.0
+):
     """One rank's pick: `policy.decide` for one GPU of ``world``, which share the training set and ``max_batch``.
 
     Candidates and ``min_batch`` are per GPU (they bound one GPU's step); ``max_batch`` and the training set
@@ -129,7 +131,7 @@ def per_gpu_decision(model, budget_bytes: float, spec: BatchSpec, *, world: int,
     world = max(int(world), 1)
     share = max(dataset_size // world, 1) if dataset_size else None
     limits = {"candidates": spec.candidates, "min_batch": spec.min_batch, "max_batch": max(spec.max_batch // world, 1)}
-    decision = policy.decide(model, budget_bytes, policy=spec.policy, dataset_size=share, **limits)
+    decision = policy.decide(model, budget_bytes, policy=spec.policy, dataset_size=share, fraction=fraction, **limits)
     return decision if world == 1 else replace(decision, reason=f"per GPU of {world}: {decision.reason}")
 
 

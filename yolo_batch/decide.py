@@ -48,7 +48,9 @@ def auto_batch(trainer, world: int = 1) -> int:
         s.backend.empty_cache()
         head = s.backend.headroom()
         budget = head.budget(spec.utilization)
-        decision = ddp.per_gpu_decision(model, budget, spec, world=world, dataset_size=prober.dataset_size)
+        decision = ddp.per_gpu_decision(
+            model, budget, spec, world=world, dataset_size=prober.dataset_size, fraction=trainer.args.fraction
+        )
         if decision.batch == 0:
             raise AutoPlusError(f"no batch fits: {decision.reason}")
         batch, verified, notes, lead = decision.batch, None, [], []

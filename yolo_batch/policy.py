@@ -128,12 +128,14 @@ def decide(
     min_batch: int = 1,
     max_batch: int = 512,
     dataset_size: int | None = None,
+    fraction: float = 1.0,
 ) -> Decision:
     """Pick the batch.
 
     ``ladder`` takes the largest candidate whose predicted peak fits the budget; when none fits it auto-fits
     the largest batch >= ``min_batch`` that does. ``fit`` takes the largest batch that fits, rounded down
-    to a multiple of 8 when >= 8. Never above ``max_batch`` or ``dataset_size``.
+    to a multiple of 8 when >= 8. Never above ``max_batch`` or ``dataset_size``. The reason names the limit
+    that decided: memory (the budget), ``max_batch``, or the training set (after ``fraction``).
 
     Args:
         model (MemoryModel): The measured memory law.
@@ -143,6 +145,7 @@ def decide(
         min_batch (int): Smallest allowed batch.
         max_batch (int): Largest allowed batch.
         dataset_size (int | None): Training images; the batch never exceeds it.
+        fraction (float): The run's ``fraction=`` (share of the training set it uses), named in the reason.
 
     Returns:
         (Decision): The pick, its predicted peak and the reason in words.
@@ -155,7 +158,9 @@ def decide(
     """
     cap = min(max_batch, dataset_size) if dataset_size else max_batch
     by_data = bool(dataset_size) and dataset_size < max_batch
-    cap_note = f"capped by the training set of {dataset_size} images" if by_data else f"capped by max_batch {max_batch}"
+    after = f" after fraction={fraction:g}" if fraction < 1 else ""
+    data_note = f"capped by the training set of {dataset_size} images{after}"
+    cap_note = data_note if by_data else f"capped by max_batch {max_batch}"
     rungs = tuple(
         Candidate(b, model.peak(b), model.peak(b) <= budget_bytes) for b in sorted(set(candidates), reverse=True)
     )
@@ -177,7 +182,13 @@ def decide(
             tried.append(f"{c.batch} needs {gib(c.predicted_peak_bytes)} > budget {gib(budget_bytes)}")
         why = "; ".join(tried) if tried else f"every candidate is above the cap ({cap_note})"
         if fit_n >= min_batch:
-            reason = f"{why}; no candidate fits, auto-fit {fit_n} at {gib(model.peak(fit_n))}"
+            at = gib(model.peak(fit_n))
+            if any(c.batch <= cap and c.batch >= min_batch for c in rungs):  # memory ruled out the rungs
+                reason = f"{why}; no candidate fits, auto-fit {fit_n} at {at}"
+            elif fit_n == cap:  # the cap decided, memory would allow more
+                reason = f"{why}; the cap decides: {fit_n} fits at {at}"
+            else:
+                reason = f"{why}; auto-fit {fit_n} at {at} ({fit_n + 1} would need {gib(model.peak(fit_n + 1))})"
             return Decision(fit_n, policy, budget_bytes, model.peak(fit_n), reason, rungs)
         return _none_fits(model, budget_bytes, policy, min_batch, rungs)
     if policy == "fit":

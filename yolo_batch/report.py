@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from yolo_batch.callbacks import DECISION_FILE, EFFECT_FILE
-from yolo_batch.cli import parse_pairs
+from yolo_batch.cmdline import parse_pairs
 from yolo_batch.decide import decision_table
 from yolo_batch.effect import atomic_write, atomic_write_bytes, read_csv
 from yolo_batch.spec import AutoPlusError
-from yolo_batch.summary import number, train_loss
+from yolo_batch.summary import TASKS, Task, number, task_of, train_loss
 
-METRICS = ("metrics/precision(B)", "metrics/recall(B)", "metrics/mAP50(B)", "metrics/mAP50-95(B)")
+LOWER_IS_BETTER = {"metrics/abs_rel", "metrics/rmse", "metrics/silog"}  # depth errors: their best is the lowest
 
 
 def load_run(run: str | Path) -> dict[str, Any]:
@@ -42,44 +42,63 @@ def print_run(run: str | Path) -> None:
     final = next((row for row in r["effect"] if row.get("epoch") == "final"), None)
     last = r["results"][-1] if r["results"] else {}
     source = final or last
-    if source:
+    task = task_of([*source, *(r["results"][0] if r["results"] else {})])
+    values = [(label, number(source.get(col))) for label, col in (task.metrics if task else ())]
+    shown = [f"{label} {v:.3f}" for label, v in values if v is not None]
+    if shown:
         print("\nFinal metrics (best.pt on the validation set):" if final else "\nLast epoch metrics:")
-        print(
-            "  "
-            + "  ".join(
-                f"{m.split('/')[1].replace('(B)', '')} {float(source[m]):.3f}" for m in METRICS if source.get(m)
-            )
-        )
+        print("  " + "  ".join(shown))
     print(f"\nRun folder: {r['dir']}")
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Across runs: ``yolo-batch compare RUN_DIR... [out=DIR]``.
 
-COLUMNS = tuple(
-    "run batch effective_batch policy epochs best_mAP50 best_mAP50-95 final_mAP50 final_mAP50-95 final_train_loss "
-    "images_per_s peak_mem_gib wall_s dir".split()
-)
+HEAD = ("run", "task", "batch", "effective_batch", "policy", "epochs")
+TAIL = ("final_train_loss", "images_per_s", "peak_mem_gib", "wall_s", "dir")
 CSV_FILE, PNG_FILE = "comparison.csv", "comparison.png"
 COMPARE_USAGE = "usage: yolo-batch compare RUN_DIR... [out=DIR]"
-_MAP50, _MAP = "metrics/mAP50(B)", "metrics/mAP50-95(B)"
+
+
+def metric_key(column: str) -> str:
+    """A metric's name in comparison columns: Ultralytics' column without ``metrics/``.
+
+    Examples:
+        >>> metric_key("metrics/mAP50-95(M)"), metric_key("metrics/accuracy_top1")
+        ('mAP50-95(M)', 'accuracy_top1')
+    """
+    return column.removeprefix("metrics/")
+
+
+def columns(rows: list[dict[str, Any]]) -> tuple[str, ...]:
+    """The comparison's columns: `HEAD`, ``best_`` and ``final_`` of each metric of the runs' tasks, `TAIL`.
+
+    Examples:
+        >>> columns([{"task": "classify"}])[6:10]
+        ('best_accuracy_top1', 'final_accuracy_top1', 'best_accuracy_top5', 'final_accuracy_top5')
+    """
+    tasks = {r["task"] for r in rows}
+    metrics = dict.fromkeys(metric_key(col) for t in TASKS if t.name in tasks for _, col in t.metrics)
+    return HEAD + tuple(f"{k}_{m}" for m in metrics for k in ("best", "final")) + TAIL
 
 
 def compare(runs: list[Path], out: Path | None = None) -> list[dict[str, Any]]:
     """Summarise several runs side by side; write ``comparison.csv`` and ``comparison.png``.
 
     A run's batch comes from ``batch_effect.csv``, else ``batch_decision.json``, else ``weights/last.pt``'s
-    ``train_args``, else ``args.yaml`` (when it holds a batch >= 1). "best" is the highest value of any epoch in
-    ``results.csv``, "final" the last epoch's. Runs without ``batch_effect.csv`` (stock runs) leave the
-    effective batch, images/s and peak memory empty. ``wall_s`` adds up ``results.csv``'s ``time``, which
-    restarts when a run is resumed.
+    ``train_args``, else ``args.yaml`` (when it holds a batch >= 1). Its metrics are its task's
+    (`yolo_batch.summary.task_of` reads the task from results.csv's columns): "best" is the best value any
+    epoch reached, per metric (the highest; the lowest for depth's errors), "final" the last epoch's. Runs
+    without ``batch_effect.csv`` (stock runs) leave the effective batch, images/s and peak memory empty.
+    ``wall_s`` adds up ``results.csv``'s ``time``, which restarts when a run is resumed.
 
     Args:
         runs (list[Path]): Run folders, each holding the ``results.csv`` Ultralytics writes.
         out (Path | None): Folder for the two files; defaults to the runs' common parent.
 
     Returns:
-        (list[dict]): One row per run, keyed by `COLUMNS`; unknown values are None.
+        (list[dict]): One row per run, keyed by `columns` (the metrics of other tasks' runs absent); unknown
+            values are None.
 
     Raises:
         AutoPlusError: For no runs, a path that is not a run folder, or a run with no finished epoch.
@@ -88,6 +107,10 @@ def compare(runs: list[Path], out: Path | None = None) -> list[dict[str, Any]]:
         raise AutoPlusError(f"compare: no run folders given; {COMPARE_USAGE}")
     paths = [Path(r) for r in runs]
     for p in paths:
+        if not p.exists():
+            raise AutoPlusError(f"compare: {str(p)!r} does not exist; pass run folders written by yolo train")
+        if not p.is_dir():
+            raise AutoPlusError(f"compare: {str(p)!r} is a file; pass run folders written by yolo train")
         if not (p / "results.csv").is_file():
             raise AutoPlusError(
                 f"compare: {str(p)!r} is not a run folder (no results.csv); pass folders written by yolo train, "
@@ -101,12 +124,15 @@ def compare(runs: list[Path], out: Path | None = None) -> list[dict[str, Any]]:
     rows = [row for row, _ in loaded]
     out.mkdir(parents=True, exist_ok=True)
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    names = columns(rows)
+    writer = csv.DictWriter(buf, fieldnames=names, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: _cell(row[k]) for k in COLUMNS})
+        writer.writerow({k: _cell(row.get(k)) for k in names})
     atomic_write(out / CSV_FILE, buf.getvalue())
-    atomic_write_bytes(out / PNG_FILE, _plot(loaded))
+    buf = io.BytesIO()
+    comparison_figure(loaded).savefig(buf, format="png")
+    atomic_write_bytes(out / PNG_FILE, buf.getvalue())
     return rows
 
 
@@ -136,14 +162,22 @@ def compare_cli(args: list[str]) -> int:
 
 
 def format_table(rows: list[dict[str, Any]]) -> list[str]:
-    """The comparison as aligned text lines, one row per run (``-`` for an unknown value)."""
-    table = (("run", "run"), ("batch", "batch"), ("eff", "effective_batch"), ("epochs", "epochs"),
-             ("mAP50 best", "best_mAP50"), ("final", "final_mAP50"), ("mAP50-95 best", "best_mAP50-95"),
-             ("final", "final_mAP50-95"), ("train loss", "final_train_loss"), ("img/s", "images_per_s"),
-             ("peak GiB", "peak_mem_gib"), ("wall s", "wall_s"))  # fmt: skip
+    """The comparison as aligned text lines, one row per run (``-`` for an unknown value).
+
+    Each task present adds its first two metrics (its headline metric first), best and final.
+    """
+    tasks = {r["task"] for r in rows}
+    table = [("run", "run"), ("batch", "batch"), ("eff", "effective_batch"), ("epochs", "epochs")]
+    if len(tasks) > 1:
+        table.insert(1, ("task", "task"))
+    shown = dict.fromkeys(m for t in TASKS if t.name in tasks for m in t.metrics[:2])
+    for label, col in shown:
+        table += [(f"{label} best", f"best_{metric_key(col)}"), ("final", f"final_{metric_key(col)}")]
+    table += [("train loss", "final_train_loss"), ("img/s", "images_per_s"), ("peak GiB", "peak_mem_gib")]
+    table += [("wall s", "wall_s")]
     heads, keys = zip(*table)
     digits = {"images_per_s": 1, "peak_mem_gib": 2, "wall_s": 1}
-    cells = [[_show(r[k], digits.get(k, 3)) for k in keys] for r in rows]
+    cells = [[_show(r.get(k), digits.get(k, 3)) for k in keys] for r in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(heads)]
     lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(heads, widths)))]
     for c in cells:
@@ -151,7 +185,7 @@ def format_table(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _summarise(run: Path, name: str) -> tuple[dict[str, Any], dict[str, list]]:
+def _summarise(run: Path, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """One run's comparison row and its per-epoch series for the plots."""
     r = load_run(run)
     results = r["results"]
@@ -162,24 +196,48 @@ def _summarise(run: Path, name: str) -> tuple[dict[str, Any], dict[str, list]]:
     losses = [train_loss(row) for row in results]
     speeds = [v for v in (number(e.get("images_per_s")) for e in epochs_rows) if v is not None]
     peaks = [v for v in (number(e.get("peak_mem_bytes")) for e in epochs_rows) if v is not None]
-    row = {
+    task = _task(run, results)
+    out: dict[str, Any] = {
         "run": name,
+        "task": task.name if task else None,
         "batch": _batch(run, epochs_rows, r["decision"]),
         "effective_batch": _int(epochs_rows[-1].get("effective_batch")) if epochs_rows else None,
         "policy": (r["decision"] or {}).get("policy"),
         "epochs": len(results),
-        "best_mAP50": _max(row.get(_MAP50) for row in results),
-        "best_mAP50-95": _max(row.get(_MAP) for row in results),
-        "final_mAP50": number(last.get(_MAP50)),
-        "final_mAP50-95": number(last.get(_MAP)),
-        "final_train_loss": losses[-1],
-        "images_per_s": sum(speeds) / len(speeds) if speeds else None,
-        "peak_mem_gib": max(peaks) / 2**30 if peaks else None,
-        "wall_s": _wall(results),
-        "dir": str(run),
     }
-    epochs = [_int(row.get("epoch")) for row in results]
-    return row, {"epoch": epochs, "loss": losses, "map": [number(row.get(_MAP)) for row in results]}
+    for _, col in task.metrics if task else ():
+        values = [v for v in (number(row.get(col)) for row in results) if v is not None]
+        best = min if col in LOWER_IS_BETTER else max
+        out[f"best_{metric_key(col)}"] = best(values) if values else None
+        out[f"final_{metric_key(col)}"] = number(last.get(col))
+    out["final_train_loss"] = losses[-1]
+    out["images_per_s"] = sum(speeds) / len(speeds) if speeds else None
+    out["peak_mem_gib"] = max(peaks) / 2**30 if peaks else None
+    out["wall_s"] = _wall(results)
+    out["dir"] = str(run)
+    head = task.headline[1] if task else ""
+    series = {
+        "epoch": [_int(row.get("epoch")) for row in results],
+        "loss": losses,
+        "metric": [number(row.get(head)) for row in results],
+        "task": task,
+    }
+    return out, series
+
+
+def _task(run: Path, results: list[dict[str, str]]) -> Task | None:
+    """The run's task from results.csv's columns; ``obb`` too where only args.yaml tells it from detect (8.3)."""
+    task = task_of(results[0]) if results else None
+    if task is not None and task.name == "detect" and (run / "args.yaml").is_file():
+        import yaml
+
+        try:
+            args = yaml.safe_load((run / "args.yaml").read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, OSError, UnicodeDecodeError):
+            args = {}
+        if isinstance(args, dict) and args.get("task") == "obb":
+            return next(t for t in TASKS if t.name == "obb")
+    return task
 
 
 def _batch(run: Path, epoch_rows: list[dict[str, str]], decision: dict | None) -> int | None:
@@ -222,8 +280,15 @@ def _wall(results: list[dict[str, str]]) -> float | None:
     return None if prev is None else total + prev
 
 
-def _plot(loaded: list[tuple[dict[str, Any], dict[str, list]]]) -> bytes:
-    """The 2x2 figure as PNG bytes (matplotlib's Agg canvas; pyplot's global state is never touched)."""
+def comparison_figure(loaded: list[tuple[dict[str, Any], dict[str, Any]]]):
+    """The 2x2 figure of `compare`'s runs: loss and headline metric per epoch, images/s and memory per batch.
+
+    Args:
+        loaded (list[tuple]): Each run's row and per-epoch series, as `_summarise` gives them.
+
+    Returns:
+        (matplotlib.figure.Figure): On its own Agg canvas (pyplot's global state is never touched).
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
@@ -231,14 +296,20 @@ def _plot(loaded: list[tuple[dict[str, Any], dict[str, list]]]) -> bytes:
     fig = Figure(figsize=(11, 8), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     (loss_ax, map_ax), (speed_ax, mem_ax) = fig.subplots(2, 2)
+    headlines = {s["task"].headline[0] for _, s in loaded if s["task"]}
+    one = len(headlines) == 1
     for row, s in loaded:
         label = f"{row['run']} (batch {row['batch'] if row['batch'] is not None else '?'})"
         loss_ax.plot(s["epoch"], [_nan(v) for v in s["loss"]], marker="o", label=label)
-        map_ax.plot(s["epoch"], [_nan(v) for v in s["map"]], marker="o", label=label)
-    for ax, title in ((loss_ax, "train loss (sum) vs epoch"), (map_ax, "mAP50-95 vs epoch")):
+        if s["task"]:
+            named = label if one else f"{label}: {s['task'].headline[0]}"
+            map_ax.plot(s["epoch"], [_nan(v) for v in s["metric"]], marker="o", label=named)
+    metric_title = f"{headlines.pop()} vs epoch" if one else "each run's headline metric vs epoch"
+    for ax, title in ((loss_ax, "train loss (sum) vs epoch"), (map_ax, metric_title)):
         ax.set(title=title, xlabel="epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend(fontsize="small")
+        if ax.lines:
+            ax.legend(fontsize="small")
     for ax, key, title in (
         (speed_ax, "images_per_s", "training images/s vs batch"),
         (mem_ax, "peak_mem_gib", "peak memory (GiB) vs batch"),
@@ -251,12 +322,16 @@ def _plot(loaded: list[tuple[dict[str, Any], dict[str, list]]]) -> bytes:
         joined = len({p[0] for p in points}) == len(points)  # a line only through one run per batch
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", linestyle="-" if joined else "")
         ax.set_xscale("log", base=2)
+        ax.margins(y=0.12)  # room for the labels above the top point
         ax.set_xticks(sorted({p[0] for p in points}), [str(b) for b in sorted({p[0] for p in points})])
-        for b, v, name in points:
-            ax.annotate(name, (b, v), textcoords="offset points", xytext=(4, 4), fontsize="small")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+        right = max(p[0] for p in points)
+        for b, v, name in points:  # the rightmost labels lean left, inside the axes
+            lean = b == right and len(points) > 1
+            ax.annotate(
+                name, (b, v), textcoords="offset points", xytext=(-5 if lean else 5, 5),
+                ha="right" if lean else "left", fontsize="small",
+            )  # fmt: skip
+    return fig
 
 
 def _int(v: Any) -> int | None:

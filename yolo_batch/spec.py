@@ -201,6 +201,11 @@ def looks_like_auto_plus(value: Any) -> bool:
 def load_config(path: str | os.PathLike) -> dict[str, Any]:
     """Read a user's plugin YAML; every problem becomes one line naming the file (and line or key)."""
     p = Path(path).expanduser()
+    if p.is_dir():
+        raise AutoPlusError(
+            f"config file {str(path)!r} is a folder; {CONFIG_ENV} and config= name a YAML file of plugin settings "
+            "(`yolo-batch defaults` prints one)"
+        )
     if not p.is_file():
         raise AutoPlusError(f"config file {str(path)!r} not found (set by {CONFIG_ENV} or config=)")
     import yaml  # lazily: not at Python start

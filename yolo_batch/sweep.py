@@ -10,13 +10,14 @@ checkpoint; a different recipe in the same project is refused. At the end `yolo_
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
-import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from yolo_batch.cli import _positive, parse_pairs, run_env, yolo_command
+from yolo_batch.cmdline import parse_pairs, positive, run_child, run_env, yolo_command
 from yolo_batch.effect import atomic_write, read_csv
 from yolo_batch.spec import AutoPlusError, _closest, looks_like_auto_plus, parse_batch_value
 
@@ -103,7 +104,7 @@ def plan(args: list[str]) -> tuple[dict[str, Any], list[str], Path]:
     """
     from ultralytics.cfg import DEFAULT_CFG_DICT, check_cfg, smart_value
 
-    own = {"model": str, "data": str, "batches": parse_batches, "epochs": _positive, "project": str, "seed": int}
+    own = {"model": str, "data": str, "batches": parse_batches, "epochs": positive, "project": str, "seed": int}
     valid = {**{k: str for k in DEFAULT_CFG_DICT if k not in SET_BY_SWEEP}, **own}
     for a in args:
         key, eq, _ = a.partition("=")
@@ -294,7 +295,7 @@ def sweep_cli(args: list[str]) -> int:
         args (list[str]): ``key=value`` words; see `USAGE`.
 
     Returns:
-        (int): 0 once every run is finished and compared.
+        (int): 0 once every run is finished and compared; 130 after Ctrl-C (one line says how to resume).
 
     Raises:
         AutoPlusError: For a bad argument or project (before anything is trained), or a failed run (finished
@@ -323,7 +324,15 @@ def sweep_cli(args: list[str]) -> int:
                     shutil.rmtree(run)
                 cmd, how = train_command(recipe, value, project), "trained"
             env = {**run_env(), "YOLO_BATCH_OBSERVE": "1"}  # integer batches get the effect log too
-            rc = subprocess.call(cmd, env=env)
+            try:
+                rc = run_child(cmd, env)
+            except KeyboardInterrupt:
+                print(
+                    f"sweep: stopped during run {i}/{len(runs)} batch={value}; finished runs are kept, and the same "
+                    f"command resumes: yolo-batch sweep {shlex.join(args)}",
+                    file=sys.stderr,
+                )
+                return 130
             if rc != 0:
                 raise AutoPlusError(
                     f"sweep: run {i}/{len(runs)} batch={value} ({run}) failed: yolo train exited with status {rc}; "

@@ -40,7 +40,7 @@ COLUMNS = (
     ],
 )
 def test_effect_rows_match_results_csv(tiny_data, tmp_path, model, third):
-    train_in_process(YOLO(model), tiny_data, tmp_path, batch="auto-plus", epochs=3)
+    train_in_process(YOLO(model), tiny_data, tmp_path, batch="auto-plus", epochs=3, plots=True)  # plots: the png
     run = tmp_path / "run"
     results, effect = read_csv(run / "results.csv"), read_csv(run / "batch_effect.csv")
     assert [r["epoch"] for r in effect] == ["1", "2", "3", "final"]

@@ -1,0 +1,157 @@
+"""Command-line helpers that ``cli``, ``report``, ``sweep`` and the benchmarks stand on.
+
+``key=value`` words as ``yolo`` takes them, their converters, and the stock ``yolo`` command run as a child
+that Ctrl-C stops quietly. Standard library only; nothing here imports another ``yolo_batch`` command module,
+so the commands import this one and never each other at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from yolo_batch.spec import AutoPlusError, _closest
+
+STOP_SECONDS = 30  # how long a stopped training may take to exit before it is killed
+
+
+def parse_pairs(args: list[str], valid: dict[str, Callable[[str], Any]], command: str) -> dict[str, Any]:
+    """Parse ``key=value`` arguments against ``valid`` (name -> converter); one-line errors.
+
+    Args:
+        args (list[str]): The words as typed.
+        valid (dict): Each valid key and the converter of its value (raising TypeError or ValueError).
+        command (str): The command's name, for the error messages.
+
+    Returns:
+        (dict): Each given key's converted value.
+
+    Raises:
+        AutoPlusError: For a word without ``=``, an unknown key (with the closest valid one) or a bad value.
+
+    Examples:
+        >>> parse_pairs(["epochs=3"], {"epochs": int}, "demo")
+        {'epochs': 3}
+    """
+    out: dict[str, Any] = {}
+    for a in args:
+        key, eq, raw = a.partition("=")
+        if not eq:
+            raise AutoPlusError(f"{command}: argument {a!r} must be key=value; valid keys: {', '.join(valid)}")
+        if key not in valid:
+            raise AutoPlusError(
+                f"{command}: unknown argument {key!r}{_closest(key, list(valid))}; valid: {', '.join(valid)}"
+            )
+        try:
+            out[key] = valid[key](raw)
+        except (TypeError, ValueError) as e:
+            raise AutoPlusError(f"{command}: {key}={raw!r} is invalid: {e}") from None
+    return out
+
+
+def boolean(raw: str) -> bool:
+    """``true``/``1``/``yes`` or ``false``/``0``/``no`` (any case) as a bool.
+
+    Examples:
+        >>> boolean("Yes"), boolean("0")
+        (True, False)
+    """
+    low = raw.strip().lower()
+    if low in {"true", "1", "yes"}:
+        return True
+    if low in {"false", "0", "no"}:
+        return False
+    raise ValueError("expected true or false")
+
+
+def positive(raw: str) -> int:
+    """An integer >= 1.
+
+    Examples:
+        >>> positive("16")
+        16
+    """
+    v = int(raw)
+    if v < 1:
+        raise ValueError("expected a positive integer")
+    return v
+
+
+def yolo_command() -> list[str]:
+    """The stock ``yolo`` entrypoint of this Python environment."""
+    exe = Path(sys.executable).with_name("yolo")
+    if exe.exists():
+        return [str(exe)]
+    found = shutil.which("yolo")
+    if found:
+        return [found]
+    return [sys.executable, "-c", "import sys; from ultralytics.cfg import entrypoint; sys.exit(entrypoint())"]
+
+
+def run_env() -> dict[str, str]:
+    """Environment for training subprocesses: offline, and all CPU cores (Ultralytics defaults to 1)."""
+    env = dict(os.environ)
+    env.setdefault("YOLO_OFFLINE", "1")
+    env.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
+    return env
+
+
+def run_child(cmd: list[str], env: dict[str, str] | None = None) -> int:
+    """Run a training command to its end; Ctrl-C stops it without a second traceback.
+
+    The child runs in its own session, so the terminal's Ctrl-C reaches this process alone. On Ctrl-C (or
+    SIGTERM, SIGHUP) the child's whole process group (its dataloader workers too) gets SIGTERM, which ends it
+    quietly at the state its last epoch saved, and is killed after `STOP_SECONDS`; then `KeyboardInterrupt`
+    is raised here for the caller to say how to go on.
+
+    Args:
+        cmd (list[str]): The command line.
+        env (dict | None): Its environment; None inherits this one.
+
+    Returns:
+        (int): The child's exit status.
+
+    Raises:
+        KeyboardInterrupt: After the child was stopped.
+    """
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    old = {}
+
+    def stop(signum, frame):  # noqa: ARG001 - the signal handler's signature
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        try:
+            old[sig] = signal.signal(sig, stop)
+        except (TypeError, ValueError):  # no such signal here, or not the main thread: Ctrl-C alone
+            pass
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        _stop(proc)
+        raise
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM to the child's process group, SIGKILL if it is still there after `STOP_SECONDS`."""
+    for sig, wait in ((signal.SIGTERM, STOP_SECONDS), (getattr(signal, "SIGKILL", signal.SIGTERM), None)):
+        try:
+            if hasattr(os, "killpg"):
+                os.killpg(proc.pid, sig)
+            else:
+                proc.send_signal(sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        try:
+            proc.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
