@@ -18,6 +18,11 @@ os.environ.pop("YOLO_BATCH_CONFIG", None)
 os.environ.pop("YOLO_BATCH_DISABLE", None)
 
 import pytest  # noqa: E402
+from ultralytics.utils import SETTINGS  # noqa: E402  (reads the temporary settings folder above)
+
+# Ultralytics' logger integrations off, as on a machine without their packages (they are in [dev]; importing
+# mlflow alone costs seconds in every training subprocess). tests/e2e/test_loggers.py turns each on in its own.
+SETTINGS.update(dict.fromkeys(("clearml", "comet", "dvc", "mlflow", "raytune", "tensorboard", "wandb"), False))
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -353,31 +353,14 @@ def on_fit_epoch_end(trainer, s: Session) -> None:
         if s.noise is not None:
             logger, prefix = _log()
             logger.info(f"{prefix}{s.noise.reading(trainer.batch_size)}")
-        _to_loggers(row, trainer.epoch + 1)
+        _to_loggers(trainer, row, s.record)
 
 
-def _to_loggers(row: dict[str, Any], step: int) -> None:
-    """The batch figures as ``batch/...`` scalars to the loggers the user turned on (TensorBoard)."""
-    from ultralytics.utils.callbacks import tensorboard
+def _to_loggers(trainer, row: dict[str, Any], record: dict[str, Any] | None) -> None:
+    """The batch figures and the decision to every logger the user turned on (`yolo_batch.loggers`)."""
+    from yolo_batch import loggers
 
-    writer = getattr(tensorboard, "WRITER", None)
-    if writer is None:
-        return
-    keys = (
-        "batch",
-        "accumulate",
-        "effective_batch",
-        "images_per_s",
-        "peak_mem_bytes",
-        "mem_utilization",
-        "grad_noise_scale",
-        "oom_events",
-        "epoch_seconds",
-    )
-    for k in keys:
-        if row.get(k) is not None:
-            writer.add_scalar(f"batch/{k}", float(row[k]), step)
-    writer.flush()
+    loggers.epoch_end(trainer, row, record)
 
 
 def nominal_accumulate(trainer) -> int:
@@ -409,6 +392,9 @@ def on_train_end(trainer, s: Session) -> None:
         plot_effect(rows, s.record, Path(trainer.save_dir) / PLOT_FILE, plots=trainer.args.plots)
     files = [n for n in (DECISION_FILE, EFFECT_FILE, PLOT_FILE) if (Path(trainer.save_dir) / n).exists()]
     logger.info(f"{prefix}wrote {', '.join(files)} to {trainer.save_dir}")
+    from yolo_batch import loggers  # the decision and the plot to the loggers, before their own on_train_end
+
+    loggers.train_end(trainer, s.record, [Path(trainer.save_dir) / n for n in files if n != EFFECT_FILE])
 
 
 callbacks = {
