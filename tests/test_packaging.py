@@ -1,0 +1,98 @@
+"""A package ready to publish: one supported Ultralytics range, extras, changelog, and the sdist path of the hook."""
+
+from __future__ import annotations
+
+import configparser
+import re
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from yolo_batch import __version__
+from yolo_batch.activate import SUPPORTED
+
+
+def _requires(section: str, key: str) -> list[str]:
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg", encoding="utf-8")
+    return [line.strip() for line in cfg[section][key].splitlines() if line.strip() and not line.startswith("#")]
+
+
+def test_the_supported_ultralytics_range_is_activate_supported_everywhere():
+    """activate.SUPPORTED is the one place; setup.cfg's requirement and the README say the same."""
+    from packaging.requirements import Requirement
+
+    (req,) = [Requirement(r) for r in _requires("options", "install_requires") if r.startswith("ultralytics")]
+    minors = sorted(tuple(int(p) for p in s.rstrip(".").split(".")) for s in SUPPORTED)
+    for major, minor in minors:  # every supported minor, first and late patch releases
+        assert req.specifier.contains(f"{major}.{minor}.0") and req.specifier.contains(f"{major}.{minor}.999")
+    (lo_major, lo_minor), (hi_major, hi_minor) = minors[0], minors[-1]
+    assert not req.specifier.contains(f"{lo_major}.{lo_minor - 1}.999")  # nothing below the oldest
+    assert not req.specifier.contains(f"{hi_major}.{hi_minor + 1}.0")  # nothing above the newest
+    assert len(minors) == hi_minor - lo_minor + 1 and lo_major == hi_major  # no gap the specifier would hide
+    releases = ", ".join(s + "x" for s in SUPPORTED)  # as activate's warning words it
+    assert f"Supported Ultralytics releases: {releases}" in (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_dev_installs_every_logger():
+    """``make test`` installs ``[dev]``: the loggers' tests then run against their real packages."""
+    from packaging.requirements import Requirement
+
+    def names(extra: str) -> set[str]:
+        return {Requirement(r).name.lower().replace("_", "-") for r in _requires("options.extras_require", extra)}
+
+    assert names("loggers") and names("loggers") <= names("dev")
+
+
+def test_the_changelog_has_the_current_version_and_an_unreleased_section():
+    text = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+    headings = re.findall(r"^## \[?([^\]\s]+)\]?", text, flags=re.M)
+    assert headings[0] == "Unreleased" and __version__ in headings, headings
+
+
+def _venv_site(venv) -> str:
+    r = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return r.stdout.strip()
+
+
+@pytest.mark.slow
+def test_sdist_and_wheel_pass_twine_and_pip_builds_the_hook_from_the_sdist(tmp_path):
+    """``python -m build`` (sdist, then the wheel from it), ``twine check``, then pip from the sdist into a venv."""
+    pytest.importorskip("build")
+    pytest.importorskip("twine")
+    dist = tmp_path / "dist"
+    run = {"capture_output": True, "text": True, "check": False, "timeout": 600}
+    r = subprocess.run([sys.executable, "-m", "build", "--no-isolation", "-o", str(dist), str(ROOT)], **run)
+    assert r.returncode == 0, r.stderr[-3000:]
+    (sdist,) = dist.glob("yolo_batch-*.tar.gz")
+    (wheel,) = dist.glob("yolo_batch-*.whl")
+    assert sdist.name == f"yolo_batch-{__version__}.tar.gz"
+    r = subprocess.run([sys.executable, "-m", "twine", "check", "--strict", str(sdist), str(wheel)], **run)
+    assert r.returncode == 0 and r.stdout.count("PASSED") == 2, r.stdout + r.stderr
+    top = f"yolo_batch-{__version__}/"
+    names = {n[len(top) :] for n in tarfile.open(sdist).getnames()}
+    assert {"setup.py", "LICENSE", "CHANGELOG.md", "cfg/auto_plus.yaml", "tests/conftest.py"} <= names
+    assert "yolo_batch.pth" in zipfile.ZipFile(wheel).namelist()  # the wheel build made from the sdist
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    site = _venv_site(venv)
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", site]
+    r = subprocess.run([*pip, str(sdist)], **run)  # pip builds a wheel from the sdist, then installs it
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (Path(site) / "yolo_batch.pth").read_text().strip() == "import yolo_batch"
+    code = "import sys; m = sys.modules.get('yolo_batch'); print(m is not None, m and m.__file__)"
+    r = subprocess.run([str(venv / "bin" / "python"), "-c", code], cwd=tmp_path, **run)  # a plain start: site runs
+    started, where = r.stdout.split()
+    assert started == "True" and where.startswith(site), r.stdout + r.stderr
