@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import os
 import re
 import subprocess
 import sys
@@ -93,6 +94,7 @@ def test_sdist_and_wheel_pass_twine_and_pip_builds_the_hook_from_the_sdist(tmp_p
     assert r.returncode == 0, r.stderr[-3000:]
     assert (Path(site) / "yolo_batch.pth").read_text().strip() == "import yolo_batch"
     code = "import sys; m = sys.modules.get('yolo_batch'); print(m is not None, m and m.__file__)"
-    r = subprocess.run([str(venv / "bin" / "python"), "-c", code], cwd=tmp_path, **run)  # a plain start: site runs
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # only the venv's own site
+    r = subprocess.run([str(venv / "bin" / "python"), "-c", code], cwd=tmp_path, env=env, **run)  # site runs
     started, where = r.stdout.split()
     assert started == "True" and where.startswith(site), r.stdout + r.stderr
