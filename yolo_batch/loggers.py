@@ -73,7 +73,7 @@ class _MLflow:
     module = "mlflow"
 
     def run(self, m, trainer):
-        ok = m.mlflow is not None and getattr(trainer, "_mlflow_active", False)
+        ok = m.mlflow is not None and getattr(trainer, "_mlflow_active", True)  # 8.4 sets it; 8.3 has none
         return m.mlflow if ok and m.mlflow.active_run() is not None else None  # never let mlflow start a run
 
     def figures(self, mlflow, trainer, figs):

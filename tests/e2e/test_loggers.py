@@ -112,7 +112,8 @@ def test_wandb_offline_run_gets_the_figures_the_decision_and_the_files(tiny_data
     home = {k: str(tmp_path / "wandb-home") for k in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR")}
     env = {"WANDB_MODE": "offline", "WANDB_SILENT": "true", **home}
     run, _, rows = _train(tiny_data, tmp_path, env=env, wandb=True)
-    (run_file,) = (run / "wandb").glob("offline-run-*/run-*.wandb")  # Ultralytics' run, no second one
+    pattern = "wandb/offline-run-*/run-*.wandb"  # in the run folder (Ultralytics 8.4) or the working one (8.3)
+    (run_file,) = [*run.glob(pattern), *tmp_path.glob(pattern)]  # Ultralytics' run, no second one
     history, config, artifacts, metrics = [], {}, [], []
     for r in _wandb_records(run_file):
         kind = r.WhichOneof("record_type")
