@@ -37,13 +37,14 @@ def _settings(tmp_path: Path, **on: bool) -> Path:
     return folder
 
 
-def _train(data: Path, tmp_path: Path, env: dict | None = None, ok: str | None = None, **on: bool):
+def _train(data: Path, tmp_path: Path, env: dict | None = None, ok: str | None = None, plots=True, **on: bool):
     """Two epochs of ``yolo train ... batch=auto-plus`` with the integrations ``on``: (run folder, output, rows).
 
-    ``ok``: an error of the logger's own Ultralytics callback that the run may end with (see its test).
+    ``plots``: as Ultralytics' ``plots=`` (batch_effect.png is drawn only with it). ``ok``: an error of the
+    logger's own Ultralytics callback that the run may end with (see its test).
     """
     env = {"YOLO_CONFIG_DIR": str(_settings(tmp_path, **on)), "PYTEST_CURRENT_TEST": None, **(env or {})}
-    r = yolo_train(data, tmp_path, "auto-plus", env=env, epochs=2)
+    r = yolo_train(data, tmp_path, "auto-plus", env=env, epochs=2, plots=plots)
     out = r.stdout + r.stderr
     assert r.returncode == 0 or (ok and ok in out), out[-3000:]
     assert "batch figures not sent" not in out, out[-3000:]
@@ -67,7 +68,7 @@ def test_mlflow_run_gets_the_figures_the_decision_and_the_files(tiny_data, tmp_p
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    run, _, rows = _train(tiny_data, tmp_path, env={"MLFLOW_TRACKING_URI": uri}, mlflow=True)
+    run, _, rows = _train(tiny_data, tmp_path, env={"MLFLOW_TRACKING_URI": uri}, mlflow=True, tensorboard=True)
     client = MlflowClient(uri)
     experiments = [e.experiment_id for e in client.search_experiments()]
     (only,) = client.search_runs(experiments)  # Ultralytics' run, no second one
@@ -83,6 +84,20 @@ def test_mlflow_run_gets_the_figures_the_decision_and_the_files(tiny_data, tmp_p
     assert {"batch_decision.json", "batch_effect.png"} <= {a.path for a in client.list_artifacts(rid)}
     copy = client.download_artifacts(rid, "batch_decision.json", str(tmp_path / "back"))
     assert Path(copy).read_bytes() == (run / "batch_decision.json").read_bytes()
+    # TensorBoard, on in the same run: the plot as an image, the decision as a text table
+    events = _tensorboard(run)
+    assert "batch/batch_effect" in events.Tags()["images"]
+    assert f"| policy | {_decision(run)['policy']} |" in _tensorboard_text(events)
+
+
+def _tensorboard(run: Path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    return EventAccumulator(str(run), size_guidance={"scalars": 0, "images": 0, "tensors": 0}).Reload()
+
+
+def _tensorboard_text(events) -> str:
+    return events.Tensors("batch_decision/text_summary")[0].tensor_proto.string_val[0].decode()
 
 
 def _wandb_records(path: Path):
@@ -165,25 +180,30 @@ def test_dvclive_in_a_dvc_repo_gets_the_figures_the_decision_and_the_files(tiny_
     assert (live / "artifacts" / "batch_decision.json").read_bytes() == (run / "batch_decision.json").read_bytes()
 
 
-def test_tensorboard_and_dvclive_outside_a_dvc_repo(tiny_data, tmp_path):
-    """TensorBoard: scalars, text and image; DVCLive outside a repository: figures and params, and the run ends."""
+def test_tensorboard_and_dvclive_outside_a_dvc_repo_without_plots(tiny_data, tmp_path):
+    """TensorBoard: scalars and the decision; DVCLive outside a repository: figures and params, and the run ends.
+
+    ``plots=False``: no batch_effect.png is drawn, so none is sent (and Ultralytics' own DVCLive images, which
+    fail outside a DVC repository, stay off).
+    """
     pytest.importorskip("dvclive")
     pytest.importorskip("tensorboard")
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    run, _, rows = _train(tiny_data, tmp_path, dvc=True, tensorboard=True)
-    events = EventAccumulator(str(run), size_guidance={"scalars": 0, "images": 0, "tensors": 0}).Reload()
+    run, _, rows = _train(tiny_data, tmp_path, plots=False, dvc=True, tensorboard=True)
+    assert not (run / "batch_effect.png").exists()
+    events = _tensorboard(run)
     own_steps = [e.step for e in events.Scalars("train/box_loss")]
     for name in _expected(rows)[0]:
         got = events.Scalars(name)
         assert [e.step for e in got] == own_steps == [1, 2]
         assert [e.value for e in got] == pytest.approx([e[name] for e in _expected(rows)], rel=1e-6)
-    assert "batch/batch_effect" in events.Tags()["images"]
-    text = events.Tensors("batch_decision/text_summary")[0].tensor_proto.string_val[0].decode()
-    assert f"| policy | {_decision(run)['policy']} |" in text
+    assert events.Tags()["images"] == []
+    assert f"| batch | {_decision(run)['batch']} |" in _tensorboard_text(events)
     live = tmp_path / "dvclive"
     assert [v for _, v in _dvc_metric(live, "batch/images_per_s")] == [e["batch/images_per_s"] for e in _expected(rows)]
-    assert not (live / "plots" / "images").exists()  # no image: DVCLive's end() would fail without a repository
+    import yaml
+
+    assert yaml.safe_load((live / "params.yaml").read_text())["batch_decision"] == _decision(run)
+    assert not (live / "plots" / "images").exists()
 
 
 def test_comet_offline_experiment_gets_the_figures_the_decision_and_the_files(tiny_data, tmp_path):
