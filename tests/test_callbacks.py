@@ -99,12 +99,14 @@ def test_a_logging_problem_never_stops_training(tmp_path, caplog):
     assert "on_fit_epoch_end skipped: TypeError" in caplog.text
 
 
-def test_the_module_is_the_event_dict():
-    import yolo_batch
+def test_callbacks_is_a_plain_event_dict_as_in_ultralytics_integrations():
+    from ultralytics.utils.callbacks import get_default_callbacks
 
-    assert dict(yolo_batch.callbacks.items()) == callbacks.callbacks
-    assert "on_fit_epoch_end" in yolo_batch.callbacks and len(yolo_batch.callbacks) == len(callbacks.callbacks)
-    assert yolo_batch.callbacks["on_train_end"] is callbacks.on_train_end
+    from yolo_batch.callbacks import callbacks as hooks
+
+    assert type(hooks) is dict and type(callbacks) is type(pytest)  # a plain dict in a plain module
+    assert set(hooks) <= set(get_default_callbacks())  # every key an Ultralytics event
+    assert hooks["on_train_end"] is callbacks.on_train_end
 
 
 @pytest.mark.parametrize(
@@ -113,7 +115,9 @@ def test_the_module_is_the_event_dict():
 def test_plan_leaves_stock_values_alone(batch):
     from ultralytics.cfg import DEFAULT_CFG
 
-    assert callbacks.plan(DEFAULT_CFG, {"batch": batch, "data": "x.yaml"}, None) is None
+    from yolo_batch.wiring import plan
+
+    assert plan(DEFAULT_CFG, {"batch": batch, "data": "x.yaml"}, None) is None
 
 
 @pytest.mark.parametrize(

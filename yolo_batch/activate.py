@@ -1,4 +1,4 @@
-"""The startup hook and the two Ultralytics patch points.
+"""The startup hook and the Ultralytics patch points.
 
 The installed ``yolo_batch.pth`` imports this package at Python start. All that costs is this module (the
 standard library's ``os`` and ``sys``, already loaded): a finder on ``sys.meta_path`` waits for Ultralytics
@@ -8,7 +8,11 @@ to be imported and then patches, narrowly,
   (or that registered `AutoPlus`, or added ``yolo_batch.callbacks``) gets the plugin's callbacks and its
   own ``auto_batch``; every other run goes straight to the original, untouched;
 - ``ultralytics.cfg.entrypoint``: the ``yolo`` command checks an auto-plus value before building the model
-  and turns the plugin's errors into one line and exit status 2.
+  and turns the plugin's errors into one line and exit status 2;
+- ``ultralytics.cfg.check_cfg`` (which ``get_cfg`` calls for every trainer, validator, predictor, exporter
+  and tuner): an auto-plus value is refused in one line outside training (``model.val(batch="auto-plus")``)
+  and let through for ``model.tune``, whose trials are ``yolo train`` runs that each choose their batch;
+  any other value goes straight to the original.
 
 ``YOLO_BATCH_DISABLE=1`` turns all of it off (`env_switch` reads every on/off variable by one rule).
 """
@@ -135,6 +139,7 @@ def _patch(name: str, module) -> None:
         _patch_trainer(module)
     elif name == "ultralytics.cfg":
         _patch_entrypoint(module)
+        _patch_check_cfg(module)
     setattr(module, _MARK, True)
 
 
@@ -146,15 +151,16 @@ def _patch_trainer(module) -> None:
 
     @functools.wraps(original)
     def __init__(self, cfg=default_cfg, overrides=None, _callbacks=None):
-        from yolo_batch import callbacks
+        from yolo_batch import wiring
+        from yolo_batch.session import ATTR
 
-        planned = callbacks.plan(cfg, overrides, _callbacks)
+        planned = wiring.plan(cfg, overrides, _callbacks)
         if planned is None:  # not ours: the stock trainer, untouched
             return original(self, cfg, overrides, _callbacks)
         overrides, _callbacks, session = planned
-        setattr(self, callbacks.ATTR, session)
+        setattr(self, ATTR, session)
         original(self, cfg, overrides, _callbacks)
-        callbacks.attach(self)
+        wiring.attach(self)
 
     __init__.__wrapped_by__ = "yolo_batch"
     module.BaseTrainer.__init__ = __init__
@@ -179,19 +185,79 @@ def _patch_entrypoint(module) -> None:
     module.entrypoint = entrypoint
 
 
+def _patch_check_cfg(module) -> None:
+    import functools
+
+    original = module.check_cfg
+
+    @functools.wraps(original)
+    def check_cfg(cfg, hard=True):
+        batch = cfg.get("batch") if isinstance(cfg, dict) else None
+        if not isinstance(batch, str):  # every stock value: the original, untouched
+            return original(cfg, hard)
+        from yolo_batch.spec import looks_like_auto_plus, resolve_spec
+
+        if not looks_like_auto_plus(batch):
+            return original(cfg, hard)
+        refuse_outside_training(batch, cfg.get("mode"))
+        resolve_spec(batch)  # a bad value fails here, in one line
+        rest = {k: v for k, v in cfg.items() if k != "batch"}
+        original(rest, hard)  # hard=False converts values in place: carry them over
+        cfg.update(rest)
+        return None
+
+    module.check_cfg = check_cfg
+
+
+def refuse_outside_training(value, mode, where: str = "") -> None:
+    """Raise `AutoPlusError` for an auto-plus batch outside training: it chooses the training batch only.
+
+    Examples:
+        >>> refuse_outside_training("auto-plus", "train")
+        >>> try:
+        ...     refuse_outside_training("auto-plus:fit", "predict")
+        ... except ValueError as e:
+        ...     print(str(e).split("; ")[1])
+        predict takes an integer batch: give one, e.g. batch=1, or leave batch out (Ultralytics' default 1)
+    """
+    if mode in (None, "train"):
+        return
+    from yolo_batch.spec import AutoPlusError
+
+    default = 16 if mode == "val" else 1  # Ultralytics' defaults: val 16; predict, track, export 1
+    instead = f"add one, e.g. batch={default}" if where else f"give one, e.g. batch={default}, or leave batch out"
+    raise AutoPlusError(
+        f"batch={value!r}{where} chooses the training batch (yolo train, model.train, model.tune); {mode} takes an "
+        f"integer batch: {instead} (Ultralytics' default {default})"
+    )
+
+
 def _check_cli(module, args: list[str]) -> None:
-    """Validate an auto-plus batch value on the ``yolo`` command line before Ultralytics builds the model."""
+    """Validate an auto-plus batch value on the ``yolo`` command line before Ultralytics builds the model.
+
+    The value (given, or from ``cfg=``) is checked for training and refused in one line for any other mode.
+    """
     from yolo_batch.spec import looks_like_auto_plus, resolve_spec
 
-    pairs = dict(a.split("=", 1) for a in module.merge_equals_args(args) if "=" in a)
-    value = pairs.get("batch")
-    if value is None and pairs.get("cfg"):
+    words = module.merge_equals_args(args)
+    pairs = dict(a.split("=", 1) for a in words if "=" in a)
+    modes = [a for a in words if a in module.MODES] + ([pairs["mode"]] if "mode" in pairs else [])
+    value, where, data = pairs.get("batch"), "", None
+    if pairs.get("cfg"):
         from pathlib import Path
 
         import yaml
 
         path = Path(pairs["cfg"])
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
-        value = data.get("batch") if isinstance(data, dict) else None
-    if looks_like_auto_plus(value) and "train" in args:
-        resolve_spec(value)
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
+        except (OSError, yaml.YAMLError):
+            data = None  # Ultralytics says what is wrong with the file
+        data = data if isinstance(data, dict) else {}
+        if value is None:
+            value, where = data.get("batch"), f" (from cfg={pairs['cfg']})"
+    if not looks_like_auto_plus(value):
+        return
+    mode = modes[-1] if modes else (data or {}).get("mode") or module.DEFAULT_CFG.mode
+    refuse_outside_training(value, mode, where)
+    resolve_spec(value)

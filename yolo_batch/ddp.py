@@ -6,7 +6,7 @@ Ultralytics refuses ``batch < 1`` with several GPUs and runs no callback in the 
 - **Launcher** (``world_size(device) > 1``, no ``RANK``): `launcher_overrides` sets ``batch`` to a placeholder
   Ultralytics accepts (one image per GPU) and leaves the value and settings in ``YOLO_BATCH_DDP*`` for the
   workers, which inherit the environment. It probes nothing; `launched` clears them after ``train()``.
-- **Worker** (`worker_value` set): ``callbacks.plan`` keeps the placeholder and decides; the first
+- **Worker** (`worker_value` set): ``wiring.plan`` keeps the placeholder and decides; the first
   ``_build_train_pipeline`` call probes this rank's GPU on the bare model (`unwrapped`: no probe step runs a
   collective, so an out-of-memory on one rank leaves no other waiting), picks with `per_gpu_decision`
   (training set and ``max_batch`` split over the GPUs) and verifies alone; only then `agree` runs one

@@ -1,18 +1,17 @@
 """The model-aware decision, at Ultralytics' own ``trainer.auto_batch()`` moment.
 
 Probe real steps (`probe`), fit the memory law and pick (`policy`), verify the pick with a real step and the
-validation forward (stepping down on out-of-memory), scale lr0 if asked, then write ``batch_decision.json``
-and log the table.
+validation forward (stepping down on out-of-memory), scale lr0 if asked, then record the decision
+(`records`: ``batch_decision.json``, after the run's earlier decisions on resume) and log the table.
 """
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
-from yolo_batch.callbacks import DECISION_FILE, _log, session
 from yolo_batch.policy import gib
+from yolo_batch.session import log, session
 from yolo_batch.spec import AutoPlusError, BatchSpec
 
 VERIFY_MARGIN = 0.5  # verify: auto proves picks whose predicted peak is above this share of the budget...
@@ -21,12 +20,11 @@ VERIFY_CHEAP_S = 1.0  # ...or whose step (estimated from the probe) takes at mos
 
 def auto_batch(trainer, world: int = 1) -> int:
     """Probe, decide, verify and report; return the batch the run trains at (per GPU when ``world`` > 1)."""
-    from yolo_batch import ddp, policy
-    from yolo_batch.effect import write_json
+    from yolo_batch import ddp, policy, records
     from yolo_batch.memory import backend_for
     from yolo_batch.probe import Prober, borrowed
 
-    s, (logger, prefix) = session(trainer), _log()
+    s, (logger, prefix) = session(trainer), log()
     spec = s.spec
     s.backend = s.backend or backend_for(trainer.device)
     t0 = time.perf_counter()
@@ -142,13 +140,13 @@ def auto_batch(trainer, world: int = 1) -> int:
         "imgsz": prober.max_size,
         "amp": bool(trainer.amp),
         "config": spec.config,
-        "settings": {"candidates": list(spec.candidates), "min_batch": spec.min_batch, "max_batch": spec.max_batch},
+        "settings": spec.as_dict(),
         **lr,
         "versions": _versions(),
     }
     if world > 1:
         return batch  # this rank's verified per-GPU pick: ddp_auto_batch agrees, scales lr0 and writes
-    write_json(Path(trainer.save_dir) / DECISION_FILE, s.record)
+    records.decided(trainer, s)
     for line in decision_table(s.record):
         logger.info(f"{prefix}{line}")
     return batch
@@ -156,8 +154,7 @@ def auto_batch(trainer, world: int = 1) -> int:
 
 def ddp_auto_batch(trainer) -> int:
     """DDP worker: probe this rank's GPU alone, agree on the smallest per-GPU pick; return per-GPU x world."""
-    from yolo_batch import ddp
-    from yolo_batch.effect import write_json
+    from yolo_batch import ddp, records
     from yolo_batch.memory import backend_for
 
     s, world = session(trainer), trainer.world_size
@@ -167,9 +164,9 @@ def ddp_auto_batch(trainer) -> int:
     batch = per_gpu * world
     s.record.update(ddp.record_fields(s.record, picks, ddp.rank()))
     s.record.update(_scale_lr(trainer, s.spec, batch))
+    records.decided(trainer, s)  # rank 0 writes
     if ddp.rank() == 0:
-        write_json(Path(trainer.save_dir) / DECISION_FILE, s.record)
-        logger, prefix = _log()
+        logger, prefix = log()
         for line in decision_table({**s.record, "batch": s.record["local_batch"]}):
             logger.info(f"{prefix}{line}")
         logger.info(f"{prefix}{s.record['ddp_reason']}")
@@ -226,7 +223,7 @@ def _scale_lr(trainer, spec: BatchSpec, batch: int) -> dict[str, Any]:
     if spec.lr_scaling != "none" and effective > nbs:
         factor = effective / nbs if spec.lr_scaling == "linear" else (effective / nbs) ** 0.5
         if trainer.args.optimizer == "auto":
-            logger, prefix = _log()
+            logger, prefix = log()
             logger.warning(
                 f"{prefix}lr_scaling={spec.lr_scaling} has no effect with optimizer=auto, which picks its own lr; "
                 "set optimizer=SGD or AdamW and lr0"

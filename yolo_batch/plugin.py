@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from yolo_batch.callbacks import Hook, callbacks
+from yolo_batch.callbacks import callbacks
 from yolo_batch.spec import BatchSpec, resolve_spec
+from yolo_batch.wiring import Hook
 
 
 class AutoPlus:

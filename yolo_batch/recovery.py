@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from yolo_batch.callbacks import _log, session
+from yolo_batch.session import log, session
 from yolo_batch.spec import AutoPlusError
 
 
@@ -57,7 +57,7 @@ def step_down(trainer, original):
             )
         s.oom_events += 1
         trainer.args.batch = trainer.batch_size = new
-        logger, prefix = _log()
+        logger, prefix = log()
         logger.warning(
             f"{prefix}out of memory at batch {old} in epoch {trainer.epoch + 1}; redoing the epoch at batch {new} "
             f"(step-down {s.oom_events} of at most {spec.oom_retries}; finished epochs are kept)"
@@ -86,7 +86,7 @@ def guarded_validate(trainer, original):
         split = trainer.data.get(trainer.args.split) or trainer.data.get("val")
         trainer.test_loader = trainer.get_dataloader(split, batch_size=new, rank=-1, mode="val")
         trainer.validator.dataloader = trainer.test_loader
-        logger, prefix = _log()
+        logger, prefix = log()
         logger.warning(
             f"{prefix}out of memory validating at batch {loader.batch_size}; validating at {new} "
             f"(step-down {s.oom_events} of at most {s.spec.oom_retries})"

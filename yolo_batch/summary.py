@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import textwrap
 from dataclasses import dataclass
+from itertools import groupby
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -129,14 +130,38 @@ def metric_line(rows: list[dict[str, Any]]) -> str | None:
     return f"{lead}: {', '.join(shown)}"
 
 
+def chosen(decision: dict | None, first: int | None = None) -> str:
+    """How the batches were chosen, from ``batch_decision.json`` and its ``history``, in the epochs' order.
+
+    Examples:
+        >>> chosen(None)
+        'as given'
+        >>> chosen({"policy": "ladder", "batch": 32})
+        'picked by auto-plus (ladder)'
+        >>> h = [{"batch": 8, "policy": "fit", "from_epoch": 1}, {"source": "given", "batch": 4, "from_epoch": 3}]
+        >>> chosen({"history": h})
+        '(8 from epoch 1, picked by auto-plus (fit); 4 from epoch 3, given on resume)'
+    """
+    if not decision:
+        return "as given"
+    history = decision.get("history") or [decision]
+    if len(history) == 1 and history[0].get("from_epoch", 1) == 1:
+        return f"picked by auto-plus ({history[0]['policy']})"
+    steps = [] if history[0].get("from_epoch", 1) == 1 else [f"{first} from epoch 1, as given"]
+    for h in history:
+        how = "given on resume" if h.get("source") == "given" else f"picked by auto-plus ({h['policy']})"
+        steps.append(f"{h['batch']} from epoch {h.get('from_epoch', 1)}, {how}")
+    return f"({'; '.join(steps)})"
+
+
 def summarize(rows: list[dict[str, Any]], decision: dict | None, noise: float | None = None) -> list[str]:
     """Log lines summarising a run from its effect rows (epochs, then ``final``) and its decision."""
     epochs = [r for r in rows if str(r.get("epoch")) != "final"]
     if not epochs:
         return []
     last = epochs[-1]
-    batches = sorted({int(r["batch"]) for r in epochs}, reverse=True)
-    how = f"picked by auto-plus ({decision['policy']})" if decision else "as given"
+    batches = [b for b, _ in groupby(int(r["batch"]) for r in epochs)]  # in the epochs' order
+    how = chosen(decision, batches[0])
     speeds = [v for r in epochs if (v := number(r.get("images_per_s"))) is not None]
     peaks = [v for r in epochs if (v := number(r.get("peak_mem_bytes"))) is not None]
     utils = [v for r in epochs if (v := number(r.get("mem_utilization"))) is not None]

@@ -1,0 +1,270 @@
+"""A run's records: args.yaml's batch, the decision history in order, the start-up line, the summary's order."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from yolo_batch import records
+from yolo_batch.session import DECISION_FILE, Session
+from yolo_batch.spec import AutoPlusError, BatchSpec
+from yolo_batch.summary import summarize
+
+PACKAGE = Path(__file__).resolve().parents[1] / "yolo_batch"
+
+
+def trainer(tmp_path, resume=False, start_epoch=0, batch=8):
+    return SimpleNamespace(
+        save_dir=tmp_path, resume=resume, start_epoch=start_epoch, batch_size=batch, args=SimpleNamespace(batch=batch)
+    )
+
+
+def stock_args_yaml(folder: Path, batch) -> dict:
+    """args.yaml as BaseTrainer.__init__ writes it: every key of the default config, through Ultralytics' YAML."""
+    from ultralytics.cfg import get_cfg
+    from ultralytics.utils import YAML
+
+    args = vars(get_cfg(overrides={"batch": batch, "data": "data.yaml", "model": "yolo11n.yaml"}))
+    args["save_dir"] = str(folder)
+    YAML.save(folder / "args.yaml", args)
+    return yaml.safe_load((folder / "args.yaml").read_text())
+
+
+@pytest.mark.parametrize("value", ["auto-plus", "auto-plus:fit", "auto-plus:0.8", "auto-plus:ladder:0.8"])
+def test_args_yaml_holds_the_auto_plus_value_and_only_that_line_changes(tmp_path, value):
+    before_text = (tmp_path / "args.yaml").read_text() if stock_args_yaml(tmp_path, -1) else ""
+    records.write_args(trainer(tmp_path), Session(BatchSpec(), decides=True, value=value))
+    after = yaml.safe_load((tmp_path / "args.yaml").read_text())
+    assert after["batch"] == value
+    old, new = before_text.splitlines(), (tmp_path / "args.yaml").read_text().splitlines()
+    assert [(a, b) for a, b in zip(old, new) if a != b] == [("batch: -1", f"batch: {value}")]
+    assert len(old) == len(new)
+
+
+def test_args_yaml_of_a_measured_run_is_left_as_ultralytics_wrote_it(tmp_path):
+    stock_args_yaml(tmp_path, 16)
+    before = (tmp_path / "args.yaml").read_bytes()
+    records.write_args(trainer(tmp_path), Session(BatchSpec(), decides=False, value=None))
+    assert (tmp_path / "args.yaml").read_bytes() == before
+
+
+def _decision(batch: int, policy: str = "ladder") -> dict:
+    return {"batch": batch, "value": f"auto-plus:{policy}", "policy": policy, "reason": f"{batch} fits"}
+
+
+def test_every_choice_is_kept_in_order_across_resumes(tmp_path):
+    # session 1: auto-plus picks 8 at the start
+    s1 = Session(BatchSpec(), decides=True, value="auto-plus")
+    s1.record = _decision(8)
+    records.decided(trainer(tmp_path), s1)
+    first = json.loads((tmp_path / DECISION_FILE).read_text())
+    assert first["batch"] == 8 and first["from_epoch"] == 1 and first["source"] == "auto-plus"
+    assert [(h["batch"], h["from_epoch"]) for h in first["history"]] == [(8, 1)]
+
+    # session 2: resumed after epoch 2 with batch=16 given
+    t2 = trainer(tmp_path, resume=True, batch=16)
+    s2 = Session(BatchSpec(), decides=False, value=None)
+    s2.given = 16
+    records.load_history(t2, s2)
+    assert records.start_line(t2, s2) == "batch=16 given on resume; auto-plus picked 8 (ladder) from epoch 1"
+    t2.start_epoch = 2  # resume_training, before on_train_start
+    records.given_on_resume(t2, s2)
+
+    # session 3: resumed after epoch 3 with batch=auto-plus:fit: decided before the epoch is known, written at start
+    t3 = trainer(tmp_path, resume=True, batch=-1)
+    s3 = Session(BatchSpec(policy="fit"), decides=True, value="auto-plus:fit")
+    records.load_history(t3, s3)
+    s3.record = _decision(32, "fit")
+    records.decided(t3, s3)
+    assert len(json.loads((tmp_path / DECISION_FILE).read_text())["history"]) == 2  # not yet: epoch unknown
+    t3.start_epoch, t3.batch_size = 3, 32
+    records.flush(t3, s3, started=True)
+
+    data = json.loads((tmp_path / DECISION_FILE).read_text())
+    assert [(h["batch"], h["from_epoch"], h["source"]) for h in data["history"]] == [
+        (8, 1, "auto-plus"),
+        (16, 3, "given"),
+        (32, 4, "auto-plus"),
+    ]
+    assert data["batch"] == 32 and data["policy"] == "fit" and data["from_epoch"] == 4  # the latest decision on top
+    rows = [
+        {"epoch": e, "batch": b, "accumulate": 2, "effective_batch": 64, "nbs": 64}
+        for e, b in enumerate([8, 8, 16, 32], 1)
+    ]
+    line = summarize(rows, records.decision(s3))[1]
+    assert line.startswith(
+        "batch 8 -> 16 -> 32 (8 from epoch 1, picked by auto-plus (ladder); 16 from epoch 3, given on resume; "
+        "32 from epoch 4, picked by auto-plus (fit)); "
+    )
+
+
+def test_a_decision_file_without_history_reads_as_one_decision_from_epoch_1(tmp_path):
+    (tmp_path / DECISION_FILE).write_text(json.dumps(_decision(16)))
+    s = Session(BatchSpec(), decides=False, value=None)
+    records.load_history(trainer(tmp_path, resume=True), s)
+    assert [(h["batch"], h["from_epoch"], h["source"]) for h in s.history] == [(16, 1, "auto-plus")]
+
+
+@pytest.mark.parametrize(
+    ("resume", "decides", "given", "history", "expected"),
+    [
+        pytest.param(False, True, None, [], "batch=auto-plus", id="new-auto-plus"),
+        pytest.param(False, False, None, [], "batch=8 (measuring only)", id="new-measured"),
+        pytest.param(
+            True,
+            False,
+            None,
+            [{"batch": 8, "policy": "ladder", "from_epoch": 1}],
+            "resuming at batch=8 from the checkpoint; auto-plus picked 8 (ladder) from epoch 1",
+            id="resume-auto-plus-run",
+        ),
+        pytest.param(
+            True, False, None, [], "resuming at batch=8 from the checkpoint (measuring only)", id="resume-measured"
+        ),
+        pytest.param(
+            True,
+            True,
+            None,
+            [{"batch": 8, "policy": "ladder", "from_epoch": 1}],
+            "batch=auto-plus given on resume: auto-plus chooses the batch again; "
+            "auto-plus picked 8 (ladder) from epoch 1",
+            id="resume-with-auto-plus",
+        ),
+    ],
+)
+def test_start_line_says_what_is_true(tmp_path, resume, decides, given, history, expected):
+    s = Session(BatchSpec(), decides=decides, value="auto-plus" if decides else None)
+    s.given, s.history = given, history
+    assert records.start_line(trainer(tmp_path, resume=resume), s) == expected
+
+
+@pytest.mark.parametrize(
+    ("batches", "decision", "expected"),
+    [
+        pytest.param([8, 8, 64], None, "batch 8 -> 64 as given", id="up-as-given"),
+        pytest.param([64, 32, 32], _decision(64), "batch 64 -> 32 picked by auto-plus (ladder)", id="oom-step-down"),
+        pytest.param([16, 64, 16], None, "batch 16 -> 64 -> 16 as given", id="down-and-up"),
+    ],
+)
+def test_summary_lists_batches_in_the_epochs_order(batches, decision, expected):
+    rows = [
+        {"epoch": e, "batch": b, "accumulate": 1, "effective_batch": b, "nbs": 64} for e, b in enumerate(batches, 1)
+    ]
+    assert summarize(rows, decision)[1].startswith(expected + ";")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# plan(): what a run records and where it writes
+
+
+def test_registered_keywords_are_recorded_as_the_value_they_mean():
+    from ultralytics.cfg import DEFAULT_CFG
+
+    from yolo_batch import AutoPlus
+    from yolo_batch.callbacks import callbacks
+    from yolo_batch.wiring import Hook, plan
+
+    for plugin, value in [(AutoPlus(), "auto-plus"), (AutoPlus(policy="fit", utilization=0.8), "auto-plus:fit:0.8")]:
+        hooks = {event: [Hook(plugin, event)] for event in callbacks}
+        overrides, _, s = plan(DEFAULT_CFG, {"data": "x.yaml"}, hooks)
+        assert (overrides["batch"], s.value, s.decides) == (-1, value, True)
+        assert (s.spec.policy, s.spec.utilization) == (plugin.spec.policy, plugin.spec.utilization)
+
+
+def test_a_rerun_of_args_yaml_gets_a_new_folder_and_a_resume_keeps_its_own(tmp_path):
+    from ultralytics.cfg import DEFAULT_CFG
+
+    from yolo_batch.wiring import plan
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "args.yaml").write_text("batch: auto-plus\n")
+    overrides, _, s = plan(DEFAULT_CFG, {"batch": "auto-plus", "save_dir": str(run), "name": "run"}, None)
+    assert "save_dir" not in overrides and s.earlier_run == str(run)
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()  # a folder made for the run (MultiTrainer, tune trials): used as named
+    assert plan(DEFAULT_CFG, {"batch": "auto-plus", "save_dir": str(fresh)}, None)[0]["save_dir"] == str(fresh)
+
+
+def test_a_resume_with_a_given_batch_is_noted(tmp_path):
+    from ultralytics.cfg import DEFAULT_CFG
+
+    from yolo_batch.wiring import plan
+
+    last = tmp_path / "run" / "weights" / "last.pt"
+    last.parent.mkdir(parents=True)
+    (tmp_path / "run" / DECISION_FILE).write_text(json.dumps(_decision(8)))
+    _, _, s = plan(DEFAULT_CFG, {"resume": str(last), "batch": 16}, None)
+    assert (s.decides, s.given) == (False, 16)
+    _, _, s = plan(DEFAULT_CFG, {"resume": str(last)}, None)
+    assert (s.decides, s.given) == (False, None)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# get_cfg: auto-plus outside training
+
+
+@pytest.mark.parametrize("mode", ["val", "predict", "export", "track", "benchmark"])
+def test_get_cfg_refuses_auto_plus_outside_training_in_one_line(mode):
+    from ultralytics.cfg import get_cfg
+
+    with pytest.raises(
+        AutoPlusError, match=rf"^batch='auto-plus:fit' chooses the training batch .*; {mode} takes an integer batch"
+    ):
+        get_cfg(overrides={"batch": "auto-plus:fit", "mode": mode})
+
+
+def test_get_cfg_lets_auto_plus_through_for_training_and_leaves_stock_values_alone():
+    from ultralytics.cfg import get_cfg
+
+    assert get_cfg(overrides={"batch": "auto-plus:fit", "mode": "train", "epochs": 3}).batch == "auto-plus:fit"
+    with pytest.raises(AutoPlusError, match="unknown policy 'fitt'"):
+        get_cfg(overrides={"batch": "auto-plus:fitt", "mode": "train"})
+    with pytest.raises(TypeError, match="'batch=sixteen' is of invalid type str"):  # Ultralytics' own check
+        get_cfg(overrides={"batch": "sixteen", "mode": "val"})
+    assert get_cfg(overrides={"batch": 16, "mode": "val"}).batch == 16
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The shape of the code
+
+
+def _imports() -> dict[str, set[str]]:
+    """Every module's imports of other yolo_batch modules, at module level or inside functions."""
+    modules = {p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
+    graph: dict[str, set[str]] = {}
+    for name in modules:
+        deps = set()
+        for node in ast.walk(ast.parse((PACKAGE / f"{name}.py").read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "yolo_batch":
+                deps |= {a.name for a in node.names if a.name in modules}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("yolo_batch."):
+                deps.add(node.module.split(".")[1])
+            elif isinstance(node, ast.Import):
+                deps |= {a.name.split(".")[1] for a in node.names if a.name.startswith("yolo_batch.")}
+        graph[name] = deps - {name}
+    return graph
+
+
+def _reaches(graph: dict[str, set[str]], start: str, goal: str) -> bool:
+    seen, todo = set(), list(graph[start])
+    while todo:
+        m = todo.pop()
+        if m == goal:
+            return True
+        if m not in seen:
+            seen.add(m)
+            todo.extend(graph.get(m, ()))
+    return False
+
+
+@pytest.mark.parametrize("module", ["session", "callbacks", "wiring", "decide", "recovery", "records", "ddp"])
+def test_no_import_cycle_runs_through_the_integration_layer(module):
+    graph = _imports()
+    assert not _reaches(graph, module, module), f"{module} imports itself through {sorted(graph[module])}"
+    assert graph["session"] <= {"spec"}  # the per-run state stands on the brain only

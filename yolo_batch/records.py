@@ -1,0 +1,176 @@
+"""A run's records say what happened: what the user asked for, and every batch the run chose, in order.
+
+- ``args.yaml``: Ultralytics writes it in ``BaseTrainer.__init__``, before the batch is known, with the -1
+  (or the DDP placeholder) auto-plus hands it, which would mean AutoBatch to anyone reusing the file.
+  `write_args` puts the auto-plus value back, so ``yolo train cfg=runs/.../args.yaml`` runs auto-plus again;
+  `fresh_save_dir` gives such a rerun a new run folder instead of the one named by the file's ``save_dir``.
+- ``batch_decision.json``: the latest auto-plus decision at the top level and ``history``, every batch
+  choice of the run oldest first (each auto-plus decision, and each batch given with a resume), with
+  ``from_epoch``, the first epoch trained at it. A resume reads it back (`load_history`) and appends.
+- ``weights/last.pt``: Ultralytics' ``train_args`` hold the batch the run trains at (the pick, or its
+  step-down), which is what a resume continues with; nothing here changes them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from yolo_batch.session import DECISION_FILE, Session, log
+
+ARGS_FILE = "args.yaml"
+
+
+def fresh_save_dir(overrides: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    r"""Drop a ``save_dir`` that already holds a run (``cfg=`` of a run's own args.yaml names its folder).
+
+    Ultralytics then names the new folder from ``project`` and ``name`` as for any new run (``run`` ->
+    ``run2``). A resume keeps its folder.
+
+    Returns:
+        (tuple): The overrides (a copy without ``save_dir`` when dropped) and the folder not written into, or None.
+
+    Examples:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> fresh_save_dir({"save_dir": str(folder), "epochs": 3})[1] is None  # an empty folder is used as named
+        True
+        >>> _ = (folder / "args.yaml").write_text("batch: auto-plus\n")
+        >>> fresh_save_dir({"save_dir": str(folder), "epochs": 3}) == ({"epochs": 3}, str(folder))
+        True
+        >>> fresh_save_dir({"save_dir": str(folder), "resume": "last.pt"})[1] is None
+        True
+    """
+    folder = overrides.get("save_dir")
+    if not folder or overrides.get("resume") or not (Path(str(folder)) / ARGS_FILE).is_file():
+        return overrides, None
+    return {k: v for k, v in overrides.items() if k != "save_dir"}, str(folder)
+
+
+def write_args(trainer, s: Session) -> None:
+    """Put the auto-plus value where Ultralytics wrote ``batch: -1`` (or the DDP placeholder) in ``args.yaml``.
+
+    Only the ``batch`` line changes; the rest of the file stays as Ultralytics wrote it.
+    """
+    import re
+
+    import yaml
+
+    from yolo_batch.effect import atomic_write
+
+    path = Path(trainer.save_dir) / ARGS_FILE
+    if not (s.decides and s.value and path.is_file()):
+        return
+    text = path.read_text(encoding="utf-8")
+    line = yaml.safe_dump({"batch": str(s.value)}, allow_unicode=True).strip()
+    new, n = re.subn(r"(?m)^batch:.*$", lambda _: line, text, count=1)
+    if n and new != text:
+        atomic_write(path, new)
+
+
+def load_history(trainer, s: Session) -> None:
+    """On resume: read the run's earlier choices back from ``batch_decision.json``.
+
+    A file without ``history`` (written before there was one) holds one decision, from epoch 1.
+    """
+    path = Path(trainer.save_dir) / DECISION_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if not isinstance(data, dict):
+        return
+    history = data.get("history") or [{**data, "source": "auto-plus", "from_epoch": data.get("from_epoch", 1)}]
+    s.history = [h for h in history if isinstance(h, dict)]
+    s.record = latest(s.history)
+
+
+def latest(history: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The latest auto-plus decision of a history, or None.
+
+    Examples:
+        >>> latest([{"source": "auto-plus", "batch": 8}, {"source": "given", "batch": 4}])
+        {'source': 'auto-plus', 'batch': 8}
+    """
+    return next((h for h in reversed(history) if h.get("source", "auto-plus") == "auto-plus"), None)
+
+
+def decision(s: Session) -> dict[str, Any] | None:
+    """What ``batch_decision.json`` holds: the latest auto-plus decision and the run's ``history``; None if none."""
+    top = latest(s.history) if s.history else s.record
+    return {**top, "history": s.history or [top]} if top else None
+
+
+def decided(trainer, s: Session) -> None:
+    """Keep the decision just made (``s.record``); write it now, or on resume once its first epoch is known."""
+    s.pending = True
+    flush(trainer, s)
+
+
+def flush(trainer, s: Session, started: bool = False) -> None:
+    """Append a pending decision to the history and write ``batch_decision.json``.
+
+    ``started``: called at ``on_train_start``, where a resumed run's first epoch is known (``trainer.auto_batch``
+    runs before Ultralytics reads the checkpoint's epoch).
+    """
+    if not s.pending or (getattr(trainer, "resume", False) and not started):
+        return
+    s.pending = False
+    s.record = {**s.record, "source": "auto-plus", "from_epoch": trainer.start_epoch + 1}
+    s.history.append(s.record)
+    _write(trainer, s)
+
+
+def given_on_resume(trainer, s: Session) -> None:
+    """A resume with an integer batch: add it to the history of a run that auto-plus decided."""
+    if not (getattr(trainer, "resume", False) and s.given is not None and s.history):
+        return
+    s.history.append(
+        {"source": "given", "batch": trainer.batch_size, "value": s.given, "from_epoch": trainer.start_epoch + 1}
+    )
+    _write(trainer, s)
+
+
+def _write(trainer, s: Session) -> None:
+    from yolo_batch.ddp import rank
+    from yolo_batch.effect import write_json
+
+    data = decision(s)
+    if data is None or (s.worker and rank() > 0):  # DDP: rank 0 alone writes
+        return
+    write_json(Path(trainer.save_dir) / DECISION_FILE, data)
+
+
+def start_line(trainer, s: Session) -> str:
+    """What the start-up line says about the batch: asked for, measured only, or resumed (and how it was chosen)."""
+    batch = trainer.args.batch
+    if not getattr(trainer, "resume", False):
+        return f"batch={s.value}" if s.decides else f"batch={batch} (measuring only)"
+    top = latest(s.history)
+    earlier = ""
+    if top:
+        earlier = f"; auto-plus picked {top['batch']} ({top.get('policy')}) from epoch {top.get('from_epoch', 1)}"
+    if s.decides:
+        return f"batch={s.value} given on resume: auto-plus chooses the batch again{earlier}"
+    if s.given is not None:
+        return f"batch={batch} given on resume{earlier}"
+    return f"resuming at batch={batch} from the checkpoint{earlier or ' (measuring only)'}"
+
+
+def rerun_line(trainer, s: Session) -> str | None:
+    """The note for a rerun of a run's args.yaml that got a new folder."""
+    if not s.earlier_run:
+        return None
+    return f"{s.earlier_run} holds an earlier run (save_dir of its args.yaml); this run writes to {trainer.save_dir}"
+
+
+def note_start(trainer, s: Session) -> None:
+    """At ``on_pretrain_routine_start``: fix args.yaml, read a resumed run's history, log the rerun note."""
+    write_args(trainer, s)
+    if getattr(trainer, "resume", False):
+        load_history(trainer, s)
+    line = rerun_line(trainer, s)
+    if line:
+        logger, prefix = log()
+        logger.info(f"{prefix}{line}")

@@ -1,0 +1,67 @@
+"""What the integration layer shares about one run: the `Session` on its trainer, the file names, the log prefix.
+
+`callbacks`, `decide`, `recovery`, `records` and `ddp` stand on this module; it imports only the standard
+library and `spec`, so none of them needs another for the per-run state, and no import cycle runs through it.
+
+    >>> from yolo_batch.session import Session, session
+    >>> from yolo_batch.spec import BatchSpec
+    >>> class Trainer: ...
+    >>> t = Trainer()
+    >>> session(t) is None
+    True
+    >>> setattr(t, ATTR, Session(BatchSpec(), decides=True, value="auto-plus"))
+    >>> session(t).value
+    'auto-plus'
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from yolo_batch.spec import BatchSpec
+
+ATTR = "_yolo_batch"  # the per-trainer Session lives in this attribute
+DECISION_FILE = "batch_decision.json"
+EFFECT_FILE = "batch_effect.csv"
+PLOT_FILE = "batch_effect.png"
+
+
+def log():
+    """Ultralytics' ``LOGGER`` and the coloured ``AutoPlus: `` prefix every plugin line starts with."""
+    from ultralytics.utils import LOGGER, colorstr
+
+    return LOGGER, colorstr("AutoPlus: ")
+
+
+class Session:
+    """What the plugin knows about one training run."""
+
+    def __init__(self, spec: BatchSpec, decides: bool, value: str | None) -> None:
+        """``decides``: choose the batch (auto-plus); else only measure and log the effect."""
+        self.spec, self.decides, self.value = spec, decides, value
+        self.backend = None
+        self.headroom = None
+        self.record: dict[str, Any] | None = None  # the latest auto-plus decision (batch_decision.json)
+        self.history: list[dict[str, Any]] = []  # every batch choice of the run, oldest first
+        self.pending = False  # a decision made on resume, written once its first epoch is known
+        self.given: Any = None  # the batch given with a resume, when one was
+        self.earlier_run: str | None = None  # the run folder a rerun of its args.yaml did not write into
+        self.effect = None
+        self.epoch_start = 0.0
+        self.train_seconds = 0.0
+        self.trained = False  # a training epoch ended since the last on_fit_epoch_end
+        self.last_batch: int | None = None
+        self.oom_events = 0
+        self.noise = None  # GradientNoise, when noise_scale is on
+        self.tap = None
+        self.stepped = False
+        self.train_batch: int | None = None  # the batch training runs at, before an OOM step-down
+        self.retries_seen = 0  # Ultralytics' per-epoch OOM counter, as last seen
+        self.start_epoch: int | None = None  # trainer.start_epoch, held while an epoch runs
+        self.launcher = False  # the DDP launcher: spawns the workers, trains nothing
+        self.worker = False  # a DDP worker of an auto-plus launch: decides with the other ranks
+
+
+def session(trainer) -> Session | None:
+    """The trainer's Session, or None for a run that did not ask for the plugin."""
+    return getattr(trainer, ATTR, None)

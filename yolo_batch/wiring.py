@@ -1,0 +1,159 @@
+"""Which training runs are ours, and how an auto-plus trainer is wired, at ``BaseTrainer.__init__``.
+
+`plan` runs before Ultralytics builds anything or makes a run folder: it reads the batch value (or a
+registered `AutoPlus`, an added ``callbacks`` dict, ``YOLO_BATCH_OBSERVE``, the resume of an auto-plus run),
+validates the settings, hands Ultralytics ``batch=-1`` so that it calls ``trainer.auto_batch``, adds the hooks
+and makes the `Session`. `attach` then gives that one trainer its own ``auto_batch``, pipeline build,
+validation and ``train`` (instance attributes: the class and every other trainer stay stock).
+"""
+
+from __future__ import annotations
+
+import types
+from pathlib import Path
+from typing import Any
+
+from yolo_batch.callbacks import callbacks
+from yolo_batch.session import DECISION_FILE, Session, session
+from yolo_batch.spec import AutoPlusError, looks_like_auto_plus, resolve_spec
+
+
+def _batch_value(cfg: Any, overrides: dict | None) -> tuple[bool, Any]:
+    """(given, value) of ``batch`` in the overrides, else in a non-default ``cfg``."""
+    if overrides and "batch" in overrides:
+        return True, overrides["batch"]
+    if isinstance(cfg, (str, Path)):
+        from ultralytics.utils import YAML
+
+        cfg = YAML.load(cfg)
+    if isinstance(cfg, types.SimpleNamespace):
+        cfg = vars(cfg)
+    from ultralytics.cfg import DEFAULT_CFG_DICT
+
+    if isinstance(cfg, dict) and "batch" in cfg:  # the default config counts as "not given"
+        return cfg["batch"] != DEFAULT_CFG_DICT["batch"] or looks_like_auto_plus(cfg["batch"]), cfg["batch"]
+    return False, None
+
+
+class Hook:
+    """A callback carrying one `AutoPlus`'s settings: what ``AutoPlus.register`` adds to a model."""
+
+    def __init__(self, plugin: Any, event: str) -> None:
+        """Bind ``event``'s hook to ``plugin`` (an `AutoPlus`)."""
+        self.plugin, self.event = plugin, event
+
+    def __call__(self, trainer) -> None:
+        """Run the module-level hook; the trainer's Session already holds the plugin's settings."""
+        return callbacks[self.event](trainer)
+
+
+def _observe_env() -> bool:
+    """``YOLO_BATCH_OBSERVE=1``: measure and log every training run, whatever its batch (``sweep`` sets it)."""
+    from yolo_batch.activate import env_switch
+
+    return env_switch("YOLO_BATCH_OBSERVE")
+
+
+def _resumes_auto_plus_run(overrides: dict | None) -> bool:
+    """``resume=.../weights/last.pt`` of a run that auto-plus decided: keep logging its effect."""
+    resume = (overrides or {}).get("resume")
+    if not isinstance(resume, (str, Path)) or not str(resume).endswith(".pt"):
+        return False
+    return (Path(resume).resolve().parent.parent / DECISION_FILE).exists()
+
+
+def _check_writable(project: Any) -> None:
+    """Fail before training when the run folder cannot be written (it would lose the run's records)."""
+    import tempfile
+
+    from ultralytics.utils import SETTINGS
+
+    path = Path(str(project)) if project and Path(str(project)).is_absolute() else Path(SETTINGS["runs_dir"])
+    probe = path
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    try:
+        if not probe.is_dir():
+            raise NotADirectoryError(f"{probe} is not a folder")
+        tempfile.TemporaryFile(dir=probe).close()
+    except OSError as e:
+        raise AutoPlusError(
+            f"the run folder under {path} cannot be written ({e}); set project= to a writable folder"
+        ) from None
+
+
+def _ours(fn: Any) -> bool:
+    return isinstance(fn, Hook) or fn in callbacks.values()
+
+
+def plan(cfg: Any, overrides: dict | None, given_callbacks: dict | None):
+    """Return ``(overrides, callbacks, Session)`` for a run that asked for the plugin, else None.
+
+    Raises:
+        AutoPlusError: For a bad batch value, keyword or config, before anything is built or written.
+    """
+    from yolo_batch import ddp, records
+
+    given, value = _batch_value(cfg, overrides)
+    asked = value
+    hooks = [f for fns in (given_callbacks or {}).values() for f in fns if _ours(f)]
+    plugin = next((f.plugin for f in hooks if isinstance(f, Hook)), None)
+    keywords, config = (plugin.keywords, plugin.config) if plugin else (None, None)
+    worker = ddp.worker_value()
+    if worker is not None:  # a DDP worker of an auto-plus launch: keeps the launcher's placeholder batch
+        value = worker
+        spec, decides = ddp.worker_spec() or resolve_spec(value, keywords, config), True
+    elif given and looks_like_auto_plus(value):
+        spec, decides = resolve_spec(value, keywords, config), True
+    elif plugin and not given:  # recorded in args.yaml: the policy and fraction the keywords chose
+        value = ":".join(["auto-plus", *(str(keywords[k]) for k in ("policy", "utilization") if k in keywords)])
+        spec, decides = resolve_spec(value, keywords, config), True
+    elif hooks or _observe_env() or _resumes_auto_plus_run(overrides):
+        spec, decides, value = resolve_spec(None, keywords, config), False, None
+    else:
+        return None
+    overrides = dict(overrides or {})
+    _check_writable(overrides.get("project"))
+    launcher, earlier_run = False, None
+    if decides and worker is None:
+        overrides, earlier_run = records.fresh_save_dir(overrides)  # cfg= of a run's args.yaml: a new folder
+        device = overrides.get("device")
+        if ddp.world_size(device) > 1:  # the DDP launcher: Ultralytics refuses batch < 1 here and probes nothing
+            overrides, launcher = ddp.launcher_overrides(value, device, overrides, spec), True
+        else:
+            overrides["batch"] = -1  # Ultralytics then calls trainer.auto_batch(), which auto-plus answers
+    from ultralytics.utils.callbacks import get_default_callbacks
+
+    merged = {k: [f for f in v if not _ours(f)] for k, v in (given_callbacks or get_default_callbacks()).items()}
+    for event, fn in callbacks.items():
+        merged.setdefault(event, []).append(fn)
+    s = Session(spec, decides, value)
+    s.launcher, s.worker, s.earlier_run = launcher, worker is not None, earlier_run
+    if overrides.get("resume") and given and not decides:
+        s.given = asked  # resumed at a batch the user gave
+    return overrides, merged, s
+
+
+def attach(trainer) -> None:
+    """Give a trainer that asked for auto-plus its own ``auto_batch`` and the out-of-memory guards.
+
+    Instance attributes only: the class, and every other trainer, stay stock.
+    """
+    import functools
+
+    from yolo_batch import ddp, decide, records, recovery
+
+    s = session(trainer)
+    if s.launcher:  # spawns the DDP workers (which inherit YOLO_BATCH_DDP), then forgets the value
+        records.write_args(trainer, s)  # no on_pretrain_routine_start runs in the launcher
+        trainer.train = functools.partial(ddp.launched, trainer.train)
+        return
+    trainer.train = functools.partial(recovery.guarded_train, trainer, trainer.train)
+    if s.decides:
+        trainer.auto_batch = functools.partial(decide.auto_batch, trainer)
+        if hasattr(trainer, "_build_train_pipeline"):  # Ultralytics 8.4; 8.3 has no OOM step-down to steer
+            trainer._build_train_pipeline = functools.partial(
+                recovery.step_down, trainer, trainer._build_train_pipeline
+            )
+        if not s.worker:  # DDP validate() broadcasts the EMA: a retry on one rank would desynchronise the ranks
+            trainer.validate = functools.partial(recovery.guarded_validate, trainer, trainer.validate)
