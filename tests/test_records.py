@@ -268,3 +268,14 @@ def test_no_import_cycle_runs_through_the_integration_layer(module):
     graph = _imports()
     assert not _reaches(graph, module, module), f"{module} imports itself through {sorted(graph[module])}"
     assert graph["session"] <= {"spec"}  # the per-run state stands on the brain only
+
+
+def test_settings_a_rerun_of_args_yaml_would_miss_are_named():
+    from yolo_batch.spec import resolve_spec
+
+    s = Session(
+        resolve_spec("auto-plus:fit", {"candidates": [8], "policy": "fit"}), decides=True, value="auto-plus:fit"
+    )
+    assert records.unrecorded(s) == ["candidates=[8]"]
+    s = Session(resolve_spec("auto-plus:fit:0.8"), decides=True, value="auto-plus:fit:0.8")
+    assert records.unrecorded(s) == []

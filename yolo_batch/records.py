@@ -165,12 +165,33 @@ def rerun_line(trainer, s: Session) -> str | None:
     return f"{s.earlier_run} holds an earlier run (save_dir of its args.yaml); this run writes to {trainer.save_dir}"
 
 
+def unrecorded(s: Session) -> list[str]:
+    """Settings of this run that its args.yaml value does not carry, as ``key=value`` words.
+
+    These are ``AutoPlus(...)`` keywords other than the policy and fraction: a rerun from args.yaml would take
+    them from ``YOLO_BATCH_CONFIG`` or the defaults.
+    """
+    from yolo_batch.spec import resolve_spec
+
+    if not (s.decides and s.value) or s.worker:
+        return []
+    rerun = resolve_spec(s.value).as_dict()
+    return [f"{k}={v}" for k, v in s.spec.as_dict().items() if k != "config" and rerun.get(k) != v]
+
+
 def note_start(trainer, s: Session) -> None:
-    """At ``on_pretrain_routine_start``: fix args.yaml, read a resumed run's history, log the rerun note."""
+    """At ``on_pretrain_routine_start``: fix args.yaml, read a resumed run's history, say what a rerun would miss."""
     write_args(trainer, s)
     if getattr(trainer, "resume", False):
         load_history(trainer, s)
+    logger, prefix = log()
     line = rerun_line(trainer, s)
     if line:
-        logger, prefix = log()
         logger.info(f"{prefix}{line}")
+    extra = unrecorded(s)
+    if extra:
+        logger.warning(
+            f"{prefix}args.yaml records batch={s.value}; {', '.join(extra)} (AutoPlus keywords) are not in it: "
+            "a rerun with cfg=args.yaml takes them from YOLO_BATCH_CONFIG or the defaults "
+            f"(batch_decision.json records every setting)"
+        )

@@ -43,6 +43,20 @@ def test_registered_plugin_with_explicit_integer_batch_only_measures(tiny_data, 
     assert rows[0]["batch"] == "4" and int(rows[0]["peak_mem_bytes"]) > 0
 
 
+def test_callbacks_dict_added_by_hand_measures_a_stock_run(tiny_data, tmp_path):
+    """The README's third Python way: the plain ``{event: fn}`` dict, as Ultralytics' own integrations."""
+    from yolo_batch.callbacks import callbacks
+
+    model = YOLO("yolo11n.yaml")
+    for event, fn in callbacks.items():
+        model.add_callback(event, fn)
+    train_in_process(model, tiny_data, tmp_path, batch=8)
+    run = tmp_path / "run"
+    assert model.trainer.batch_size == 8 and not (run / "batch_decision.json").exists()
+    assert [(r["epoch"], r["batch"]) for r in read_csv(run / "batch_effect.csv")] == [("1", "8"), ("final", "8")]
+    assert "batch: 8\n" in (run / "args.yaml").read_text()
+
+
 def test_value_beats_keywords_beats_yaml(tiny_data, tmp_path, monkeypatch):
     cfg = tmp_path / "plugin.yaml"
     cfg.write_text("policy: fit\nutilization: 0.6\ncandidates: [8]\n")

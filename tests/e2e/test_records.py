@@ -1,0 +1,119 @@
+"""A run's records tell the truth: ``cfg=args.yaml`` runs auto-plus again, a resume at another batch keeps every
+decision in order, and the log says how each batch was chosen."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+from ultralytics import YOLO
+
+from tests.conftest import run_yolo, train_in_process, yolo_train
+from yolo_batch import AutoPlus
+from yolo_batch.effect import read_csv
+
+pytestmark = pytest.mark.slow
+
+
+def _without_time(path) -> list[dict]:
+    return [{k: v for k, v in row.items() if k != "time"} for row in read_csv(path)]
+
+
+def test_cfg_args_yaml_reruns_auto_plus_into_a_new_folder(tiny_data, tmp_path):
+    r = yolo_train(tiny_data, tmp_path, "auto-plus:fit", epochs=1)
+    assert r.returncode == 0, r.stderr[-3000:]
+    run = tmp_path / "run"
+    args = yaml.safe_load((run / "args.yaml").read_text())
+    assert args["batch"] == "auto-plus:fit"  # what the user asked for, not the -1 Ultralytics was handed
+    ckpt = torch.load(run / "weights" / "last.pt", map_location="cpu", weights_only=False)
+    assert ckpt["train_args"]["batch"] == 32  # what the run trains at: a resume continues with it
+    first = {n: (run / n).read_bytes() for n in ("batch_decision.json", "batch_effect.csv", "results.csv", "args.yaml")}
+
+    r = run_yolo("train", f"cfg={run / 'args.yaml'}", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert {n: (run / n).read_bytes() for n in first} == first  # the first run's records are untouched
+    (rerun,) = [p for p in tmp_path.iterdir() if p.is_dir() and p != run and (p / "args.yaml").exists()]
+    assert f"{run} holds an earlier run" in r.stdout + r.stderr
+    again = yaml.safe_load((rerun / "args.yaml").read_text())
+    assert again["batch"] == "auto-plus:fit" and again["save_dir"] == str(rerun)
+    d1, d2 = (json.loads((p / "batch_decision.json").read_text()) for p in (run, rerun))
+    assert (
+        (d2["value"], d2["policy"], d2["batch"])
+        == (d1["value"], d1["policy"], d1["batch"])
+        == ("auto-plus:fit", "fit", 32)
+    )
+    assert _without_time(rerun / "results.csv") == _without_time(run / "results.csv")  # the same run again
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop_at(epoch_index: int):
+    def stop(trainer):
+        if trainer.epoch == epoch_index:
+            raise _Stop  # at the start of that epoch: the epochs before it are saved and logged, as by a kill
+
+    return stop
+
+
+def _history(run) -> list[tuple]:
+    data = json.loads((run / "batch_decision.json").read_text())
+    return [(h["batch"], h["from_epoch"], h["source"]) for h in data["history"]]
+
+
+def test_resumes_at_other_batches_keep_every_decision_in_order(tiny_data, tmp_path, caplog):
+    run, epochs = tmp_path / "run", 4
+    # epoch 1: auto-plus picks 8 (the only candidate), then the run is stopped
+    model = AutoPlus(candidates=[8]).register(YOLO("yolo11n.yaml"))
+    model.add_callback("on_train_epoch_start", _stop_at(1))
+    with pytest.raises(_Stop):
+        train_in_process(model, tiny_data, tmp_path, epochs=epochs)
+    assert _history(run) == [(8, 1, "auto-plus")]
+    last = run / "weights" / "last.pt"
+    caplog.clear()
+
+    # epoch 2: resumed as it was; the plugin says the batch came from the checkpoint, which auto-plus picked
+    model = YOLO(str(last))
+    model.add_callback("on_train_epoch_start", _stop_at(2))
+    with pytest.raises(_Stop):
+        model.train(resume=True)
+    log, _ = caplog.text, caplog.clear()
+    assert "resuming at batch=8 from the checkpoint; auto-plus picked 8 (ladder) from epoch 1" in log
+    assert "measuring only" not in log and "as given" not in log
+    assert _history(run) == [(8, 1, "auto-plus")]  # no new decision
+
+    # epoch 3: resumed with batch=16 given
+    model = YOLO(str(last))
+    model.add_callback("on_train_epoch_start", _stop_at(3))
+    with pytest.raises(_Stop):
+        model.train(resume=True, batch=16)
+    assert "batch=16 given on resume; auto-plus picked 8 (ladder) from epoch 1" in caplog.text
+    assert _history(run) == [(8, 1, "auto-plus"), (16, 3, "given")]
+
+    # epoch 4: resumed through the stock CLI with batch=auto-plus: auto-plus chooses again, at 32
+    r = run_yolo("train", "resume", f"model={last}", "batch=auto-plus", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    log = r.stdout + r.stderr
+    assert "batch=auto-plus given on resume: auto-plus chooses the batch again; auto-plus picked 8" in log
+    assert _history(run) == [(8, 1, "auto-plus"), (16, 3, "given"), (32, 4, "auto-plus")]
+    decision = json.loads((run / "batch_decision.json").read_text())
+    assert (decision["batch"], decision["from_epoch"], decision["value"]) == (32, 4, "auto-plus")
+    rows = read_csv(run / "batch_effect.csv")
+    assert [(r["epoch"], r["batch"]) for r in rows] == [
+        ("1", "8"),
+        ("2", "8"),
+        ("3", "16"),
+        ("4", "32"),
+        ("final", "32"),
+    ]
+    assert [r["epoch"] for r in read_csv(run / "results.csv")] == ["1", "2", "3", "4"]
+    assert (
+        "batch 8 -> 16 -> 32 (8 from epoch 1, picked by auto-plus (ladder); 16 from epoch 3, given on resume; "
+        "32 from epoch 4, picked by auto-plus (ladder)); accumulate 2" in log
+    )
+    assert yaml.safe_load((run / "args.yaml").read_text())["batch"] == "auto-plus"
+    ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    assert ckpt["train_args"]["batch"] == 32
