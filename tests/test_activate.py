@@ -77,24 +77,20 @@ SWITCH_VALUES = [
 @pytest.mark.parametrize("name", ["YOLO_BATCH_DISABLE", "YOLO_BATCH_OBSERVE"])
 @pytest.mark.parametrize(("value", "on"), SWITCH_VALUES)
 def test_every_switch_reads_by_one_rule(monkeypatch, capsys, name, value, on):
-    from yolo_batch import callbacks
-
     activate = importlib.import_module("yolo_batch.activate")  # the package's `activate` is the function
 
     monkeypatch.setenv(name, value)
-    read = activate.disabled if name == "YOLO_BATCH_DISABLE" else callbacks._observe_env
+    read = activate.disabled if name == "YOLO_BATCH_DISABLE" else activate.observing
     assert read() is on
     assert capsys.readouterr().err == ""
 
 
 def test_unset_switches_are_off(monkeypatch):
-    from yolo_batch import callbacks
-
     activate = importlib.import_module("yolo_batch.activate")  # the package's `activate` is the function
 
     monkeypatch.delenv("YOLO_BATCH_DISABLE", raising=False)
     monkeypatch.delenv("YOLO_BATCH_OBSERVE", raising=False)
-    assert activate.disabled() is False and callbacks._observe_env() is False
+    assert activate.disabled() is False and activate.observing() is False
 
 
 @pytest.mark.parametrize("name", ["YOLO_BATCH_DISABLE", "YOLO_BATCH_OBSERVE"])

@@ -63,6 +63,11 @@ def disabled() -> bool:
     return env_switch("YOLO_BATCH_DISABLE")
 
 
+def observing() -> bool:
+    """True when ``YOLO_BATCH_OBSERVE`` is on: every training run is measured and logged (``sweep`` sets it)."""
+    return env_switch("YOLO_BATCH_OBSERVE")
+
+
 class _PatchingLoader:
     """Runs the real loader, then patches the freshly executed module."""
 
@@ -154,7 +159,7 @@ def _patch_trainer(module) -> None:
         from yolo_batch import wiring
         from yolo_batch.session import ATTR
 
-        planned = wiring.plan(cfg, overrides, _callbacks)
+        planned = wiring.plan(cfg, overrides, _callbacks, observe=observing())
         if planned is None:  # not ours: the stock trainer, untouched
             return original(self, cfg, overrides, _callbacks)
         overrides, _callbacks, session = planned

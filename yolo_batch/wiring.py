@@ -47,13 +47,6 @@ class Hook:
         return callbacks[self.event](trainer)
 
 
-def _observe_env() -> bool:
-    """``YOLO_BATCH_OBSERVE=1``: measure and log every training run, whatever its batch (``sweep`` sets it)."""
-    from yolo_batch.activate import env_switch
-
-    return env_switch("YOLO_BATCH_OBSERVE")
-
-
 def _resumes_auto_plus_run(overrides: dict | None) -> bool:
     """``resume=.../weights/last.pt`` of a run that auto-plus decided: keep logging its effect."""
     resume = (overrides or {}).get("resume")
@@ -86,8 +79,14 @@ def _ours(fn: Any) -> bool:
     return isinstance(fn, Hook) or fn in callbacks.values()
 
 
-def plan(cfg: Any, overrides: dict | None, given_callbacks: dict | None):
+def plan(cfg: Any, overrides: dict | None, given_callbacks: dict | None, observe: bool = False):
     """Return ``(overrides, callbacks, Session)`` for a run that asked for the plugin, else None.
+
+    Args:
+        cfg: The trainer's ``cfg`` argument (a dict, namespace or YAML path).
+        overrides (dict | None): The trainer's overrides.
+        given_callbacks (dict | None): The callbacks handed to the trainer (a model's, with any `Hook`).
+        observe (bool): ``YOLO_BATCH_OBSERVE`` is on: measure and log every run, whatever its batch.
 
     Raises:
         AutoPlusError: For a bad batch value, keyword or config, before anything is built or written.
@@ -108,7 +107,7 @@ def plan(cfg: Any, overrides: dict | None, given_callbacks: dict | None):
     elif plugin and not given:  # recorded in args.yaml: the policy and fraction the keywords chose
         value = ":".join(["auto-plus", *(str(keywords[k]) for k in ("policy", "utilization") if k in keywords)])
         spec, decides = resolve_spec(value, keywords, config), True
-    elif hooks or _observe_env() or _resumes_auto_plus_run(overrides):
+    elif hooks or observe or _resumes_auto_plus_run(overrides):
         spec, decides, value = resolve_spec(None, keywords, config), False, None
     else:
         return None
