@@ -186,8 +186,8 @@ def refit_law(model, result, batch: int, peaks: tuple[int, int | None]):
         >>> from yolo_batch.policy import Law, MemoryModel
         >>> probe = SimpleNamespace(train=[(2, 300.0), (8, 900.0)], val=[(4, 100.0), (16, 400.0)])
         >>> m = refit_law(MemoryModel(Law(100, 100)), probe, 100, (8500, None))
-        >>> m.train.at(8), m.train.at(100), m.val
-        (900.0, 8500.0, None)
+        >>> round(m.train.at(8)), round(m.train.at(100)), m.val
+        (900, 8500, None)
     """
     from yolo_batch.policy import Law, MemoryModel
 

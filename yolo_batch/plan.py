@@ -166,7 +166,7 @@ def plan(words: list[str]) -> tuple[dict[str, Any], str]:
 
     def auto_batch(trainer, *a, **k):
         real(trainer, *a, **k)
-        from yolo_batch.callbacks import session
+        from yolo_batch.session import session
 
         raise _Planned(session(trainer).record, trainer.args.task)
 
