@@ -238,3 +238,24 @@ def test_a_refitted_pick_that_runs_out_of_memory_falls_back_to_the_proven_one(da
     assert d["batch"] == 200 and model.trainer.batch_size == 200
     assert d["verified_peak_bytes"] == pytest.approx(67660414976, rel=1e-6)
     assert d["reason"].endswith("verification at 224 ran out of memory; back to the verified 200")
+
+
+def test_plan_on_a_simulated_gpu_gives_the_what_if_rows_of_its_law(data64, tmp_path, gpu):
+    """`yolo-batch plan`'s own code, in process, on a 16 GiB simulated card: the decision and the what-if rows."""
+    from yolo_batch.plan import plan, what_if
+
+    device = gpu(total_gib=16)
+    words = ["model=yolo11n.yaml", f"data={data64}", "imgsz=64", "amp=False", "workers=0", "batch=auto-plus:fit"]
+    record, task = plan(words)
+    # 0.9 x 16 GiB = 15462 MB: (15462 - 324) // 238 = 63, rounded down to 56; one verification step, no epoch
+    assert task == "detect" and record["device"] == "cuda:0" and record["batch"] == 56
+    assert [n for n, training in device.seen if training and n > 8] == [56]
+    rows = {r["total_gib"]: r["picks"] for r in what_if({**record, "dataset_size": 10_000})}
+    for gib, picks in rows.items():
+        budget = 0.9 * gib * 2**30  # the simulated card has no context outside the pool
+        fits = min(int((budget - 324 * MB) // (238 * MB)), int((budget - VAL.fixed_bytes) // (2 * VAL.per_image_bytes)))
+        fits = min(fits, 512)  # max_batch
+        assert picks["fit"] == (fits - fits % 8 if fits >= 8 else fits)
+        assert picks["ladder"] == max((c for c in (16, 32, 64) if c <= fits), default=fits)
+    assert rows[16]["ladder"] == 32 and rows[80]["ladder"] == 64
+    assert not list(tmp_path.iterdir())  # nothing written
