@@ -133,3 +133,134 @@ def test_bad_arguments(tmp_path, kwargs, match):
     with pytest.raises(ValueError, match=match):
         make_dataset(tmp_path, **{**SMALL, **kwargs})
     assert not (tmp_path / "data.yaml").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The other tasks: segment, pose, obb, classify.
+
+TASK_SMALL = {"n_train": 6, "n_val": 3, "imgsz": 64, "objects": (2, 4)}
+
+
+def _values(root: Path, split: str = "train") -> list[list[list[float]]]:
+    """Every label line of a split as floats, one list of lines per file."""
+    return [[[float(v) for v in line.split()] for line in lines] for lines in _labels(root, split)]
+
+
+@pytest.mark.parametrize(
+    ("task", "columns"),
+    [
+        pytest.param("detect", lambda n: n == 5, id="detect-xywh"),
+        pytest.param("segment", lambda n: n >= 7 and n % 2 == 1, id="segment-polygon"),
+        pytest.param("pose", lambda n: n == 5 + 4 * 3, id="pose-box-4-keypoints"),
+        pytest.param("obb", lambda n: n == 9, id="obb-4-corners"),
+    ],
+)
+def test_label_formats(tmp_path, task, columns):
+    data = make_dataset(tmp_path, task=task, classes=3, **TASK_SMALL)
+    files = _values(tmp_path)
+    assert len(files) == 6 and all(2 <= len(lines) <= 4 for lines in files)
+    for line in (x for lines in files for x in lines):
+        assert columns(len(line)), line
+        assert line[0] in (0, 1, 2)
+        coords = [v for i, v in enumerate(line) if i and not (task == "pose" and i >= 7 and i % 3 == 1)]
+        assert all(0 <= v <= 1 for v in coords), line
+        if task == "pose":
+            assert line[7::3] == [2.0] * 4  # every keypoint visible
+    text = data.read_text()
+    assert ("kpt_shape: [4, 3]" in text and "flip_idx: [0, 3, 2, 1]" in text) == (task == "pose")
+
+
+def test_obb_corners_form_a_turned_square(tmp_path):
+    make_dataset(tmp_path, task="obb", **TASK_SMALL)
+    for line in (x for lines in _values(tmp_path) for x in lines):
+        p = [(line[i], line[i + 1]) for i in range(1, 9, 2)]
+        sides = [((p[i][0] - p[i - 1][0]) ** 2 + (p[i][1] - p[i - 1][1]) ** 2) ** 0.5 for i in range(4)]
+        assert max(sides) - min(sides) < 1e-4  # 4 equal sides (the points are written to 6 decimals)
+
+
+def test_classify_layout(tmp_path):
+    root = make_dataset(tmp_path / "cls", task="classify", classes=3, **TASK_SMALL)
+    assert root == (tmp_path / "cls").resolve() and not (root / "data.yaml").exists()
+    for split, n in (("train", 6), ("val", 3)):
+        folders = sorted(p.name for p in (root / split).iterdir())
+        assert folders == sorted(CLASS_NAMES[:3])
+        assert count_images(root, split) == n
+        assert all(len(list((root / split / f).glob("*.jpg"))) == n // 3 for f in folders)  # the classes in turn
+    with pytest.raises(KeyError, match="split 'test' not found"):
+        count_images(root, "test")
+
+
+@pytest.mark.parametrize("task", ["segment", "pose", "obb", "classify"])
+def test_tasks_deterministic_and_reused(tmp_path, task):
+    a = make_dataset(tmp_path / "a", task=task, seed=3, **TASK_SMALL)
+    make_dataset(tmp_path / "b", task=task, seed=3, **TASK_SMALL)
+    files = {x for x in (tmp_path / "a").rglob("*") if x.suffix in {".jpg", ".txt"}}
+    assert len(files) == (9 if task == "classify" else 18)
+    digest = {str(p.relative_to(tmp_path / "a")): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(files)}
+    other = {k: hashlib.sha256((tmp_path / "b" / k).read_bytes()).hexdigest() for k in digest}
+    assert digest == other
+    marker = sorted(files)[0]
+    marker.write_bytes(b"sentinel")  # a finished dataset with the same arguments is reused untouched
+    assert make_dataset(tmp_path / "a", task=task, seed=3, **TASK_SMALL) == a
+    assert marker.read_bytes() == b"sentinel"
+    make_dataset(tmp_path / "a", task=task, seed=4, **TASK_SMALL)  # other arguments regenerate it
+    assert marker.read_bytes() != b"sentinel"
+
+
+def test_task_of_a_folder_changes_with_the_task(tmp_path):
+    make_dataset(tmp_path, task="segment", **TASK_SMALL)
+    data = make_dataset(tmp_path, task="pose", **TASK_SMALL)  # same folder, other task: regenerated as pose
+    assert "kpt_shape" in data.read_text()
+    assert all(len(x) == 17 for lines in _values(tmp_path) for x in lines)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"task": "semantic"}, r"task='semantic' is invalid, expected one of detect, segment, pose, obb, classify"),
+        ({"task": "classify", "classes": 4, "n_val": 3}, r"n_val=3 is invalid, expected >= classes=4 for classify"),
+    ],
+)
+def test_bad_task_arguments(tmp_path, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        make_dataset(tmp_path, **{**SMALL, **kwargs})
+    assert not any(tmp_path.iterdir())
+
+
+# Ultralytics reads each task's files: the datasets its trainers build, item by item.
+
+
+def _ultralytics_dataset(data: Path, task: str):
+    from ultralytics.cfg import get_cfg
+    from ultralytics.data import ClassificationDataset, build_yolo_dataset
+    from ultralytics.data.utils import check_cls_dataset, check_det_dataset
+
+    cfg = get_cfg(overrides={"task": task, "imgsz": 64, "cache": False})
+    if task == "classify":
+        info = check_cls_dataset(str(data))
+        return info, ClassificationDataset(str(info["train"]), cfg, augment=True, names=info["names"])
+    info = check_det_dataset(str(data))
+    return info, build_yolo_dataset(cfg, info["train"], 4, info, mode="train")
+
+
+@pytest.mark.parametrize("task", ["detect", "segment", "pose", "obb", "classify"])
+def test_ultralytics_loads_each_task(tmp_path, task):
+    data = make_dataset(tmp_path / task, task=task, classes=3, **TASK_SMALL)
+    info, dataset = _ultralytics_dataset(data, task)
+    assert info["nc"] == 3 and sorted(info["names"].values()) == sorted(CLASS_NAMES[:3])  # classify: folder order
+    assert len(dataset) == 6
+    item = dataset[0]
+    assert tuple(item["img"].shape) == (3, 64, 64)
+    if task == "classify":
+        assert sorted({cls for _, cls, *_ in dataset.samples}) == [0, 1, 2]
+        return
+    counts = [len(lb["cls"]) for lb in dataset.labels]
+    assert counts == [len(lines) for lines in _labels(tmp_path / task)]  # no label line was dropped
+    if task == "segment":
+        assert all(len(lb["segments"]) == len(lb["cls"]) for lb in dataset.labels)
+        assert item["masks"].shape[-2:] == (16, 16)  # rasterised at imgsz / mask_ratio
+    elif task == "pose":
+        assert info["kpt_shape"] == [4, 3]
+        assert all(lb["keypoints"].shape == (len(lb["cls"]), 4, 3) for lb in dataset.labels)
+    elif task == "obb":
+        assert item["bboxes"].shape[-1] == 5  # xywh + angle

@@ -1,8 +1,8 @@
-"""Deterministic synthetic object-detection datasets in Ultralytics YOLO layout.
+"""Deterministic synthetic datasets in the Ultralytics layout of each task: detect, segment, pose, obb, classify.
 
 The generated images show brightly coloured, visually distinct shapes (one shape and colour per class) on a muted,
-noisy background, so that even a tiny model trained from scratch learns them within a few epochs. The same
-arguments always produce byte-identical images and labels.
+noisy background (`yolo_batch.shapes`), so that even a tiny model trained from scratch learns them within a few
+epochs. The same arguments always produce byte-identical images and labels.
 """
 
 from __future__ import annotations
@@ -16,21 +16,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-__all__ = ["CLASS_NAMES", "count_images", "make_dataset"]
+from yolo_batch.shapes import CLASS_NAMES, COLORS, background, boxes, draw, draw_rotated, outline
 
-CLASS_NAMES = ("square", "circle", "triangle", "cross", "diamond", "ring", "star", "hexagon")
-_COLORS = (
-    (40, 40, 230),
-    (40, 200, 40),
-    (230, 90, 30),
-    (20, 220, 240),
-    (200, 40, 200),
-    (230, 220, 40),
-    (20, 140, 255),
-    (245, 245, 245),
-)  # BGR, one per class
+__all__ = ["CLASS_NAMES", "TASKS", "count_images", "make_dataset"]
+
+TASKS = ("detect", "segment", "pose", "obb", "classify")
+KPT_SHAPE = (4, 3)  # pose: the shape's top, right, bottom and left points, each (x, y, visible)
+FLIP_IDX = (0, 3, 2, 1)  # pose: a left-right flip swaps the right and left points
 _VERSION = 1  # bump when the drawing changes, so that old datasets are regenerated instead of reused
 _PARAMS_KEY = "yolo_batch_params"
+_CLS_PARAMS = "dataset.json"  # classify: the folder dataset's record of its arguments (no data.yaml there)
+_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
 def _check(name: str, value, ok: bool, valid: str) -> None:
@@ -49,84 +45,12 @@ def _pair(value, kind: type) -> bool:
     )
 
 
-def _background(rng: np.random.Generator, imgsz: int) -> np.ndarray:
-    """Return a muted, low-saturation textured background of shape (imgsz, imgsz, 3), uint8."""
-    coarse = rng.uniform(60, 170, size=(6, 6, 1)).astype(np.float32)
-    base = cv2.resize(coarse, (imgsz, imgsz), interpolation=cv2.INTER_CUBIC)[..., None]
-    tint = rng.uniform(-12, 12, size=(1, 1, 3)).astype(np.float32)
-    noise = rng.normal(0, 14, size=(imgsz, imgsz, 3)).astype(np.float32)
-    return np.clip(base + tint + noise, 0, 255).astype(np.uint8)
-
-
-def _draw(img: np.ndarray, cls: int, box: tuple[int, int, int, int], color: tuple[int, ...]) -> tuple[int, ...]:
-    """Draw shape ``cls`` filling pixel box (x0, y0, x1, y1) inclusive; return the drawn extent (x0, y0, x1, y1)."""
-    x0, y0, x1, y1 = box
-    w, h = x1 - x0, y1 - y0
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    name = CLASS_NAMES[cls]
-    if name == "square":
-        cv2.rectangle(img, (x0, y0), (x1, y1), color, -1)
-        return box
-    if name in {"circle", "ring"}:
-        center, axes = (round(cx), round(cy)), (max(w // 2, 1), max(h // 2, 1))
-        thick = -1 if name == "circle" else max(2, min(w, h) // 5)
-        # A thick outline grows outwards by thick/2, so shrink the axes to stay inside the box.
-        if thick > 0:
-            axes = (max(axes[0] - thick // 2, 1), max(axes[1] - thick // 2, 1))
-        cv2.ellipse(img, center, axes, 0, 0, 360, color, thick)
-        return box
-    if name == "cross":
-        t = max(w // 3, 1), max(h // 3, 1)
-        cv2.rectangle(img, (x0, round(cy - t[1] / 2)), (x1, round(cy + t[1] / 2)), color, -1)
-        cv2.rectangle(img, (round(cx - t[0] / 2), y0), (round(cx + t[0] / 2), y1), color, -1)
-        return box
-    if name == "triangle":
-        pts = [(x0, y1), (x1, y1), (cx, y0)]
-    elif name == "diamond":
-        pts = [(cx, y0), (x1, cy), (cx, y1), (x0, cy)]
-    elif name == "star":
-        pts = [
-            (
-                cx + (w / 2 if k % 2 == 0 else w / 5) * math.sin(k * math.pi / 5),
-                cy - (h / 2 if k % 2 == 0 else h / 5) * math.cos(k * math.pi / 5),
-            )
-            for k in range(10)
-        ]
-    else:  # hexagon
-        pts = [(cx + w / 2 * math.cos(k * math.pi / 3), cy + h / 2 * math.sin(k * math.pi / 3)) for k in range(6)]
-    p = np.round(np.array(pts, dtype=np.float64)).astype(np.int32)
-    cv2.fillPoly(img, [p], color)
-    return int(p[:, 0].min()), int(p[:, 1].min()), int(p[:, 0].max()), int(p[:, 1].max())
-
-
-def _boxes(rng: np.random.Generator, imgsz: int, n: int, size: tuple[float, float], dense: bool) -> list:
-    """Return ``n`` pixel boxes (x0, y0, x1, y1): non-overlapping where possible, on a jittered grid if ``dense``."""
-    out = []
-    if dense:
-        g = math.ceil(math.sqrt(n))
-        cell = imgsz / g
-        for c in sorted(rng.choice(g * g, size=n, replace=False).tolist()):
-            s = max(int(cell * rng.uniform(0.5, 0.9)), 3)
-            x0 = int(c % g * cell + rng.uniform(0, cell - s))
-            y0 = int(c // g * cell + rng.uniform(0, cell - s))
-            out.append((x0, y0, min(x0 + s, imgsz - 1), min(y0 + s, imgsz - 1)))
-        return out
-    for _ in range(n):
-        for _try in range(50):  # rejection sampling; accept an overlapping box after 50 misses
-            s = rng.uniform(*size) * imgsz
-            w, h = max(int(s * rng.uniform(0.85, 1.15)), 4), max(int(s * rng.uniform(0.85, 1.15)), 4)
-            x0, y0 = int(rng.integers(0, imgsz - w)), int(rng.integers(0, imgsz - h))
-            b = (x0, y0, x0 + w, y0 + h)
-            if all(b[2] + 2 < o[0] or o[2] + 2 < b[0] or b[3] + 2 < o[1] or o[3] + 2 < b[1] for o in out):
-                break
-        out.append(b)
-    return out
-
-
-def _yaml_params(path: Path) -> dict | None:
-    """Return the generator parameters recorded in a data.yaml written by :func:`make_dataset`, else None."""
+def _recorded(root: Path, task: str) -> dict | None:
+    """Return the generator parameters that a finished dataset under ``root`` records, else None."""
     try:
-        for line in path.read_text(encoding="utf-8").splitlines():
+        if task == "classify":
+            return json.loads((root / _CLS_PARAMS).read_text(encoding="utf-8"))
+        for line in (root / "data.yaml").read_text(encoding="utf-8").splitlines():
             if line.startswith(f"{_PARAMS_KEY}:"):
                 return json.loads(line.split(":", 1)[1])
     except (OSError, ValueError):
@@ -134,9 +58,75 @@ def _yaml_params(path: Path) -> dict | None:
     return None
 
 
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _norm(points: np.ndarray, imgsz: int) -> list[str]:
+    """Pixel points (n, 2) as normalised coordinates clipped to the image: [x0, y0, x1, y1, ...] as text."""
+    return [f"{v:.6f}" for v in np.clip(np.asarray(points) / imgsz, 0, 1).reshape(-1)]
+
+
+def _objects(task: str, img: np.ndarray, rng: np.random.Generator, k: int, p: dict) -> list[str]:
+    """Draw ``k`` objects on ``img``; return one label line per object in ``task``'s format."""
+    imgsz, lines = p["imgsz"], []
+    for box in boxes(rng, imgsz, k, tuple(p["size"]), p["dense"]):
+        c = int(rng.integers(p["classes"]))
+        color = tuple(int(np.clip(v + rng.integers(-20, 21), 0, 255)) for v in COLORS[c])
+        if task == "obb":  # the 4 corners of the turned box
+            corners = draw_rotated(img, c, box, color, float(rng.uniform(0, math.pi)))
+            lines.append(" ".join([str(c), *_norm(corners, imgsz)]) + "\n")
+            continue
+        x0, y0, x1, y1 = draw(img, c, box, color)
+        if task == "segment":  # the outline as a polygon
+            lines.append(" ".join([str(c), *_norm(outline(c, box), imgsz)]) + "\n")
+            continue
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1 + 1, imgsz), min(y1 + 1, imgsz)
+        xc, yc, w, h = (x0 + x1) / 2 / imgsz, (y0 + y1) / 2 / imgsz, (x1 - x0) / imgsz, (y1 - y0) / imgsz
+        line = f"{c} {xc:.6f} {yc:.6f} {w:.6f} {h:.6f}"
+        if task == "pose":  # the box, then the outline's top, right, bottom and left points, all visible
+            pts = outline(c, box)
+            xy = _norm(pts[[pts[:, 1].argmin(), pts[:, 0].argmax(), pts[:, 1].argmax(), pts[:, 0].argmin()]], imgsz)
+            line += "".join(f" {xy[2 * j]} {xy[2 * j + 1]} 2" for j in range(KPT_SHAPE[0]))
+        lines.append(line + "\n")
+    return lines
+
+
+def _split(root: Path, task: str, split: str, n: int, p: dict) -> None:
+    """Write one split: ``images/``+``labels/`` folders, or (classify) one folder per class."""
+    seed, imgsz, classes = p["seed"], p["imgsz"], p["classes"]
+    if task == "classify":
+        folder = root / split
+        shutil.rmtree(folder, ignore_errors=True)
+        for c in range(classes):
+            (folder / CLASS_NAMES[c]).mkdir(parents=True)
+    else:
+        img_dir, lbl_dir = root / "images" / split, root / "labels" / split
+        for d in (img_dir, lbl_dir):
+            shutil.rmtree(d, ignore_errors=True)
+            d.mkdir(parents=True)
+        (root / "labels" / f"{split}.cache").unlink(missing_ok=True)  # stale Ultralytics label cache
+    for i in range(n):
+        rng = np.random.default_rng([int(seed), 0 if split == "train" else 1, i])
+        img = background(rng, imgsz)
+        if task == "classify":  # one large shape, the classes in turn
+            c = i % classes
+            color = tuple(int(np.clip(v + rng.integers(-20, 21), 0, 255)) for v in COLORS[c])
+            draw(img, c, boxes(rng, imgsz, 1, (0.3, 0.5), False)[0], color)
+            cv2.imwrite(str(folder / CLASS_NAMES[c] / f"{i:06d}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+            continue
+        k = p["dense_objects"] if p["dense"] else int(rng.integers(p["objects"][0], p["objects"][1] + 1))
+        lines = _objects(task, img, rng, k, p)
+        cv2.imwrite(str(img_dir / f"{i:06d}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        (lbl_dir / f"{i:06d}.txt").write_text("".join(lines), encoding="utf-8")
+
+
 def make_dataset(
     root: str | os.PathLike,
     *,
+    task: str = "detect",
     n_train: int = 192,
     n_val: int = 48,
     imgsz: int = 320,
@@ -147,18 +137,27 @@ def make_dataset(
     dense_objects: int = 300,
     seed: int = 0,
 ) -> Path:
-    """Write a deterministic synthetic detection dataset under ``root`` and return its data.yaml path.
+    """Write a deterministic synthetic dataset for ``task`` under ``root``; return what to pass as ``data=``.
 
-    Layout: ``root/images/{train,val}/*.jpg``, ``root/labels/{train,val}/*.txt`` (one ``cls x y w h`` line per
-    object, normalised xywh) and ``root/data.yaml`` (absolute ``path``, ``train``, ``val``, ``names`` dict). data.yaml
-    is written last and atomically, and records the arguments: if it already exists with the same arguments the
-    dataset is reused as is; otherwise the image and label folders of ``root`` are deleted and regenerated, so
-    ``root`` should be a folder dedicated to this dataset.
+    Layouts, as Ultralytics reads them:
+
+    - ``detect``, ``segment``, ``pose``, ``obb``: ``root/images/{train,val}/*.jpg``, ``root/labels/{train,val}/*.txt``
+      and ``root/data.yaml`` (absolute ``path``, ``train``, ``val``, ``names`` dict; pose adds ``kpt_shape: [4, 3]``
+      and ``flip_idx``). One label line per object: detect ``cls x y w h`` (normalised xywh); segment ``cls x1 y1
+      x2 y2 ...`` (the shape's outline); pose the box then 4 keypoints ``x y 2`` (the shape's top, right, bottom
+      and left points); obb ``cls x1 y1 ... x4 y4`` (the corners of the turned box). Returns the data.yaml.
+    - ``classify``: ``root/{train,val}/<class name>/*.jpg``, one large shape per image, the classes in turn.
+      Returns ``root``.
+
+    The record of the arguments (data.yaml, or ``root/dataset.json`` for classify) is written last and atomically:
+    if it already holds the same arguments the dataset is reused as is; otherwise the dataset's folders under
+    ``root`` are deleted and regenerated, so ``root`` should be a folder dedicated to this dataset.
 
     Args:
         root: Output folder, created if missing.
-        n_train: Number of training images, >= 1.
-        n_val: Number of validation images, >= 1.
+        task: One of ``TASKS``: detect, segment, pose, obb, classify.
+        n_train: Number of training images, >= 1 (classify: >= classes, so that every class has an image).
+        n_val: Number of validation images, >= 1 (classify: >= classes).
         imgsz: Side of the square images in pixels, 32..4096.
         classes: Number of classes, 1..8 (names taken from ``CLASS_NAMES``).
         objects: Inclusive (min, max) number of objects per image, 0 <= min <= max <= 64, max >= 1.
@@ -168,7 +167,7 @@ def make_dataset(
         seed: Non-negative random seed; equal arguments give byte-identical files.
 
     Returns:
-        (Path): Absolute path of the written (or reused) data.yaml.
+        (Path): Absolute path of the written (or reused) data.yaml; for classify, of the dataset folder.
 
     Raises:
         ValueError: If an argument is out of range.
@@ -178,7 +177,11 @@ def make_dataset(
         >>> data = make_dataset(Path(tempfile.mkdtemp()) / "shapes", n_train=16, n_val=4, imgsz=160)
         >>> data.name
         'data.yaml'
+        >>> folder = make_dataset(Path(tempfile.mkdtemp()) / "cls", task="classify", n_train=6, n_val=3, imgsz=64)
+        >>> sorted(p.name for p in (folder / "train").iterdir())
+        ['circle', 'square', 'triangle']
     """
+    _check("task", task, task in TASKS, f"one of {', '.join(TASKS)}")
     ints = {"n_train": n_train, "n_val": n_val, "imgsz": imgsz, "classes": classes, "dense_objects": dense_objects}
     for k, v in ints.items():
         _check(k, v, isinstance(v, (int, np.integer)) and not isinstance(v, bool), "an int")
@@ -186,6 +189,9 @@ def make_dataset(
     _check("n_val", n_val, n_val >= 1, ">= 1")
     _check("imgsz", imgsz, 32 <= imgsz <= 4096, "32 <= imgsz <= 4096")
     _check("classes", classes, 1 <= classes <= len(CLASS_NAMES), f"1 <= classes <= {len(CLASS_NAMES)}")
+    if task == "classify":
+        _check("n_train", n_train, n_train >= classes, f">= classes={classes} for classify (one image per class)")
+        _check("n_val", n_val, n_val >= classes, f">= classes={classes} for classify (one image per class)")
     _check(
         "objects",
         objects,
@@ -198,7 +204,6 @@ def make_dataset(
     _check("seed", seed, isinstance(seed, (int, np.integer)) and seed >= 0, "an int >= 0")
 
     root = Path(root).expanduser().resolve()
-    yaml_path = root / "data.yaml"
     params = {
         "version": _VERSION,
         "n_train": int(n_train),
@@ -211,69 +216,59 @@ def make_dataset(
         "dense_objects": int(dense_objects),
         "seed": int(seed),
     }
-    if yaml_path.is_file() and _yaml_params(yaml_path) == params:
-        return yaml_path
-    yaml_path.unlink(missing_ok=True)  # from here on the folder is not a finished dataset
+    if task != "detect":  # detection datasets keep the record (and so the reuse) they had before tasks existed
+        params["task"] = task
+    record = root / (_CLS_PARAMS if task == "classify" else "data.yaml")
+    if _recorded(root, task) == params:
+        return root if task == "classify" else record
+    for name in ("data.yaml", _CLS_PARAMS):  # from here on the folder is not a finished dataset
+        (root / name).unlink(missing_ok=True)
     for split, n in (("train", n_train), ("val", n_val)):
-        img_dir, lbl_dir = root / "images" / split, root / "labels" / split
-        for d in (img_dir, lbl_dir):
-            shutil.rmtree(d, ignore_errors=True)
-            d.mkdir(parents=True)
-        (root / "labels" / f"{split}.cache").unlink(missing_ok=True)  # stale Ultralytics label cache
-        for i in range(n):
-            rng = np.random.default_rng([int(seed), 0 if split == "train" else 1, i])
-            img = _background(rng, imgsz)
-            k = dense_objects if dense else int(rng.integers(objects[0], objects[1] + 1))
-            lines = []
-            for box in _boxes(rng, imgsz, k, size, dense):
-                c = int(rng.integers(classes))
-                color = tuple(int(np.clip(v + rng.integers(-20, 21), 0, 255)) for v in _COLORS[c])
-                x0, y0, x1, y1 = _draw(img, c, box, color)
-                x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1 + 1, imgsz), min(y1 + 1, imgsz)
-                xc, yc, w, h = (x0 + x1) / 2 / imgsz, (y0 + y1) / 2 / imgsz, (x1 - x0) / imgsz, (y1 - y0) / imgsz
-                lines.append(f"{c} {xc:.6f} {yc:.6f} {w:.6f} {h:.6f}\n")
-            cv2.imwrite(str(img_dir / f"{i:06d}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
-            (lbl_dir / f"{i:06d}.txt").write_text("".join(lines), encoding="utf-8")
-
+        _split(root, task, split, n, params)
+    if task == "classify":
+        _write_atomic(record, json.dumps(params) + "\n")
+        return root
     names = "\n".join(f"  {i}: {json.dumps(CLASS_NAMES[i])}" for i in range(classes))
-    text = (
+    pose = f"kpt_shape: {list(KPT_SHAPE)}\nflip_idx: {list(FLIP_IDX)}\n" if task == "pose" else ""
+    _write_atomic(
+        record,
         f"# Synthetic shapes dataset written by yolo_batch.datasets.make_dataset\npath: {json.dumps(str(root))}\n"
-        f"train: images/train\nval: images/val\nnames:\n{names}\n{_PARAMS_KEY}: {json.dumps(params)}\n"
+        f"train: images/train\nval: images/val\nnames:\n{names}\n{pose}{_PARAMS_KEY}: {json.dumps(params)}\n",
     )
-    tmp = yaml_path.with_name(f".data.yaml.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, yaml_path)
-    return yaml_path
+    return record
 
 
-def count_images(data_yaml: str | os.PathLike, split: str = "train") -> int:
+def count_images(data: str | os.PathLike, split: str = "train") -> int:
     """Count the images of one split of a dataset written by :func:`make_dataset`.
 
     Args:
-        data_yaml: Path of the data.yaml returned by :func:`make_dataset`.
-        split: Split key in data.yaml, e.g. "train" or "val".
+        data: What :func:`make_dataset` returned: a data.yaml, or a classification dataset's folder.
+        split: Split key in data.yaml (or split folder), e.g. "train" or "val".
 
     Returns:
-        (int): Number of image files in that split's folder.
+        (int): Number of image files in that split's folder (for classify, in all its class folders).
 
     Raises:
-        FileNotFoundError: If data_yaml does not exist.
-        KeyError: If data.yaml has no such split.
+        FileNotFoundError: If data does not exist.
+        KeyError: If data.yaml (or the folder) has no such split.
 
     Examples:
         >>> import tempfile
         >>> count_images(make_dataset(Path(tempfile.mkdtemp()) / "shapes", n_train=16, n_val=4, imgsz=160))
         16
     """
-    data_yaml = Path(data_yaml)
+    data = Path(data)
+    if data.is_dir():
+        if not (data / split).is_dir():
+            raise KeyError(f"split {split!r} not found in {data}")
+        return sum(1 for p in (data / split).glob("*/*") if p.suffix.lower() in _SUFFIXES)
     values = {}
-    for line in data_yaml.read_text(encoding="utf-8").splitlines():
+    for line in data.read_text(encoding="utf-8").splitlines():
         key, sep, value = line.partition(":")
         if sep and key and not key[0].isspace() and not key.startswith("#"):
             value = value.strip()
             values[key.strip()] = json.loads(value) if value.startswith('"') else value
     if split not in values:
-        raise KeyError(f"split {split!r} not found in {data_yaml}")
-    folder = Path(values.get("path") or data_yaml.parent) / values[split]
-    suffixes = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-    return sum(1 for p in folder.iterdir() if p.suffix.lower() in suffixes)
+        raise KeyError(f"split {split!r} not found in {data}")
+    folder = Path(values.get("path") or data.parent) / values[split]
+    return sum(1 for p in folder.iterdir() if p.suffix.lower() in _SUFFIXES)
