@@ -236,7 +236,8 @@ def record_fields(record: dict, picks: Sequence[int], rank_index: int = 0) -> di
 
     per_gpu, total = plan_global_batch(picks)
     val = record.get("val_fixed_bytes") is not None and Law(record["val_fixed_bytes"], record["val_per_image_bytes"])
-    model = MemoryModel(Law(record["fixed_bytes"], record["per_image_bytes"]), val or None)
+    law = Law(record["fixed_bytes"], record["per_image_bytes"])
+    model = MemoryModel(law, val or None, record.get("val_batch_factor", 2))
     return {
         "batch": total,
         "per_gpu_batch": per_gpu,

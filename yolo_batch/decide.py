@@ -42,7 +42,7 @@ def auto_batch(trainer, world: int = 1) -> int:
             )
         train_law, used, flat = _fit(prober, result, spec)
         val_law = _fit_val(result)
-        model = policy.MemoryModel(train_law, val_law)
+        model = policy.MemoryModel(train_law, val_law, val_factor=prober.val_factor)
         s.backend.empty_cache()
         head = s.backend.headroom()
         budget = head.budget(spec.utilization)
@@ -136,6 +136,9 @@ def auto_batch(trainer, world: int = 1) -> int:
         "decision_seconds": round(seconds, 3),
         "probe_points": {"train": result.train, "val": result.val, "used": used, "oom": result.oom},
         "dataset_size": prober.dataset_size,
+        "task": prober.task,
+        "worst_case": prober.worst_case,
+        "val_batch_factor": prober.val_factor,
         "max_labels_per_image": prober.max_labels,
         "imgsz": prober.max_size,
         "amp": bool(trainer.amp),

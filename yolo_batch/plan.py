@@ -76,7 +76,7 @@ def what_if(record: dict[str, Any], sizes_gib: tuple[float, ...] | None = None) 
     val = None
     if record.get("val_per_image_bytes") is not None:
         val = Law(record["val_fixed_bytes"], record["val_per_image_bytes"])
-    model = MemoryModel(Law(record["fixed_bytes"], record["per_image_bytes"]), val)
+    model = MemoryModel(Law(record["fixed_bytes"], record["per_image_bytes"]), val, record.get("val_batch_factor", 2))
     s = record["settings"]
     rows = []
     for size in sizes:

@@ -19,6 +19,32 @@ from yolo_batch.memory import is_oom
 
 ITEMS = 16  # distinct training samples the probe loads
 
+# The worst case the probe trains on, per task: what makes one image cost the most memory.
+WORST_CASE = {
+    "detect": "densest labels: the images with the most boxes",
+    "obb": "densest labels: the images with the most oriented boxes",
+    "segment": "most instances: the images with the most masks (each mask is rasterised at a fixed size, "
+    "so the instance count, not the mask area, sets the memory)",
+    "pose": "most instances: the images with the most keypoint sets (a fixed number of keypoints each)",
+    "classify": "the configured image size: every image is resized to imgsz, so any image is the worst case",
+}
+VAL_AT_1X = {"obb", "semantic", "depth"}  # Ultralytics validates these at the training batch, the rest at 2x
+
+
+def check_task(task: str | None) -> None:
+    """Refuse, in one line, a task the probe cannot serve (before anything is built).
+
+    Raises:
+        AutoPlusError: For a task outside `WORST_CASE`.
+    """
+    if task is not None and task not in WORST_CASE:
+        from yolo_batch.spec import AutoPlusError
+
+        raise AutoPlusError(
+            f"batch=auto-plus does not serve task={task!r}; it serves {', '.join(WORST_CASE)}. "
+            "Pass an integer batch, e.g. batch=16"
+        )
+
 
 @dataclass
 class ProbeResult:
@@ -45,36 +71,112 @@ class _Quiet:
         self.logger.setLevel(self.level)
 
 
+_MODULE_SLOTS = ("_parameters", "_buffers", "_modules")  # restored by value (tensors) or left (the tree)
+
+
+class _Snapshot:
+    """Everything of the trainer that a probe step can change, to put back exactly.
+
+    - the trainer's own attributes (``optimizer``, ``ema``, ``loss``, ``tloss``...): the same objects put back,
+      attributes the probe added removed;
+    - ``trainer.args`` field by field (``build_optimizer`` with ``optimizer=auto`` rewrites ``optimizer``,
+      ``lr0`` and ``warmup_bias_lr``; the probe sets ``multi_scale`` and ``cache``);
+    - every module's plain attributes (``training``, the lazily built ``criterion`` and its counters, head
+      caches such as anchors and shapes), attributes added by the probe removed;
+    - every parameter and buffer, persistent or not, by value into the same tensor objects; gradients cleared;
+    - the AMP scaler, the random, numpy, torch and CUDA generators, and torch's global switches.
+    """
+
+    def __init__(self, trainer) -> None:
+        """Take the snapshot (one CPU copy of the weights)."""
+        self.trainer, model = trainer, trainer.model
+        self.attrs = dict(vars(trainer))
+        self.args = dict(vars(trainer.args))
+        self.modules = []
+        for m in model.modules():
+            plain = {k: v for k, v in vars(m).items() if k not in _MODULE_SLOTS}
+            self.modules.append((m, plain, dict(m._parameters), dict(m._buffers)))
+        self.values = {id(t): t.detach().to("cpu", copy=True) for m in model.modules() for t in _tensors(m)}
+        scaler = getattr(trainer, "scaler", None)
+        self.scaler = scaler.state_dict() if scaler is not None else None
+        self.rng = (random.getstate(), np.random.get_state(), torch.get_rng_state())
+        cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
+        self.cuda_rng = torch.cuda.get_rng_state_all() if cuda else None
+        self.switches = _switches()
+
+    def restore(self) -> None:
+        """Put everything back."""
+        t = self.trainer
+        for k in set(vars(t)) - set(self.attrs):
+            delattr(t, k)
+        for k, v in self.attrs.items():
+            if getattr(t, k, None) is not v:
+                setattr(t, k, v)
+        args = vars(t.args)
+        for k in set(args) - set(self.args):
+            del args[k]
+        args.update(self.args)
+        with torch.no_grad():
+            for m, plain, params, buffers in self.modules:
+                for k in [k for k in vars(m) if k not in _MODULE_SLOTS and k not in plain]:
+                    delattr(m, k)
+                vars(m).update(plain)
+                for slot, saved in (("_parameters", params), ("_buffers", buffers)):
+                    live = getattr(m, slot)
+                    live.clear()
+                    live.update(saved)
+                for x in _tensors(m):
+                    x.copy_(self.values[id(x)])
+                    if isinstance(x, torch.nn.Parameter):
+                        x.grad = None
+        if self.scaler is not None:
+            t.scaler.load_state_dict(self.scaler)
+        random.setstate(self.rng[0])
+        np.random.set_state(self.rng[1])
+        torch.set_rng_state(self.rng[2])
+        if self.cuda_rng is not None:
+            torch.cuda.set_rng_state_all(self.cuda_rng)
+        _set_switches(self.switches)
+
+
+def _tensors(module) -> list:
+    """The module's own parameters and buffers (not its children's), None entries left out."""
+    return [x for x in (*module._parameters.values(), *module._buffers.values()) if x is not None]
+
+
+def _switches() -> tuple:
+    """The torch global settings that change results: threads, deterministic mode, cuDNN flags, grad mode."""
+    return (
+        torch.get_num_threads(),
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.benchmark,
+        torch.backends.cudnn.deterministic,
+        torch.is_grad_enabled(),
+    )
+
+
+def _set_switches(s: tuple) -> None:
+    threads, det, warn, bench, cudnn_det, grad = s
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(det, warn_only=warn)
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = bench, cudnn_det
+    torch.set_grad_enabled(grad)
+
+
 @contextmanager
 def borrowed(trainer):
-    """Lend the trainer's model to the probe, restoring every piece of state it may touch."""
-    model = trainer.model
-    saved = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-    scaler = trainer.scaler.state_dict() if getattr(trainer, "scaler", None) is not None else None
-    rng = (random.getstate(), np.random.get_state(), torch.get_rng_state())
-    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
-    slots = {k: getattr(trainer, k, None) for k in ("optimizer", "ema", "loss", "loss_items", "tloss")}
-    multi_scale, mode = trainer.args.multi_scale, model.training
+    """Lend the trainer to the probe; afterwards the trainer is as it was (see `_Snapshot`), bit for bit."""
+    snapshot = _Snapshot(trainer)
     try:
         yield
     finally:
-        trainer.args.multi_scale = multi_scale
-        for k, v in slots.items():
-            setattr(trainer, k, v)
-        model.load_state_dict(saved)
-        model.zero_grad(set_to_none=True)
-        model.train(mode)
-        if scaler is not None:
-            trainer.scaler.load_state_dict(scaler)
-        random.setstate(rng[0])
-        np.random.set_state(rng[1])
-        torch.set_rng_state(rng[2])
-        if cuda_rng is not None:
-            torch.cuda.set_rng_state_all(cuda_rng)
+        snapshot.restore()
 
 
 class Prober:
-    """Runs real steps on the densest images of the training set; use inside `borrowed`."""
+    """Runs real steps on the task's worst-case images of the training set (`WORST_CASE`); use inside `borrowed`."""
 
     def __init__(self, trainer, backend) -> None:
         """Build the probe's dataset view, optimizer and EMA from the trainer's own settings."""
@@ -99,9 +201,14 @@ class Prober:
                 from yolo_batch.spec import AutoPlusError
 
                 raise AutoPlusError(f"the training set {trainer.data['train']} has no images; check data={args.data}")
-            counts = [len(lb["cls"]) for lb in self.dataset.labels]
+            self.task = args.task
+            self.worst_case = WORST_CASE[self.task]
+            self.val_factor = 1 if self.task in VAL_AT_1X else 2
+            labels = getattr(self.dataset, "labels", None)  # classify: `samples`, one class per image, no labels
+            counts = [len(lb["cls"]) for lb in labels] if labels is not None else [0] * len(self.dataset)
             self.order = sorted(range(len(counts)), key=lambda i: -counts[i])  # densest first: the worst case
-            self.max_labels = max(counts) if counts else 0
+            self.max_labels = max(counts) if labels is not None else None
+            self.collate = getattr(self.dataset, "collate_fn", None) or torch.utils.data.default_collate
             iterations = math.ceil(len(self.dataset) / args.nbs) * args.epochs
             self.optimizer = trainer.build_optimizer(
                 model=trainer.model,
@@ -131,7 +238,7 @@ class Prober:
             {k: v.clone() if torch.is_tensor(v) else v for k, v in self._items[i % len(self._items)].items()}
             for i in range(n)
         ]
-        batch = self.trainer.preprocess_batch(self.dataset.collate_fn(items))  # collate_fn edits batch_idx
+        batch = self.trainer.preprocess_batch(self.collate(items))  # collate_fn edits batch_idx
         if batch["img"].shape[-1] != self.max_size:
             batch["img"] = torch.nn.functional.interpolate(
                 batch["img"], size=(self.max_size, self.max_size), mode="bilinear", align_corners=False
@@ -159,7 +266,10 @@ class Prober:
         return self.backend.peak_bytes()
 
     def val_step(self, n: int) -> int:
-        """The validation forward on the EMA model (half precision on CUDA with AMP, as the validator runs it)."""
+        """The validation forward and loss on the EMA model, as the validator runs them (for classify a classifier).
+
+        Half precision on CUDA with AMP.
+        """
         t = self.trainer
         ema = t.ema.ema
         half = t.device.type != "cpu" and t.amp
@@ -192,7 +302,7 @@ class Prober:
             try:
                 result.train.append((b, self.train_step(b)))
                 if val:
-                    result.val.append((b * 2, self.val_step(b * 2)))
+                    result.val.append((b * self.val_factor, self.val_step(b * self.val_factor)))
             except RuntimeError as e:
                 if not is_oom(e):
                     raise
@@ -204,14 +314,14 @@ class Prober:
         return result
 
     def verify(self, batch: int, val: bool = True) -> tuple[int, int | None] | None:
-        """One real training step at ``batch`` (and the validation forward at 2x).
+        """One real training step at ``batch`` and the validation forward at its size (`val_factor` x batch).
 
         Returns:
             ``(train_peak, val_peak)`` (``val_peak`` None when ``val`` is off), or None on out-of-memory.
         """
         try:
             peak = self.train_step(batch)
-            return peak, (self.val_step(batch * 2) if val else None)
+            return peak, (self.val_step(batch * self.val_factor) if val else None)
         except RuntimeError as e:
             if not is_oom(e):
                 raise

@@ -112,6 +112,10 @@ def plan(cfg: Any, overrides: dict | None, given_callbacks: dict | None, observe
     else:
         return None
     overrides = dict(overrides or {})
+    if decides:  # a task the probe cannot serve is refused here, before the trainer builds or writes anything
+        from yolo_batch.probe import check_task
+
+        check_task(overrides.get("task") or (cfg.get("task") if isinstance(cfg, dict) else None) or "detect")
     _check_writable(overrides.get("project"))
     launcher, earlier_run = False, None
     if decides and worker is None:
