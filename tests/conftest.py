@@ -56,6 +56,35 @@ def tiny_data(tmp_path_factory) -> Path:
     return make_dataset(tmp_path_factory.mktemp("tiny"), n_train=32, n_val=8, imgsz=64, seed=1)
 
 
+# The tiny model of each task that auto-plus serves.
+TASK_MODELS = {
+    "detect": "yolo11n.yaml",
+    "segment": "yolo11n-seg.yaml",
+    "pose": "yolo11n-pose.yaml",
+    "obb": "yolo11n-obb.yaml",
+    "classify": "yolo11n-cls.yaml",
+}
+
+
+@pytest.fixture(scope="session")
+def task_data(tmp_path_factory):
+    """``task_data(task)``: that task's tiny synthetic set (16 training, 4 validation images at 64 px), made once.
+
+    What to pass as ``data=``: a data.yaml, or for classify the dataset folder.
+    """
+    from yolo_batch.datasets import make_dataset
+
+    made: dict[str, Path] = {}
+
+    def get(task: str) -> Path:
+        if task not in made:
+            root = tmp_path_factory.mktemp(f"tiny-{task}")
+            made[task] = make_dataset(root, task=task, n_train=16, n_val=4, imgsz=64, seed=1)
+        return made[task]
+
+    return get
+
+
 def run_yolo(*args: str, cwd: Path, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
     """Run the stock ``yolo`` command of this environment, as a user would (``env`` value None: unset it)."""
     full_env = {k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None}
