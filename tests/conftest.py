@@ -56,14 +56,17 @@ def tiny_data(tmp_path_factory) -> Path:
     return make_dataset(tmp_path_factory.mktemp("tiny"), n_train=32, n_val=8, imgsz=64, seed=1)
 
 
-# The tiny model of each task that auto-plus serves.
+# The tiny model of each task that auto-plus serves (every task Ultralytics trains).
 TASK_MODELS = {
     "detect": "yolo11n.yaml",
     "segment": "yolo11n-seg.yaml",
     "pose": "yolo11n-pose.yaml",
     "obb": "yolo11n-obb.yaml",
     "classify": "yolo11n-cls.yaml",
+    "semantic": "yolo26n-sem.yaml",  # Ultralytics 8.4 only, as depth
+    "depth": "yolo26n-depth.yaml",
 }
+TASKS_84 = ("semantic", "depth")
 
 
 @pytest.fixture(scope="session")

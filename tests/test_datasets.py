@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import needs_84
 from yolo_batch.datasets import CLASS_NAMES, count_images, make_dataset
 
 SMALL = {"n_train": 6, "n_val": 3, "imgsz": 64}
@@ -153,6 +154,7 @@ def _values(root: Path, split: str = "train") -> list[list[list[float]]]:
         pytest.param("segment", lambda n: n >= 7 and n % 2 == 1, id="segment-polygon"),
         pytest.param("pose", lambda n: n == 5 + 4 * 3, id="pose-box-4-keypoints"),
         pytest.param("obb", lambda n: n == 9, id="obb-4-corners"),
+        pytest.param("semantic", lambda n: n >= 7 and n % 2 == 1, id="semantic-polygon"),
     ],
 )
 def test_label_formats(tmp_path, task, columns):
@@ -190,11 +192,27 @@ def test_classify_layout(tmp_path):
         count_images(root, "test")
 
 
-@pytest.mark.parametrize("task", ["segment", "pose", "obb", "classify"])
+def test_depth_maps(tmp_path):
+    cv2 = pytest.importorskip("cv2")
+    data = make_dataset(tmp_path, task="depth", **TASK_SMALL)
+    assert "depth_scale: 1000" in data.read_text() and '  0: "depth"' in data.read_text()
+    assert not (tmp_path / "labels").exists()
+    for split, n in (("train", 6), ("val", 3)):
+        maps = sorted((tmp_path / "depth" / split).glob("*.png"))
+        assert [p.stem for p in maps] == [p.stem for p in sorted((tmp_path / "images" / split).glob("*.jpg"))]
+        assert len(maps) == n
+        for p in maps:
+            d = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+            assert d.dtype.name == "uint16" and d.shape == (64, 64)
+            assert d.min() >= 800 and d.max() == 5000  # millimetres: the shapes nearer than the background
+            assert (d < 1800).any()  # at least two objects per image (objects=(2, 4)) stand out
+
+
+@pytest.mark.parametrize("task", ["segment", "pose", "obb", "classify", "semantic", "depth"])
 def test_tasks_deterministic_and_reused(tmp_path, task):
     a = make_dataset(tmp_path / "a", task=task, seed=3, **TASK_SMALL)
     make_dataset(tmp_path / "b", task=task, seed=3, **TASK_SMALL)
-    files = {x for x in (tmp_path / "a").rglob("*") if x.suffix in {".jpg", ".txt"}}
+    files = {x for x in (tmp_path / "a").rglob("*") if x.suffix in {".jpg", ".txt", ".png"}}
     assert len(files) == (9 if task == "classify" else 18)
     digest = {str(p.relative_to(tmp_path / "a")): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(files)}
     other = {k: hashlib.sha256((tmp_path / "b" / k).read_bytes()).hexdigest() for k in digest}
@@ -217,7 +235,7 @@ def test_task_of_a_folder_changes_with_the_task(tmp_path):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"task": "semantic"}, r"task='semantic' is invalid, expected one of detect, segment, pose, obb, classify"),
+        ({"task": "track"}, r"task='track' is invalid, expected one of detect, segment, pose, obb, classify, semantic"),
         ({"task": "classify", "classes": 4, "n_val": 3}, r"n_val=3 is invalid, expected >= classes=4 for classify"),
     ],
 )
@@ -230,7 +248,7 @@ def test_bad_task_arguments(tmp_path, kwargs, match):
 # Ultralytics reads each task's files: the datasets its trainers build, item by item.
 
 
-def _ultralytics_dataset(data: Path, task: str):
+def _ultralytics_dataset(data: Path, task: str):  # as the task's trainer builds it
     from ultralytics.cfg import get_cfg
     from ultralytics.data import ClassificationDataset, build_yolo_dataset
     from ultralytics.data.utils import check_cls_dataset, check_det_dataset
@@ -243,11 +261,22 @@ def _ultralytics_dataset(data: Path, task: str):
     return info, build_yolo_dataset(cfg, info["train"], 4, info, mode="train")
 
 
-@pytest.mark.parametrize("task", ["detect", "segment", "pose", "obb", "classify"])
+@pytest.mark.parametrize(
+    "task",
+    ["detect", "segment", "pose", "obb", "classify", *(pytest.param(t, marks=needs_84) for t in ("semantic", "depth"))],
+)
 def test_ultralytics_loads_each_task(tmp_path, task):
     data = make_dataset(tmp_path / task, task=task, classes=3, **TASK_SMALL)
     info, dataset = _ultralytics_dataset(data, task)
-    assert info["nc"] == 3 and sorted(info["names"].values()) == sorted(CLASS_NAMES[:3])  # classify: folder order
+    if task == "depth":
+        assert info["nc"] == 1 and len(dataset) == 6
+        item = dataset[0]
+        assert tuple(item["img"].shape) == (3, 64, 64) and item["depth"].shape[-2:] == (64, 64)
+        assert float(item["depth"].max()) <= 5.0  # metres (depth_scale 1000)
+        return
+    nc = 4 if task == "semantic" else 3  # semantic from polygons: Ultralytics adds a background class
+    names = [n for n in info["names"].values() if n != "background"]
+    assert info["nc"] == nc and sorted(names) == sorted(CLASS_NAMES[:3])  # classify: in folder order
     assert len(dataset) == 6
     item = dataset[0]
     assert tuple(item["img"].shape) == (3, 64, 64)
@@ -264,3 +293,8 @@ def test_ultralytics_loads_each_task(tmp_path, task):
         assert all(lb["keypoints"].shape == (len(lb["cls"]), 4, 3) for lb in dataset.labels)
     elif task == "obb":
         assert item["bboxes"].shape[-1] == 5  # xywh + angle
+    elif task == "semantic":
+        mask = item["semantic_mask"]
+        values = set(mask.unique().tolist())
+        assert mask.shape[-2:] == (64, 64) and values <= {0, 1, 2, 3, 255}  # 3 background, 255 ignored (padding)
+        assert values & {0, 1, 2}  # the shapes are in the mask

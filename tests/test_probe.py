@@ -92,7 +92,7 @@ def test_served_tasks_pass(task):
     check_task(task)
 
 
-@pytest.mark.parametrize("task", ["semantic", "depth", "track"])
+@pytest.mark.parametrize("task", ["track", "keypoints3d"])
 def test_other_tasks_are_refused_in_one_line(task):
     with pytest.raises(AutoPlusError, match=rf"does not serve task='{task}'; it serves detect, obb, .*batch=16$"):
         check_task(task)

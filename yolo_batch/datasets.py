@@ -1,4 +1,4 @@
-"""Deterministic synthetic datasets in the Ultralytics layout of each task: detect, segment, pose, obb, classify.
+"""Deterministic synthetic datasets in the Ultralytics layout of every task it trains (`TASKS`).
 
 The generated images show brightly coloured, visually distinct shapes (one shape and colour per class) on a muted,
 noisy background (`yolo_batch.shapes`), so that even a tiny model trained from scratch learns them within a few
@@ -20,7 +20,7 @@ from yolo_batch.shapes import CLASS_NAMES, COLORS, background, boxes, draw, draw
 
 __all__ = ["CLASS_NAMES", "TASKS", "count_images", "make_dataset"]
 
-TASKS = ("detect", "segment", "pose", "obb", "classify")
+TASKS = ("detect", "segment", "pose", "obb", "classify", "semantic", "depth")
 KPT_SHAPE = (4, 3)  # pose: the shape's top, right, bottom and left points, each (x, y, visible)
 FLIP_IDX = (0, 3, 2, 1)  # pose: a left-right flip swaps the right and left points
 _VERSION = 1  # bump when the drawing changes, so that old datasets are regenerated instead of reused
@@ -69,8 +69,8 @@ def _norm(points: np.ndarray, imgsz: int) -> list[str]:
     return [f"{v:.6f}" for v in np.clip(np.asarray(points) / imgsz, 0, 1).reshape(-1)]
 
 
-def _objects(task: str, img: np.ndarray, rng: np.random.Generator, k: int, p: dict) -> list[str]:
-    """Draw ``k`` objects on ``img``; return one label line per object in ``task``'s format."""
+def _objects(task: str, img: np.ndarray, rng: np.random.Generator, k: int, p: dict, depth=None) -> list[str]:
+    """Draw ``k`` objects on ``img`` (and, for depth, on the ``depth`` map); return one label line per object."""
     imgsz, lines = p["imgsz"], []
     for box in boxes(rng, imgsz, k, tuple(p["size"]), p["dense"]):
         c = int(rng.integers(p["classes"]))
@@ -80,7 +80,10 @@ def _objects(task: str, img: np.ndarray, rng: np.random.Generator, k: int, p: di
             lines.append(" ".join([str(c), *_norm(corners, imgsz)]) + "\n")
             continue
         x0, y0, x1, y1 = draw(img, c, box, color)
-        if task == "segment":  # the outline as a polygon
+        if task == "depth":  # the shape stands nearer than the background, at one depth
+            cv2.fillPoly(depth, [np.round(outline(c, box)).astype(np.int32)], int(rng.integers(800, 1800)))
+            continue
+        if task in {"segment", "semantic"}:  # the outline as a polygon
             lines.append(" ".join([str(c), *_norm(outline(c, box), imgsz)]) + "\n")
             continue
         x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1 + 1, imgsz), min(y1 + 1, imgsz)
@@ -95,7 +98,7 @@ def _objects(task: str, img: np.ndarray, rng: np.random.Generator, k: int, p: di
 
 
 def _split(root: Path, task: str, split: str, n: int, p: dict) -> None:
-    """Write one split: ``images/``+``labels/`` folders, or (classify) one folder per class."""
+    """Write one split: ``images/``+``labels/`` folders (depth: ``depth/``), or (classify) one folder per class."""
     seed, imgsz, classes = p["seed"], p["imgsz"], p["classes"]
     if task == "classify":
         folder = root / split
@@ -103,7 +106,7 @@ def _split(root: Path, task: str, split: str, n: int, p: dict) -> None:
         for c in range(classes):
             (folder / CLASS_NAMES[c]).mkdir(parents=True)
     else:
-        img_dir, lbl_dir = root / "images" / split, root / "labels" / split
+        img_dir, lbl_dir = root / "images" / split, root / ("depth" if task == "depth" else "labels") / split
         for d in (img_dir, lbl_dir):
             shutil.rmtree(d, ignore_errors=True)
             d.mkdir(parents=True)
@@ -118,9 +121,13 @@ def _split(root: Path, task: str, split: str, n: int, p: dict) -> None:
             cv2.imwrite(str(folder / CLASS_NAMES[c] / f"{i:06d}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
             continue
         k = p["dense_objects"] if p["dense"] else int(rng.integers(p["objects"][0], p["objects"][1] + 1))
-        lines = _objects(task, img, rng, k, p)
+        depth = np.repeat(np.linspace(5000, 2000, imgsz, dtype=np.float64)[:, None], imgsz, 1).astype(np.uint16)
+        lines = _objects(task, img, rng, k, p, depth)
         cv2.imwrite(str(img_dir / f"{i:06d}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
-        (lbl_dir / f"{i:06d}.txt").write_text("".join(lines), encoding="utf-8")
+        if task == "depth":
+            cv2.imwrite(str(lbl_dir / f"{i:06d}.png"), depth)  # uint16 millimetres: depth_scale 1000
+        else:
+            (lbl_dir / f"{i:06d}.txt").write_text("".join(lines), encoding="utf-8")
 
 
 def make_dataset(
@@ -141,11 +148,16 @@ def make_dataset(
 
     Layouts, as Ultralytics reads them:
 
-    - ``detect``, ``segment``, ``pose``, ``obb``: ``root/images/{train,val}/*.jpg``, ``root/labels/{train,val}/*.txt``
-      and ``root/data.yaml`` (absolute ``path``, ``train``, ``val``, ``names`` dict; pose adds ``kpt_shape: [4, 3]``
-      and ``flip_idx``). One label line per object: detect ``cls x y w h`` (normalised xywh); segment ``cls x1 y1
-      x2 y2 ...`` (the shape's outline); pose the box then 4 keypoints ``x y 2`` (the shape's top, right, bottom
-      and left points); obb ``cls x1 y1 ... x4 y4`` (the corners of the turned box). Returns the data.yaml.
+    - ``detect``, ``segment``, ``pose``, ``obb``, ``semantic``: ``root/images/{train,val}/*.jpg``,
+      ``root/labels/{train,val}/*.txt`` and ``root/data.yaml`` (absolute ``path``, ``train``, ``val``, ``names``
+      dict; pose adds ``kpt_shape: [4, 3]`` and ``flip_idx``). One label line per object: detect ``cls x y w h``
+      (normalised xywh); segment ``cls x1 y1 x2 y2 ...`` (the shape's outline); pose the box then 4 keypoints
+      ``x y 2`` (the shape's top, right, bottom and left points); obb ``cls x1 y1 ... x4 y4`` (the corners of
+      the turned box); semantic as segment (Ultralytics rasterises the polygons into one class mask and adds a
+      background class). Returns the data.yaml.
+    - ``depth``: ``root/images/{split}/*.jpg`` and ``root/depth/{split}/*.png`` (uint16 millimetres, the shapes
+      nearer than a sloping background), data.yaml with ``names: {0: depth}`` and ``depth_scale: 1000``.
+      Returns the data.yaml.
     - ``classify``: ``root/{train,val}/<class name>/*.jpg``, one large shape per image, the classes in turn.
       Returns ``root``.
 
@@ -155,7 +167,7 @@ def make_dataset(
 
     Args:
         root: Output folder, created if missing.
-        task: One of ``TASKS``: detect, segment, pose, obb, classify.
+        task: One of ``TASKS``: detect, segment, pose, obb, classify, semantic, depth.
         n_train: Number of training images, >= 1 (classify: >= classes, so that every class has an image).
         n_val: Number of validation images, >= 1 (classify: >= classes).
         imgsz: Side of the square images in pixels, 32..4096.
@@ -229,11 +241,13 @@ def make_dataset(
         _write_atomic(record, json.dumps(params) + "\n")
         return root
     names = "\n".join(f"  {i}: {json.dumps(CLASS_NAMES[i])}" for i in range(classes))
-    pose = f"kpt_shape: {list(KPT_SHAPE)}\nflip_idx: {list(FLIP_IDX)}\n" if task == "pose" else ""
+    extra = f"kpt_shape: {list(KPT_SHAPE)}\nflip_idx: {list(FLIP_IDX)}\n" if task == "pose" else ""
+    if task == "depth":
+        names, extra = '  0: "depth"', "depth_scale: 1000\n"
     _write_atomic(
         record,
         f"# Synthetic shapes dataset written by yolo_batch.datasets.make_dataset\npath: {json.dumps(str(root))}\n"
-        f"train: images/train\nval: images/val\nnames:\n{names}\n{pose}{_PARAMS_KEY}: {json.dumps(params)}\n",
+        f"train: images/train\nval: images/val\nnames:\n{names}\n{extra}{_PARAMS_KEY}: {json.dumps(params)}\n",
     )
     return record
 

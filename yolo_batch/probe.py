@@ -27,7 +27,11 @@ WORST_CASE = {
     "so the instance count, not the mask area, sets the memory)",
     "pose": "most instances: the images with the most keypoint sets (a fixed number of keypoints each)",
     "classify": "the configured image size: every image is resized to imgsz, so any image is the worst case",
+    "semantic": "the configured image size: one class mask per image at the image's size, so any image is "
+    "the worst case",
+    "depth": "the configured image size: one depth map per image at the image's size, so any image is the worst case",
 }
+ANY_IMAGE = {"classify", "semantic", "depth"}  # memory does not depend on the labels: the images in their order
 VAL_AT_1X = {"obb", "semantic", "depth"}  # Ultralytics validates these at the training batch, the rest at 2x
 
 
@@ -204,7 +208,7 @@ class Prober:
             self.task = args.task
             self.worst_case = WORST_CASE[self.task]
             self.val_factor = 1 if self.task in VAL_AT_1X else 2
-            labels = getattr(self.dataset, "labels", None)  # classify: `samples`, one class per image, no labels
+            labels = None if self.task in ANY_IMAGE else self.dataset.labels  # classify has `samples`, no labels
             counts = [len(lb["cls"]) for lb in labels] if labels is not None else [0] * len(self.dataset)
             self.order = sorted(range(len(counts)), key=lambda i: -counts[i])  # densest first: the worst case
             self.max_labels = max(counts) if labels is not None else None

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import TASK_MODELS, fast_args, needs_84, run_yolo
+from tests.conftest import TASK_MODELS, TASKS_84, fast_args, needs_84, run_yolo
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +26,10 @@ PICK = 8
 RUN = {"epochs": 2, "close_mosaic": 1, "nbs": PICK, "warmup_epochs": 1, "deterministic": True}
 STOCK_ENV = {"YOLO_BATCH_DISABLE": "1", "YOLO_BATCH_CONFIG": None, "YOLO_BATCH_OBSERVE": None}
 
-CASES = [pytest.param(task, TASK_MODELS[task], {}, id=task) for task in TASK_MODELS] + [
+CASES = [
+    pytest.param(task, model, {}, id=task, marks=[needs_84] if task in TASKS_84 else [])
+    for task, model in TASK_MODELS.items()
+] + [
     pytest.param("detect", "yolo26n.yaml", {}, id="detect-yolo26", marks=needs_84),  # end-to-end loss, MuSGD-era
     pytest.param("detect", "yolo11n.yaml", {"multi_scale": 0.25, "optimizer": "SGD"}, id="detect-multiscale-sgd"),
 ]
