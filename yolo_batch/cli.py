@@ -38,7 +38,7 @@ DEMO_TRAIN = {
     "warmup_epochs": 1,
     "seed": 0,
 }
-MAKE_DATA = {"out": "datasets/synthetic", "n_train": 192, "n_val": 48, "imgsz": 320, "classes": 3}
+MAKE_DATA = {"out": "datasets/synthetic", "task": "detect", "n_train": 192, "n_val": 48, "imgsz": 320, "classes": 3}
 MAKE_DATA.update({"dense": False, "seed": 0})  # make_dataset's defaults (a test keeps them equal)
 
 
@@ -83,12 +83,14 @@ COMMANDS = {
     ),
     "make-data": Command(
         "yolo_batch.cli:cmd_make_data",
-        "write the synthetic detection set and print its data.yaml",
+        "write a synthetic set for any task and print its data= value",
         "[key=value ...]",
-        "Write a deterministic synthetic detection set in Ultralytics layout (coloured shapes on noise) and "
-        "print the path of its data.yaml. Equal arguments give byte-identical files.",
+        "Write a deterministic synthetic set in Ultralytics layout (coloured shapes on noise) for any task and "
+        "print what to pass as data= (a data.yaml, or the folder for classify). Equal arguments give "
+        "byte-identical files.",
         (
             (f"out={MAKE_DATA['out']}", "output folder (a folder dedicated to this set)"),
+            (f"task={MAKE_DATA['task']}", "detect, segment, pose, obb, classify, semantic or depth"),
             (f"n_train={MAKE_DATA['n_train']}", "training images"),
             (f"n_val={MAKE_DATA['n_val']}", "validation images"),
             (f"imgsz={MAKE_DATA['imgsz']}", "image side in pixels, 32..4096"),
@@ -276,7 +278,7 @@ def cmd_make_data(args: list[str]) -> int:
     """``yolo-batch make-data``: write the synthetic set and print its data.yaml path."""
     from yolo_batch.datasets import make_dataset
 
-    valid = {"out": str, "n_train": positive, "n_val": positive, "imgsz": positive, "classes": positive}
+    valid = {"out": str, "task": str, "n_train": positive, "n_val": positive, "imgsz": positive, "classes": positive}
     valid.update({"dense": boolean, "seed": int})
     opts = parse_pairs(args, valid, "make-data")
     out = opts.pop("out", MAKE_DATA["out"])
