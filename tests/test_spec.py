@@ -20,7 +20,7 @@ from yolo_batch.spec import (
 )
 
 SHIPPED_DEFAULTS = Path(__file__).parents[1] / "cfg" / "auto_plus.yaml"
-FORMS = "valid: auto-plus, auto-plus:fit, auto-plus:0.8, auto-plus:ladder:0.8"
+FORMS = "valid: auto-plus, auto-plus:fit, auto-plus:speed, auto-plus:0.8, auto-plus:ladder:0.8"
 
 
 @pytest.fixture(autouse=True)
@@ -261,6 +261,13 @@ def test_probe_that_is_not_a_mapping_is_not_called_unknown(tmp_path):
         pytest.param("max_batch: true\n", "max_batch=True", "an integer >= 1", id="max-batch-bool"),
         pytest.param("lr_scaling: log\n", "lr_scaling='log'", "valid: none, linear, sqrt", id="lr-scaling"),
         pytest.param("probe:\n  batches: [4, 4]\n", "probe_batches=", "at least two different", id="probe-one-size"),
+        pytest.param("policy: fastest\n", "policy='fastest'", "valid: ladder, fit, speed", id="policy-near-speed"),
+        pytest.param("speed_threshold: fast\n", "speed_threshold='fast'", "a fraction in (0, 1]", id="threshold-str"),
+        pytest.param("speed_threshold: true\n", "speed_threshold=True", "a fraction in (0, 1]", id="threshold-bool"),
+        pytest.param("speed_threshold: 0\n", "speed_threshold=0", "a fraction in (0, 1]", id="threshold-0"),
+        pytest.param("speed_threshold: 1.5\n", "speed_threshold=1.5", "a fraction in (0, 1]", id="threshold-1.5"),
+        pytest.param("bn_momentum: scale\n", "bn_momentum='scale'", "valid: keep, auto", id="bn-momentum"),
+        pytest.param("bn_momentum: true\n", "bn_momentum=True", "valid: keep, auto", id="bn-momentum-bool"),
     ],
 )
 def test_wrong_type_names_key_value_file_and_valid(tmp_path, text, key, must_be):
@@ -488,3 +495,28 @@ def test_with_overrides_returns_new_spec():
     spec = with_overrides(BatchSpec(), policy="fit", candidates=[64, 32])
     assert (spec.policy, spec.candidates) == ("fit", (32, 64))
     assert BatchSpec().policy == "ladder"
+
+
+@pytest.mark.parametrize(
+    ("value", "keywords", "text", "expected"),
+    [
+        pytest.param("auto-plus:speed", None, "", ("speed", 0.97), id="batch-value"),
+        pytest.param(None, {"policy": "speed", "speed_threshold": 0.9}, "", ("speed", 0.9), id="python-keywords"),
+        pytest.param(None, None, "policy: speed\nspeed_threshold: 1\n", ("speed", 1.0), id="yaml"),
+        pytest.param("auto-plus:speed:0.8", None, "speed_threshold: 0.95\n", ("speed", 0.95), id="value-and-yaml"),
+    ],
+)
+def test_speed_policy_through_every_way_in(tmp_path, value, keywords, text, expected):
+    spec = resolve_spec(value, keywords, write(tmp_path, text))
+    assert (spec.policy, spec.speed_threshold) == expected
+    assert isinstance(spec.speed_threshold, float)
+
+
+def test_bn_momentum_defaults_to_keep_and_takes_auto(tmp_path):
+    assert BatchSpec().bn_momentum == "keep"
+    assert resolve_spec(None, {"bn_momentum": "auto"}).bn_momentum == "auto"
+    assert resolve_spec(config=write(tmp_path, "bn_momentum: auto\n")).bn_momentum == "auto"
+    with pytest.raises(
+        AutoPlusError, match=r"bn_momentum='Auto' is invalid; valid: keep, auto \(did you mean 'auto'\?\)"
+    ):
+        resolve_spec(None, {"bn_momentum": "Auto"})

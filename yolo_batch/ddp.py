@@ -113,12 +113,20 @@ def rank() -> int:
 
 
 def per_gpu_decision(
-    model, budget_bytes: float, spec: BatchSpec, *, world: int, dataset_size: int | None = None, fraction: float = 1.0
+    model,
+    budget_bytes: float,
+    spec: BatchSpec,
+    *,
+    world: int,
+    dataset_size: int | None = None,
+    fraction: float = 1.0,
+    pace=None,
 ):
     """One rank's pick: `policy.decide` for one GPU of ``world``, which share the training set and ``max_batch``.
 
     Candidates and ``min_batch`` are per GPU (they bound one GPU's step); ``max_batch`` and the training set
     bound the global batch, so each GPU gets ``// world`` of them (at least 1). ``world=1`` changes nothing.
+    ``pace`` (this rank's time law and dataloader) is what the ``speed`` policy needs.
 
     Examples:
         >>> from yolo_batch.policy import GIB, Law, MemoryModel
@@ -131,7 +139,10 @@ def per_gpu_decision(
     world = max(int(world), 1)
     share = max(dataset_size // world, 1) if dataset_size else None
     limits = {"candidates": spec.candidates, "min_batch": spec.min_batch, "max_batch": max(spec.max_batch // world, 1)}
-    decision = policy.decide(model, budget_bytes, policy=spec.policy, dataset_size=share, fraction=fraction, **limits)
+    speed = {"pace": pace, "speed_threshold": spec.speed_threshold}
+    decision = policy.decide(
+        model, budget_bytes, policy=spec.policy, dataset_size=share, fraction=fraction, **limits, **speed
+    )
     return decision if world == 1 else replace(decision, reason=f"per GPU of {world}: {decision.reason}")
 
 

@@ -21,8 +21,10 @@ VERIFY_CHEAP_S = 1.0  # ...or whose step (estimated from the probe) takes at mos
 def auto_batch(trainer, world: int = 1) -> int:
     """Probe, decide, verify and report; return the batch the run trains at (per GPU when ``world`` > 1)."""
     from yolo_batch import ddp, policy, records
+    from yolo_batch.loader import measure_pace
     from yolo_batch.memory import backend_for
     from yolo_batch.probe import Prober, borrowed
+    from yolo_batch.throughput import record_fields
 
     s, (logger, prefix) = session(trainer), log()
     spec = s.spec
@@ -46,8 +48,16 @@ def auto_batch(trainer, world: int = 1) -> int:
         s.backend.empty_cache()
         head = s.backend.headroom()
         budget = head.budget(spec.utilization)
+        limit = min(model.max_batch(budget), prober.dataset_size, spec.max_batch)
+        pace = measure_pace(trainer, prober, result, limit)  # the time law and the dataloader's images/s
         decision = ddp.per_gpu_decision(
-            model, budget, spec, world=world, dataset_size=prober.dataset_size, fraction=trainer.args.fraction
+            model,
+            budget,
+            spec,
+            world=world,
+            dataset_size=prober.dataset_size,
+            fraction=trainer.args.fraction,
+            pace=pace,
         )
         if decision.batch == 0:
             raise AutoPlusError(f"no batch fits: {decision.reason}")
@@ -84,7 +94,7 @@ def auto_batch(trainer, world: int = 1) -> int:
                 refined = True
                 refit = refit_law(model, result, batch, peaks)
                 again = refit and ddp.per_gpu_decision(
-                    refit, budget, spec, world=world, dataset_size=prober.dataset_size
+                    refit, budget, spec, world=world, dataset_size=prober.dataset_size, pace=pace
                 )
                 if again and again.batch not in (0, batch):
                     err = model.train.at(batch) / peaks[0] - 1
@@ -123,7 +133,12 @@ def auto_batch(trainer, world: int = 1) -> int:
             "per_image_bytes": int(probe_law.train.per_image_bytes),
         },
         "candidates": [
-            {"batch": c.batch, "predicted_peak_bytes": int(c.predicted_peak_bytes), "fits": c.fits}
+            {
+                "batch": c.batch,
+                "predicted_peak_bytes": int(c.predicted_peak_bytes),
+                "fits": c.fits,
+                "predicted_images_per_s": round(c.images_per_s, 1) if c.images_per_s else None,
+            }
             for c in decision.candidates
         ],
         "predicted_peak_bytes": int(model.peak(batch)),
@@ -144,6 +159,7 @@ def auto_batch(trainer, world: int = 1) -> int:
         "amp": bool(trainer.amp),
         "config": spec.config,
         "settings": spec.as_dict(),
+        **record_fields(pace, batch, result),
         **lr,
         "versions": _versions(),
     }
@@ -266,17 +282,27 @@ def _fit_val(result):
 
 def decision_table(r: dict[str, Any]) -> list[str]:
     """The decision as log lines: headroom, one row per candidate, the pick and why."""
+    from yolo_batch.throughput import law_line
+
+    speed = any(c.get("predicted_images_per_s") for c in r["candidates"])
+
+    def ips(value) -> str:
+        return f" {value or '-':>9}" if speed else ""
+
     lines = [
         f"{r['device']} usable {gib(r['free_bytes'] + r['held_bytes'])} "
         f"x utilization {r['utilization']:.2f} = budget {gib(r['budget_bytes'])}; "
         f"memory law {gib(r['fixed_bytes'])} + {r['per_image_bytes'] / 2**20:.1f} MiB/image",
-        f"{'batch':>7} {'predicted peak':>15} {'fits':>5}",
+        *([law_line(r)] if r.get("speed") else []),
+        f"{'batch':>7} {'predicted peak':>15} {'fits':>5}" + (f" {'images/s':>9}" if speed else ""),
     ]
     for c in r["candidates"]:
         mark = "  <- pick" if c["batch"] == r["batch"] else ""
-        lines.append(f"{c['batch']:>7} {gib(c['predicted_peak_bytes']):>15} {'yes' if c['fits'] else 'no':>5}{mark}")
+        fits = f"{'yes' if c['fits'] else 'no':>5}{ips(c.get('predicted_images_per_s'))}"
+        lines.append(f"{c['batch']:>7} {gib(c['predicted_peak_bytes']):>15} {fits}{mark}")
     if r["batch"] not in [c["batch"] for c in r["candidates"]]:
-        lines.append(f"{r['batch']:>7} {gib(r['predicted_peak_bytes']):>15} {'yes':>5}  <- pick")
+        pick_ips = ips(r.get("predicted_images_per_s"))
+        lines.append(f"{r['batch']:>7} {gib(r['predicted_peak_bytes']):>15} {'yes':>5}{pick_ips}  <- pick")
     verified = r["verified_peak_bytes"]
     check = ""
     if verified:

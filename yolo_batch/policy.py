@@ -100,11 +100,12 @@ class MemoryModel:
 
 @dataclass(frozen=True)
 class Candidate:
-    """One batch that was considered, with its predicted peak and whether it fits the budget."""
+    """One batch that was considered: its predicted peak, whether it fits, its predicted images/s (if known)."""
 
     batch: int
     predicted_peak_bytes: float
     fits: bool
+    images_per_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -129,13 +130,18 @@ def decide(
     max_batch: int = 512,
     dataset_size: int | None = None,
     fraction: float = 1.0,
+    pace=None,
+    speed_threshold: float = 0.97,
 ) -> Decision:
     """Pick the batch.
 
     ``ladder`` takes the largest candidate whose predicted peak fits the budget; when none fits it auto-fits
     the largest batch >= ``min_batch`` that does. ``fit`` takes the largest batch that fits, rounded down
-    to a multiple of 8 when >= 8. Never above ``max_batch`` or ``dataset_size``. The reason names the limit
-    that decided: memory (the budget), ``max_batch``, or the training set (after ``fraction``).
+    to a multiple of 8 when >= 8. ``speed`` takes the smallest batch that fits and reaches
+    ``speed_threshold`` of the best predicted images/s among the batches that fit (``pace``), rounded up to a
+    multiple of 8 when >= 8 and that still fits. Never above ``max_batch`` or ``dataset_size``. The reason
+    names the limit that decided: memory (the budget), ``max_batch``, or the training set (after
+    ``fraction``), and for ``speed`` the dataloader when it is the ceiling.
 
     Args:
         model (MemoryModel): The measured memory law.
@@ -146,6 +152,8 @@ def decide(
         max_batch (int): Largest allowed batch.
         dataset_size (int | None): Training images; the batch never exceeds it.
         fraction (float): The run's ``fraction=`` (share of the training set it uses), named in the reason.
+        pace (throughput.Pace | None): Predicted images/s per batch; needed by ``speed``, shown by all.
+        speed_threshold (float): ``speed``: the share of the best predicted images/s to reach.
 
     Returns:
         (Decision): The pick, its predicted peak and the reason in words.
@@ -161,10 +169,13 @@ def decide(
     after = f" after fraction={fraction:g}" if fraction < 1 else ""
     data_note = f"capped by the training set of {dataset_size} images{after}"
     cap_note = data_note if by_data else f"capped by max_batch {max_batch}"
-    rungs = tuple(
-        Candidate(b, model.peak(b), model.peak(b) <= budget_bytes) for b in sorted(set(candidates), reverse=True)
-    )
     fit_n = min(model.max_batch(budget_bytes), cap)
+    if policy == "speed" and fit_n >= min_batch:
+        candidates = (*candidates, fit_n)  # the table shows the largest that fits beside the rungs
+    rungs = tuple(
+        Candidate(b, model.peak(b), model.peak(b) <= budget_bytes, pace.images_per_s(b) if pace else None)
+        for b in sorted(set(candidates), reverse=True)
+    )
     if policy == "ladder":
         too_big = [c for c in rungs if c.batch > cap]
         tried = []
@@ -201,7 +212,48 @@ def decide(
             reason = f"largest that fits is {fit_n} ({limit}){rounding}; {b} fits at {gib(model.peak(b))}"
             return Decision(b, policy, budget_bytes, model.peak(b), reason, rungs)
         return _none_fits(model, budget_bytes, policy, min_batch, rungs)
-    raise ValueError(f"policy must be 'ladder' or 'fit', got {policy!r}")
+    if policy == "speed":
+        if pace is None:
+            raise ValueError("policy 'speed' needs the measured pace (time law and dataloader rate)")
+        if fit_n < min_batch:
+            return _none_fits(model, budget_bytes, policy, min_batch, rungs)
+        b, reason = _fastest(pace, min_batch, fit_n, speed_threshold)
+        limit = cap_note if fit_n == cap else f"{fit_n + 1} would need {gib(model.peak(fit_n + 1))}"
+        reason = f"{reason} (the largest that fits is {fit_n}: {limit}); {b} fits at {gib(model.peak(b))}"
+        note = pace.note(b)
+        return Decision(b, policy, budget_bytes, model.peak(b), f"{note}; {reason}" if note else reason, rungs)
+    raise ValueError(f"policy must be 'ladder', 'fit' or 'speed', got {policy!r}")
+
+
+SPEED_SCAN = 65536  # `speed` compares at most this many batch sizes
+
+
+def _fastest(pace, low: int, high: int, threshold: float) -> tuple[int, str]:
+    """The smallest batch in ``[low, high]`` reaching ``threshold`` of the best predicted images/s, and why.
+
+    Examples:
+        >>> from yolo_batch.throughput import Pace, TimeLaw
+        >>> _fastest(Pace(TimeLaw(0.1, 0.01)), 1, 64, 0.97)  # 53 is the smallest to reach 0.97 x 86; 56 rounds it
+        (56, '56 reaches 85 images/s, 98% of the best 86 (at 64) with speed_threshold 0.97')
+        >>> _fastest(Pace(TimeLaw(0.1, 0.01)), 1, 8, 0.97)
+        (8, '8 reaches 44 images/s, the best of the batches that fit')
+        >>> _fastest(Pace(TimeLaw(0.1, 0.01), loader_images_per_s=50, overlapped=True), 1, 64, 0.97)
+        (16, '16 reaches 50 images/s, 100% of the best 50 (at 64) with speed_threshold 0.97')
+    """
+    sizes = range(low, min(high, low + SPEED_SCAN - 1) + 1)
+    speeds = {b: pace.images_per_s(b) for b in sizes}
+    best = max(sizes, key=lambda b: (speeds[b], b))
+    pick = next(b for b in sizes if speeds[b] >= threshold * speeds[best])
+    rounded = -(-pick // 8) * 8
+    if pick > 8 and rounded != pick and rounded in speeds and speeds[rounded] >= threshold * speeds[best]:
+        pick = rounded  # a multiple of 8 when it still fits
+    if pick == best:
+        return pick, f"{pick} reaches {speeds[pick]:.0f} images/s, the best of the batches that fit"
+    share = speeds[pick] / speeds[best]
+    return pick, (
+        f"{pick} reaches {speeds[pick]:.0f} images/s, {share:.0%} of the best {speeds[best]:.0f} (at {best}) "
+        f"with speed_threshold {threshold:.2f}"
+    )
 
 
 def _none_fits(model: MemoryModel, budget: float, policy: str, min_batch: int, rungs: tuple) -> Decision:

@@ -60,6 +60,9 @@ class ProbeResult:
     seconds: float = 0.0
     step_seconds: dict[int, float] = field(default_factory=dict)
     warmup_seconds: float = 0.0  # the first step: lazy buffers, kernels, optimizer state, first CUDA use
+    train_seconds: dict[int, float] = field(default_factory=dict)  # batch -> forward, loss, backward (timed apart)
+    optimizer_seconds: list[float] = field(default_factory=list)  # each timed step's optimizer step and EMA update
+    val_seconds: dict[int, float] = field(default_factory=dict)  # validation batch -> its forward and loss
 
 
 class _Quiet:
@@ -224,6 +227,7 @@ class Prober:
             )
         trainer.optimizer, trainer.ema = self.optimizer, ModelEMA(trainer.model)
         self._items: list = []
+        self.last_seconds = (0.0, 0.0)  # the last training step: (forward + loss + backward, optimizer + EMA)
 
     @property
     def dataset_size(self) -> int:
@@ -255,17 +259,36 @@ class Prober:
         t = self.trainer
         return autocast(torch.bfloat16 if t.args.amp == "bf16" else t.amp, device=t.device.type)
 
-    def train_step(self, n: int) -> int:
-        """One real training step (forward, loss, backward, optimizer step, EMA update); return its peak."""
+    def _clock(self) -> float:
+        """``perf_counter`` once the device has finished its queued work (CUDA and MPS run asynchronously)."""
+        kind = self.trainer.device.type
+        if kind == "cuda":
+            torch.cuda.synchronize(self.trainer.device)
+        elif kind == "mps":
+            torch.mps.synchronize()
+        return time.perf_counter()
+
+    def train_step(self, n: int, reset: bool = True) -> int:
+        """One real training step (forward, loss, backward, optimizer step, EMA update); return its peak.
+
+        Its seconds go to ``last_seconds``: the batch's preparation, forward, loss and backward, then the
+        optimizer step with the EMA update apart (training pays that once per ``accumulate`` batches).
+        ``reset=False`` leaves the peak meter alone: on a CPU its reset gives freed memory back to the system,
+        so the step after it pays page faults that training does not (a step timed for speed, not memory).
+        """
         t = self.trainer
-        self.backend.reset_peak()
+        if reset:
+            self.backend.reset_peak()
+        start = self._clock()
         batch = self._batch(n)
         t.model.train()
         with self._autocast():
             loss, _ = t.model(batch)
             loss = loss.sum()
         t.scaler.scale(loss).backward()
+        mid = self._clock()
         t.optimizer_step()
+        self.last_seconds = (mid - start, self._clock() - mid)
         del loss, batch
         return self.backend.peak_bytes()
 
@@ -305,8 +328,12 @@ class Prober:
             s = time.perf_counter()
             try:
                 result.train.append((b, self.train_step(b)))
+                result.train_seconds[b], opt = self.last_seconds
+                result.optimizer_seconds.append(opt)
                 if val:
+                    v = self._clock()
                     result.val.append((b * self.val_factor, self.val_step(b * self.val_factor)))
+                    result.val_seconds[b * self.val_factor] = self._clock() - v
             except RuntimeError as e:
                 if not is_oom(e):
                     raise

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 PREFIX = "auto-plus"
-POLICIES = ("ladder", "fit")
+POLICIES = ("ladder", "fit", "speed")
 LR_SCALINGS = ("none", "linear", "sqrt")
+BN_MOMENTA = ("keep", "auto")
 CONFIG_ENV = "YOLO_BATCH_CONFIG"
 DISABLE_ENV = "YOLO_BATCH_DISABLE"
 
@@ -41,7 +42,8 @@ class BatchSpec:
 
     Attributes:
         policy (str): ``ladder`` takes the largest of ``candidates`` that fits, else auto-fits; ``fit`` takes
-            the largest batch that fits, rounded down to a multiple of 8 when >= 8.
+            the largest batch that fits, rounded down to a multiple of 8 when >= 8; ``speed`` the smallest batch
+            that fits and reaches ``speed_threshold`` of the best predicted training images/s.
         utilization (float): Share of the free memory (plus what this process already holds) to plan for.
         candidates (tuple[int, ...]): The ladder's rungs.
         min_batch (int): Smallest batch auto-plus may pick; a smaller fit is an error.
@@ -53,6 +55,9 @@ class BatchSpec:
             the step is cheap (at most 1 s, estimated from the probe),
             ``true`` always, ``false`` never.
         lr_scaling (str): ``none``, ``linear`` or ``sqrt`` scaling of lr0 above the nominal batch (nbs).
+        speed_threshold (float): ``speed``: the share of the best predicted images/s the pick must reach, in (0, 1].
+        bn_momentum (str): ``keep`` Ultralytics' BatchNorm momentum; ``auto`` scales it with the batch so the running
+            statistics average over as many images as at batch 16 (`batchnorm`).
         noise_scale (bool): Estimate the gradient-noise scale each epoch.
         oom_retries (int): How often training may step the batch down after running out of memory.
         config (str | None): The user YAML these settings were read from, if any.
@@ -71,6 +76,8 @@ class BatchSpec:
     probe_val: bool = True
     verify: bool | str = "auto"
     lr_scaling: str = "none"
+    speed_threshold: float = 0.97
+    bn_momentum: str = "keep"
     noise_scale: bool = True
     oom_retries: int = 3
     config: str | None = field(default=None, compare=False)
@@ -109,6 +116,15 @@ def _check(key: str, value: Any, where: str = "") -> Any:
             raise AutoPlusError(
                 f"lr_scaling={value!r}{where} is invalid; valid: {', '.join(LR_SCALINGS)}{_closest(value, LR_SCALINGS)}"
             )
+    elif key == "bn_momentum":
+        if value not in BN_MOMENTA:
+            raise AutoPlusError(
+                f"bn_momentum={value!r}{where} is invalid; valid: {', '.join(BN_MOMENTA)}{_closest(value, BN_MOMENTA)}"
+            )
+    elif key == "speed_threshold":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+            raise bad("a fraction in (0, 1], e.g. 0.97")
+        value = float(value)
     elif key == "utilization":
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
             raise bad("a fraction in (0, 1), e.g. 0.9")
@@ -155,7 +171,7 @@ def parse_batch_value(value: str) -> dict[str, Any]:
         >>> parse_batch_value("auto-plus")
         {}
     """
-    forms = "valid: auto-plus, auto-plus:fit, auto-plus:0.8, auto-plus:ladder:0.8"
+    forms = "valid: auto-plus, auto-plus:fit, auto-plus:speed, auto-plus:0.8, auto-plus:ladder:0.8"
     text = str(value).strip()
     head, *parts = text.split(":")
     if head.lower() != PREFIX:
@@ -176,12 +192,14 @@ def parse_batch_value(value: str) -> dict[str, Any]:
                 raise AutoPlusError(f"batch={value!r}: the fraction comes last; {forms}")
             out["utilization"] = number
         elif part in POLICIES and "policy" in out:
-            raise AutoPlusError(f"batch={value!r} names two policies; give one of ladder, fit; {forms}")
+            raise AutoPlusError(f"batch={value!r} names two policies; give one of {', '.join(POLICIES)}; {forms}")
         elif part in POLICIES and i == 0:
             out["policy"] = part
         else:
             hint = _closest(part, POLICIES)
-            raise AutoPlusError(f"batch={value!r}: unknown policy {part!r}{hint}; policies: ladder, fit; {forms}")
+            raise AutoPlusError(
+                f"batch={value!r}: unknown policy {part!r}{hint}; policies: {', '.join(POLICIES)}; {forms}"
+            )
     return out
 
 

@@ -15,6 +15,8 @@ from itertools import groupby
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from yolo_batch.throughput import check_line
+
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
@@ -174,6 +176,9 @@ def summarize(rows: list[dict[str, Any]], decision: dict | None, noise: float | 
     if speeds:
         over = "one epoch" if len(speeds) == 1 else f"mean of {len(speeds)} epochs"
         lines.append(f"speed {sum(speeds) / len(speeds):.1f} images/s (training only, {over})")
+        check = check_line(rows, decision)
+        if check:
+            lines.append(check)
     if peaks:
         util = f" ({max(utils) * 100:.1f}% of the device)" if utils else ""
         lines.append(f"peak memory {max(peaks) / 2**30:.2f} GiB{util}")

@@ -1,0 +1,308 @@
+"""Speed from numbers alone: seconds per training step against the batch, the dataloader's ceiling, images/s.
+
+Pure and without torch, as `policy`. The probe times its real training steps (`probe.ProbeResult`: forward, loss
+and backward in ``train_seconds``, the optimizer step with the EMA update apart in ``optimizer_seconds``, the
+warm-up step left out, the validation forward timed apart); `loader.measure` times the training dataloader
+as Ultralytics builds it. `Pace` turns both into predicted training images/s at any batch:
+
+- one iteration at batch ``b`` takes ``fixed + per_image x b`` seconds, plus the optimizer step once per
+  ``accumulate = round(nbs / b)`` iterations (Ultralytics steps the optimizer on ``nbs`` images);
+- the dataloader delivers ``loader`` images/s. Where its workers run beside the step (a GPU with
+  ``workers > 0``) the slower of the two sets the pace: ``min(b / step(b), loader)``. Where they share the
+  step's cores (a CPU) or run in the training process (``workers=0``) their times add:
+  ``1 / (step(b) / b + 1 / loader)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+LOADER_SHARE_NOTE = 0.25  # serial pipeline: say so when loading takes at least this share of the time per image
+
+
+@dataclass(frozen=True)
+class TimeLaw:
+    """Seconds of one training iteration: ``fixed + per_image x batch``, plus the optimizer's share.
+
+    Attributes:
+        fixed_seconds (float): Per-iteration cost that does not grow with the batch (kernel launches, Python).
+        per_image_seconds (float): Cost of each image in forward, loss and backward.
+        optimizer_seconds (float): One optimizer step with the EMA update.
+        nbs (int): Ultralytics' nominal batch: the optimizer steps once per ``round(nbs / batch)`` iterations.
+
+    Examples:
+        >>> law = TimeLaw(0.1, 0.01, 0.05, nbs=64)
+        >>> round(law.step_seconds(16), 4), round(law.step_seconds(64), 4)  # 16: the optimizer every 4th batch
+        (0.2725, 0.79)
+    """
+
+    fixed_seconds: float
+    per_image_seconds: float
+    optimizer_seconds: float = 0.0
+    nbs: int = 64
+
+    def step_seconds(self, batch: int) -> float:
+        """Seconds per iteration at ``batch``, the optimizer step spread over the iterations it serves."""
+        accumulate = max(round(self.nbs / batch), 1)
+        return self.fixed_seconds + self.per_image_seconds * batch + self.optimizer_seconds / accumulate
+
+    def images_per_s(self, batch: int) -> float:
+        """Training images per second the step alone allows at ``batch``."""
+        return batch / self.step_seconds(batch)
+
+
+def fit_time_law(points: list[tuple[int, float]], optimizer_seconds: float = 0.0, nbs: int = 64) -> TimeLaw:
+    """Least-squares ``seconds = fixed + per_image x batch`` through the probe's timed steps.
+
+    A negative fixed part (timing noise) refits through the origin; a falling line (the device was not busy
+    at the probed sizes) becomes flat at the mean: neither the fixed nor the per-image part is ever negative.
+
+    Args:
+        points (list[tuple[int, float]]): ``(batch, seconds)`` of forward, loss and backward.
+        optimizer_seconds (float): One optimizer step with the EMA update.
+        nbs (int): The run's nominal batch.
+
+    Returns:
+        (TimeLaw): The law.
+
+    Raises:
+        ValueError: With fewer than two different batch sizes.
+
+    Examples:
+        >>> law = fit_time_law([(2, 0.14), (4, 0.18), (8, 0.26)])
+        >>> round(law.fixed_seconds, 3), round(law.per_image_seconds, 3)
+        (0.1, 0.02)
+    """
+    pts = [(int(b), float(s)) for b, s in points]
+    if len({b for b, _ in pts}) < 2:
+        raise ValueError(f"need steps at two different batch sizes to fit a time law, got {points}")
+    n = len(pts)
+    mx, my = sum(b for b, _ in pts) / n, sum(s for _, s in pts) / n
+    slope = sum((b - mx) * (s - my) for b, s in pts) / sum((b - mx) ** 2 for b, _ in pts)
+    fixed = my - slope * mx
+    if slope <= 0:
+        slope, fixed = 0.0, my
+    elif fixed < 0:
+        slope, fixed = sum(b * s for b, s in pts) / sum(b * b for b, _ in pts), 0.0
+    return TimeLaw(fixed, slope, max(float(optimizer_seconds), 0.0), int(nbs))
+
+
+@dataclass(frozen=True)
+class Pace:
+    """Predicted training images/s per batch: the step's time law and the dataloader's rate.
+
+    Attributes:
+        law (TimeLaw): The training step's time law.
+        loader_images_per_s (float | None): The training dataloader's images/s (None: not measured).
+        overlapped (bool): The loader's workers run beside the step (a GPU with workers); else the times add.
+        workers (int): The loader's worker processes.
+        cpus (int): CPU cores of the machine, for the advice.
+        cache (str): The run's ``cache=`` (``False``, ``ram`` or ``disk``), for the advice.
+        loader_images (int): Images the loader's rate was measured on.
+        loader_seconds (float): Seconds it was measured over (after its first batch).
+        loader_start_seconds (float): Seconds to build the loader and get its first batch (workers' start).
+        points (tuple): The ``(batch, seconds)`` steps the law was fitted on.
+
+    Examples:
+        >>> pace = Pace(TimeLaw(0.05, 0.002), loader_images_per_s=400, overlapped=True, workers=8, cpus=16)
+        >>> round(pace.images_per_s(16)), round(pace.images_per_s(128)), pace.loader_bound(128)
+        (195, 400, True)
+    """
+
+    law: TimeLaw
+    loader_images_per_s: float | None = None
+    overlapped: bool = True
+    workers: int = 0
+    cpus: int = 1
+    cache: str = "False"
+    loader_images: int = 0
+    loader_seconds: float = 0.0
+    loader_start_seconds: float = 0.0
+    points: tuple = ()
+
+    def images_per_s(self, batch: int) -> float:
+        """Predicted training images/s at ``batch``."""
+        step = self.law.images_per_s(batch)
+        loader = self.loader_images_per_s
+        if not loader:
+            return step
+        return min(step, loader) if self.overlapped else 1 / (1 / step + 1 / loader)
+
+    def loader_bound(self, batch: int) -> bool:
+        """True when the dataloader, not the step, sets the pace at ``batch`` (overlapped pipelines only)."""
+        loader = self.loader_images_per_s
+        return bool(self.overlapped and loader and loader < self.law.images_per_s(batch))
+
+    def loader_share(self, batch: int) -> float:
+        """Share of the time per image spent loading, where the times add (0 when overlapped or unmeasured)."""
+        loader = self.loader_images_per_s
+        if self.overlapped or not loader:
+            return 0.0
+        return (1 / loader) / (1 / self.law.images_per_s(batch) + 1 / loader)
+
+    def advice(self) -> str:
+        """What raises the dataloader's ceiling on this machine."""
+        tips = []
+        if self.overlapped and self.workers < self.cpus:
+            tips.append(f"more workers= (now {self.workers}, the machine has {self.cpus} CPU cores)")
+        if str(self.cache) in {"False", "false", "None", ""}:
+            tips.append("cache=ram (or cache=disk) to skip image decoding")
+        if self.overlapped:
+            tips.append("a lighter augmentation (mosaic) costs less per image")
+        else:
+            tips.append("on a CPU, loading and training share the cores")
+        return "; ".join(tips)
+
+    def note(self, batch: int) -> str:
+        """The reason's words about the loader at ``batch``, or an empty string when it does not matter."""
+        if self.loader_bound(batch):
+            return f"dataloader-bound at {self.loader_images_per_s:.0f} images/s ({self.advice()})"
+        share = self.loader_share(batch)
+        if share >= LOADER_SHARE_NOTE:
+            return (
+                f"data loading takes {share:.0%} of the time per image (loader {self.loader_images_per_s:.0f} "
+                f"images/s, workers={self.workers}; {self.advice()})"
+            )
+        return ""
+
+    def as_record(self) -> dict[str, Any]:
+        """The laws as plain JSON types, for ``batch_decision.json``."""
+        law = self.law
+        return {
+            "time_law": {
+                "fixed_seconds": round(law.fixed_seconds, 6),
+                "per_image_seconds": round(law.per_image_seconds, 7),
+                "optimizer_seconds": round(law.optimizer_seconds, 6),
+                "nbs": law.nbs,
+            },
+            "loader": {
+                "images_per_s": round(self.loader_images_per_s, 1) if self.loader_images_per_s else None,
+                "workers": self.workers,
+                "overlapped": self.overlapped,
+                "cpus": self.cpus,
+                "cache": str(self.cache),
+                "images": self.loader_images,
+                "seconds": round(self.loader_seconds, 3),
+                "start_seconds": round(self.loader_start_seconds, 3),
+            },
+        }
+
+
+def record_fields(pace: Pace | None, batch: int, probe: Any = None) -> dict[str, Any]:
+    """``batch_decision.json``'s speed fields: both laws, the timed points, predicted images/s at the pick.
+
+    Args:
+        pace (Pace | None): The run's pace (None: not measured).
+        batch (int): The pick.
+        probe: The `probe.ProbeResult` with the timed steps, if any.
+
+    Returns:
+        (dict): ``speed`` (laws and points, or None), ``predicted_images_per_s`` and ``loader_bound`` at the pick.
+    """
+    if pace is None:
+        return {"speed": None, "predicted_images_per_s": None, "loader_bound": None}
+    speed = pace.as_record()
+    speed["points"] = {"law": [[b, round(v, 5)] for b, v in pace.points]}
+    if probe is not None:
+        speed["points"] |= {
+            "probe_seconds": [[b, round(v, 5)] for b, v in sorted(probe.train_seconds.items())],
+            "optimizer_seconds": [round(v, 5) for v in probe.optimizer_seconds],
+            "val_seconds": [[b, round(v, 5)] for b, v in sorted(probe.val_seconds.items())],
+            "warmup_seconds": round(probe.warmup_seconds, 5),
+        }
+    return {
+        "speed": speed,
+        "predicted_images_per_s": round(pace.images_per_s(batch), 1),
+        "loader_bound": pace.loader_bound(batch),
+    }
+
+
+def law_line(record: dict[str, Any]) -> str:
+    """The decision table's line about speed: the step's time law and the dataloader's rate.
+
+    Examples:
+        >>> print(law_line({"speed": Pace(TimeLaw(0.05, 0.0021, 0.03), 480.0, True, 8, 16).as_record()}))
+        time law 50.0 ms + 2.10 ms/image per step, optimizer 30.0 ms per 64 images; dataloader 480 images/s (8 workers)
+    """
+    speed = record["speed"]
+    law, loader = speed["time_law"], speed["loader"]
+    rate = loader.get("images_per_s")
+    how = "" if loader.get("overlapped") else ", its time adds to the step's"
+    workers = loader.get("workers", 0)
+    data = f"dataloader {rate:.0f} images/s ({workers} workers{how})" if rate else "dataloader not timed"
+    return (
+        f"time law {law['fixed_seconds'] * 1e3:.1f} ms + {law['per_image_seconds'] * 1e3:.2f} ms/image per step, "
+        f"optimizer {law['optimizer_seconds'] * 1e3:.1f} ms per {law.get('nbs', 64)} images; {data}"
+    )
+
+
+def pace_from_record(record: dict[str, Any]) -> Pace | None:
+    """The `Pace` a ``batch_decision.json`` record holds, or None for a record without one.
+
+    Examples:
+        >>> r = Pace(TimeLaw(0.05, 0.002, 0.01), 300.0, True, 4, 8).as_record()
+        >>> round(pace_from_record({"speed": r}).images_per_s(64))
+        300
+    """
+    speed = record.get("speed") or {}
+    law, loader = speed.get("time_law"), speed.get("loader") or {}
+    if not law:
+        return None
+    return Pace(
+        TimeLaw(law["fixed_seconds"], law["per_image_seconds"], law.get("optimizer_seconds", 0.0), law.get("nbs", 64)),
+        loader.get("images_per_s"),
+        bool(loader.get("overlapped", True)),
+        int(loader.get("workers", 0)),
+        int(loader.get("cpus", 1)),
+        str(loader.get("cache", "False")),
+    )
+
+
+def steady_images_per_s(rows: list[dict[str, Any]], batch: int, skip: int = 1) -> tuple[float, int] | None:
+    """Mean measured training images/s of the epochs at ``batch`` after the first ``skip`` ones, and their count.
+
+    The first epoch pays the dataloader's start and the first steps' warm-up; later epochs are steady.
+
+    Examples:
+        >>> rows = [{"epoch": 1, "batch": 8, "images_per_s": 50.0}, {"epoch": 2, "batch": 8, "images_per_s": 60.0},
+        ...         {"epoch": 3, "batch": 8, "images_per_s": 62.0}, {"epoch": "final", "batch": 8}]
+        >>> steady_images_per_s(rows, 8)
+        (61.0, 2)
+    """
+    speeds = []
+    for r in rows:
+        if str(r.get("epoch")) == "final" or str(r.get("batch")) != str(batch):
+            continue
+        try:
+            speeds.append(float(r["images_per_s"]))
+        except (KeyError, TypeError, ValueError):
+            continue
+    speeds = speeds[skip:]
+    finite = [v for v in speeds if math.isfinite(v) and v > 0]
+    return (sum(finite) / len(finite), len(finite)) if finite else None
+
+
+def check_line(rows: list[dict[str, Any]], record: dict[str, Any] | None) -> str | None:
+    """The summary's check of the time law: predicted images/s at the pick against the steady epochs'.
+
+    Examples:
+        >>> rec = {"batch": 8, "speed": Pace(TimeLaw(0.06, 0.0125)).as_record()}
+        >>> rows = [{"epoch": e, "batch": 8, "images_per_s": v} for e, v in ((1, 40.0), (2, 48.0), (3, 52.0))]
+        >>> check_line(rows, rec)
+        'speed: predicted 50.0 images/s at batch 8, measured 50.0 over 2 steady epochs (+0.0%)'
+    """
+    pace = pace_from_record(record or {})
+    batch = (record or {}).get("batch")
+    if pace is None or not batch:
+        return None
+    steady = steady_images_per_s(rows, batch)
+    if steady is None:
+        return None
+    measured, n = steady
+    predicted = pace.images_per_s(int(batch))
+    return (
+        f"speed: predicted {predicted:.1f} images/s at batch {batch}, measured {measured:.1f} over {n} steady "
+        f"epoch{'s' if n != 1 else ''} ({(predicted - measured) / measured:+.1%})"
+    )
