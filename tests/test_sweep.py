@@ -43,11 +43,13 @@ class FakeYolo:
 
     def __init__(self, fail_at: int | None = None) -> None:
         self.calls: list[list[str]] = []
+        self.envs: list[dict[str, str]] = []
         self.fail_at = fail_at
         self.seen_before: list[bool] = []  # did the run folder exist when training started?
 
     def __call__(self, cmd, env):
         self.calls.append(list(cmd))
+        self.envs.append(env)
         assert env["YOLO_OFFLINE"] == "1"
         if self.fail_at == len(self.calls):
             return 1
@@ -144,6 +146,7 @@ def test_recipe_normalises_values_and_resolves_files(tmp_path, monkeypatch):
         "data": str(tmp_path / "data.yaml"),
         "epochs": 2,
         "seed": 3,
+        "val_batch": 32,
         "amp": False,
         "imgsz": 64,
     }
@@ -192,13 +195,16 @@ def test_sweep_trains_each_batch_then_reuses(tmp_path, capsys, fake):
         ]
         for b, n in (("4", "4"), ("auto-plus:fit", "auto-plus_fit"))
     ]
+    # every run validates at the same batch, told by the environment (not a yolo train key)
+    assert [(e["YOLO_BATCH_VAL_BATCH"], e["YOLO_BATCH_OBSERVE"]) for e in fake.envs] == [("32", "1"), ("32", "1")]
     out = capsys.readouterr().out
+    assert "every run validates at batch 32 (val_batch=)" in out
     assert "sweep: run 1/2 batch=4 (trained) in " in out and "sweep: run 2/2 batch=auto-plus:fit (trained)" in out
     assert out.count("ETA ") == 2 and "ETA 0s" in out
     with open(project / "comparison.csv", newline="") as f:
         assert [(r["run"], r["epochs"]) for r in csv.DictReader(f)] == [("4", "2"), ("auto-plus_fit", "2")]
     record = (project / "sweep.yaml").read_text()
-    assert "epochs: 2" in record and "auto-plus:fit" in record
+    assert "epochs: 2" in record and "auto-plus:fit" in record and "val_batch: 32" in record
     # again: nothing trains, every run is reused
     assert sweep.sweep_cli(base(project, batches="auto-plus:fit,4")) == 0
     assert len(fake.calls) == 2
@@ -219,6 +225,32 @@ def test_another_recipe_in_the_same_project_is_refused(tmp_path, capsys, fake):
     assert sweep.sweep_cli(base(project, batches="8,16")) == 0
     assert len(fake.calls) == 3 and "name=16" in fake.calls[-1]
     assert "- '4'\n- '8'\n- '16'\n" in (project / "sweep.yaml").read_text()
+
+
+def test_val_batch_is_the_users_and_part_of_the_recipe(tmp_path, capsys, fake):
+    project = tmp_path / "sweep"
+    assert sweep.sweep_cli(base(project, val_batch=16)) == 0
+    assert [e["YOLO_BATCH_VAL_BATCH"] for e in fake.envs] == ["16", "16"]
+    assert not any(w.startswith("val_batch=") for c in fake.calls for w in c)  # never passed to yolo train
+    assert "val_batch: 16" in (project / "sweep.yaml").read_text()
+    assert "every run validates at batch 16 (val_batch=)" in capsys.readouterr().out
+    # the same project at another validation batch would compare runs validated differently: refused
+    assert cli.main(["sweep", *base(project)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "val_batch: 16 there, 32 here" in err[0]
+    assert cli.main(["sweep", *base(tmp_path / "other", val_batch=0)]) == 2
+    assert "val_batch='0' is invalid: expected a positive integer" in capsys.readouterr().err
+
+
+def test_a_record_without_val_batch_is_another_recipe(tmp_path, capsys, fake):
+    """A sweep recorded before val_batch existed validated each run at twice its batch: not comparable."""
+    project = tmp_path / "sweep"
+    recipe, batches, _ = sweep.plan(base(project))
+    recipe.pop("val_batch")
+    sweep.write_record(project, recipe, batches)
+    assert cli.main(["sweep", *base(project)]) == 2
+    assert "val_batch: 'unset' there, 32 here" in capsys.readouterr().err
+    assert fake.calls == []
 
 
 def test_run_folders_without_a_record_are_refused(tmp_path, fake):
@@ -334,6 +366,7 @@ def test_real_interrupted_run_resumes(tiny_data, tmp_path, capsys):
     recipe, batches, _ = sweep.plan(args)
     sweep.write_record(project, recipe, batches)
     model = YOLO(recipe.pop("model"))
+    recipe.pop("val_batch")  # the sweep tells its runs through YOLO_BATCH_VAL_BATCH, not as a yolo train key
     model.add_callback("on_model_save", _stop_after_first_save)
     with pytest.raises(_Stop):
         model.train(**recipe, batch=4, project=str(project), name="4", exist_ok=True)

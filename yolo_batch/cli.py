@@ -125,6 +125,7 @@ COMMANDS = {
             ("epochs=N", "epochs of every run (required)"),
             ("project=runs/sweep", "the sweep's folder"),
             ("seed=0", "the seed of every run"),
+            ("val_batch=32", "the validation batch of every run (stock training validates at 2x its batch)"),
             (
                 "KEY=VALUE",
                 "any other yolo train argument (`yolo cfg` lists them), except batch, name, "

@@ -20,7 +20,7 @@ VERIFY_CHEAP_S = 1.0  # ...or whose step (estimated from the probe) takes at mos
 
 def auto_batch(trainer, world: int = 1) -> int:
     """Probe, decide, verify and report; return the batch the run trains at (per GPU when ``world`` > 1)."""
-    from yolo_batch import ddp, policy, records
+    from yolo_batch import ddp, policy, records, valbatch
     from yolo_batch.loader import measure_pace
     from yolo_batch.memory import backend_for
     from yolo_batch.probe import Prober, borrowed
@@ -44,7 +44,7 @@ def auto_batch(trainer, world: int = 1) -> int:
             )
         train_law, used, flat = _fit(prober, result, spec)
         val_law = _fit_val(result)
-        model = policy.MemoryModel(train_law, val_law, val_factor=prober.val_factor)
+        model = policy.MemoryModel(train_law, val_law, val_factor=prober.val_factor, val_batch=valbatch.wanted())
         s.backend.empty_cache()
         head = s.backend.headroom()
         budget = head.budget(spec.utilization)
@@ -158,7 +158,7 @@ def auto_batch(trainer, world: int = 1) -> int:
         "imgsz": prober.max_size,
         "amp": bool(trainer.amp),
         "config": spec.config,
-        "settings": spec.as_dict(),
+        "settings": {**spec.as_dict(), "val_batch": model.val_batch},
         **record_fields(pace, batch, result),
         **lr,
         "versions": _versions(),
@@ -223,7 +223,7 @@ def refit_law(model, result, batch: int, peaks: tuple[int, int | None]):
     if train is None:
         return None
     val = through(result.val, batch * model.val_factor, peaks[1]) if model.val else None
-    return MemoryModel(train, val or model.val, model.val_factor)
+    return MemoryModel(train, val or model.val, model.val_factor, model.val_batch)
 
 
 def _step_estimate(result, batch: int) -> float:

@@ -117,9 +117,9 @@ def measure_pace(trainer, prober, result, limit: int):
     try:
         rate = measure(trainer, prober.dataset)
     except Exception as e:  # noqa: BLE001 - a loader that cannot be timed here still trains; the step's law stands
-        from yolo_batch.callbacks import _log
+        from yolo_batch.session import log
 
-        logger, prefix = _log()
+        logger, prefix = log()
         logger.warning(f"{prefix}dataloader not measured ({type(e).__name__}: {e}); images/s from the step alone")
         rate = LoaderRate(None, 0, 0, 0.0, 0.0)
     overlapped = rate.workers > 0 and trainer.device.type != "cpu"

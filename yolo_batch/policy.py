@@ -74,21 +74,35 @@ def fit_law(points: list[tuple[int, float]]) -> tuple[Law, list[tuple[int, float
 
 @dataclass(frozen=True)
 class MemoryModel:
-    """Training-step law plus, optionally, the validation forward's law at ``val_factor`` x the batch."""
+    """Training-step law plus, optionally, the validation forward's law at ``val_factor`` x the batch.
+
+    ``val_batch`` fixes the validation batch instead (``YOLO_BATCH_VAL_BATCH``, set by sweeps).
+
+    Examples:
+        >>> m = MemoryModel(Law(100, 10), Law(50, 4), val_batch=64)
+        >>> m.peak(8), m.peak(30), m.max_batch(350)
+        (306, 400, 25)
+    """
 
     train: Law
     val: Law | None = None
     val_factor: int = 2
+    val_batch: int | None = None
+
+    def _val_images(self, batch: int) -> int:
+        return self.val_batch or batch * self.val_factor
 
     def peak(self, batch: int) -> float:
         """Predicted peak bytes when training (and validating) at ``batch``."""
         p = self.train.at(batch)
-        return max(p, self.val.at(batch * self.val_factor)) if self.val else p
+        return max(p, self.val.at(self._val_images(batch))) if self.val else p
 
     def max_batch(self, budget_bytes: float) -> int:
         """Largest integer batch whose predicted peak fits ``budget_bytes`` (0 if not even one image)."""
         n = self.train.max_images(budget_bytes)
-        if self.val:
+        if self.val and self.val_batch:
+            n = n if self.val.at(self.val_batch) <= budget_bytes else 0.0
+        elif self.val:
             n = min(n, self.val.max_images(budget_bytes) / self.val_factor)
         if math.isinf(n):
             return 2**31 - 1

@@ -83,6 +83,8 @@ def guarded_validate(trainer, original):
         s.oom_events += 1
         s.backend.empty_cache() if s.backend else None
         new = max(loader.batch_size // 2, 1)
+        if s.val_batch:  # a fixed validation batch (YOLO_BATCH_VAL_BATCH) steps down too
+            s.val_batch = new
         split = trainer.data.get(trainer.args.split) or trainer.data.get("val")
         trainer.test_loader = trainer.get_dataloader(split, batch_size=new, rank=-1, mode="val")
         trainer.validator.dataloader = trainer.test_loader

@@ -60,6 +60,7 @@ class Session:
         self.start_epoch: int | None = None  # trainer.start_epoch, held while an epoch runs
         self.launcher = False  # the DDP launcher: spawns the workers, trains nothing
         self.worker = False  # a DDP worker of an auto-plus launch: decides with the other ranks
+        self.val_batch: int | None = None  # the fixed validation batch (YOLO_BATCH_VAL_BATCH), when asked for
 
 
 def session(trainer) -> Session | None:

@@ -1,9 +1,12 @@
 """``yolo-batch sweep``: one training recipe at several batches, one run after another, then a comparison.
 
 Each run is the stock ``yolo train`` with the same recipe and seed, into ``project/<batch label>/`` (``16``,
-``auto-plus``, ``auto-plus_fit_0.8``). ``project/sweep.yaml`` records the recipe: running the same sweep again
-reuses finished runs, resumes an interrupted one from its ``weights/last.pt`` and starts over a run that left no
-checkpoint; a different recipe in the same project is refused. At the end `yolo_batch.report.compare` writes
+``auto-plus``, ``auto-plus_fit_0.8``). Every run validates at the same batch, ``val_batch`` (32 unless given;
+stock training validates at twice its batch, and letterboxed rect batches pad by the batch, which moves mAP a
+little), through ``YOLO_BATCH_VAL_BATCH`` (`valbatch`). ``project/sweep.yaml`` records the recipe, the validation
+batch included: running the same sweep again reuses finished runs, resumes an interrupted one from its
+``weights/last.pt`` and starts over a run that left no checkpoint; a different recipe in the same project is
+refused. At the end `yolo_batch.report.compare` writes
 ``project/comparison.csv`` and ``project/comparison.png``.
 """
 
@@ -24,8 +27,9 @@ from yolo_batch.spec import AutoPlusError, _closest, looks_like_auto_plus, parse
 SWEEP_FILE = "sweep.yaml"
 USAGE = (
     "usage: yolo-batch sweep model=... data=... batches=16,32,64,auto-plus epochs=N [project=runs/sweep] "
-    "[seed=0] [any yolo train key=value]"
+    "[seed=0] [val_batch=32] [any yolo train key=value]"
 )
+VAL_BATCH = 32  # every run's validation batch unless val_batch= says: stock training's at its default batch 16
 REQUIRED = ("model", "data", "batches", "epochs")
 FORMS = "an integer >= 1 or an auto-plus value (auto-plus, auto-plus:fit, auto-plus:0.8, auto-plus:fit:0.8)"
 # Keys the sweep sets itself, with what to do instead.
@@ -96,15 +100,23 @@ def plan(args: list[str]) -> tuple[dict[str, Any], list[str], Path]:
         args (list[str]): ``key=value`` words: the sweep's own keys and any ``yolo train`` key.
 
     Returns:
-        (tuple): The recipe (model, data, epochs, seed and the other ``yolo train`` keys, valued as ``yolo``
-            reads them), the batch values and the project folder (absolute).
+        (tuple): The recipe (model, data, epochs, seed, val_batch and the other ``yolo train`` keys, valued as
+            ``yolo`` reads them), the batch values and the project folder (absolute).
 
     Raises:
         AutoPlusError: For a missing, unknown, refused or invalid argument, in one line.
     """
     from ultralytics.cfg import DEFAULT_CFG_DICT, check_cfg, smart_value
 
-    own = {"model": str, "data": str, "batches": parse_batches, "epochs": positive, "project": str, "seed": int}
+    own = {
+        "model": str,
+        "data": str,
+        "batches": parse_batches,
+        "epochs": positive,
+        "project": str,
+        "seed": int,
+        "val_batch": positive,
+    }
     valid = {**{k: str for k in DEFAULT_CFG_DICT if k not in SET_BY_SWEEP}, **own}
     for a in args:
         key, eq, _ = a.partition("=")
@@ -138,6 +150,7 @@ def plan(args: list[str]) -> tuple[dict[str, Any], list[str], Path]:
         for k in ("model", "data")
     }
     recipe = {**files, "epochs": opts["epochs"], "seed": opts.get("seed", 0)}
+    recipe["val_batch"] = opts.get("val_batch", VAL_BATCH)
     return {**recipe, **dict(sorted(others.items()))}, batches, project
 
 
@@ -278,7 +291,15 @@ def train_command(recipe: dict[str, Any], value: str, project: Path) -> list[str
         (list[str]): The command line.
     """
     args = {**recipe, "batch": value, "project": str(project), "name": label(value), "exist_ok": True}
+    args.pop("val_batch", None)  # not a yolo train key: the run reads it from YOLO_BATCH_VAL_BATCH (`sweep_env`)
     return [*yolo_command(), "train", *(f"{k}={_word(v)}" for k, v in args.items())]
+
+
+def sweep_env(recipe: dict[str, Any]) -> dict[str, str]:
+    """The environment of every run: measured (``YOLO_BATCH_OBSERVE``), validating at the recipe's ``val_batch``."""
+    from yolo_batch.valbatch import ENV
+
+    return {**run_env(), "YOLO_BATCH_OBSERVE": "1", ENV: str(recipe.get("val_batch", VAL_BATCH))}
 
 
 def _word(v: Any) -> str:
@@ -309,7 +330,11 @@ def sweep_cli(args: list[str]) -> int:
     states = [run_state(run, recipe["epochs"]) for _, run in runs]
     write_record(project, recipe, listed)
     todo = sum(s != "finished" for s, _ in states)
-    print(f"sweep: {len(runs)} run(s) in {project}: {todo} to train or resume, {len(runs) - todo} finished", flush=True)
+    print(
+        f"sweep: {len(runs)} run(s) in {project}: {todo} to train or resume, {len(runs) - todo} finished; every run "
+        f"validates at batch {recipe['val_batch']} (val_batch=)",
+        flush=True,
+    )
     spent: list[float] = []
     for i, ((value, run), (state, saved)) in enumerate(zip(runs, states), 1):
         t0 = time.perf_counter()
@@ -323,7 +348,7 @@ def sweep_cli(args: list[str]) -> int:
                 if state == "partial":
                     shutil.rmtree(run)
                 cmd, how = train_command(recipe, value, project), "trained"
-            env = {**run_env(), "YOLO_BATCH_OBSERVE": "1"}  # integer batches get the effect log too
+            env = sweep_env(recipe)  # integer batches get the effect log too, and every run one validation batch
             try:
                 rc = run_child(cmd, env)
             except KeyboardInterrupt:

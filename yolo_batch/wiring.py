@@ -91,7 +91,7 @@ def plan(cfg: Any, overrides: dict | None, given_callbacks: dict | None, observe
     Raises:
         AutoPlusError: For a bad batch value, keyword or config, before anything is built or written.
     """
-    from yolo_batch import ddp, records
+    from yolo_batch import ddp, records, valbatch
 
     given, value = _batch_value(cfg, overrides)
     asked = value
@@ -111,6 +111,7 @@ def plan(cfg: Any, overrides: dict | None, given_callbacks: dict | None, observe
         spec, decides, value = resolve_spec(None, keywords, config), False, None
     else:
         return None
+    valbatch.wanted()  # a bad YOLO_BATCH_VAL_BATCH fails here, before anything is built
     overrides = dict(overrides or {})
     if decides:  # a task the probe cannot serve is refused here, before the trainer builds or writes anything
         from yolo_batch.probe import check_task
@@ -144,7 +145,7 @@ def attach(trainer) -> None:
     """
     import functools
 
-    from yolo_batch import ddp, decide, records, recovery
+    from yolo_batch import ddp, decide, records, recovery, valbatch
 
     s = session(trainer)
     if s.launcher:  # spawns the DDP workers (which inherit YOLO_BATCH_DDP), then forgets the value
@@ -152,6 +153,7 @@ def attach(trainer) -> None:
         trainer.train = functools.partial(ddp.launched, trainer.train)
         return
     trainer.train = functools.partial(recovery.guarded_train, trainer, trainer.train)
+    valbatch.attach(trainer, s)
     if s.decides:
         trainer.auto_batch = functools.partial(decide.auto_batch, trainer)
         if hasattr(trainer, "_build_train_pipeline"):  # Ultralytics 8.4; 8.3 has no OOM step-down to steer
