@@ -105,6 +105,9 @@ def on_train_epoch_start(trainer, s: Session) -> None:
         from yolo_batch.memory import backend_for
 
         s.backend = backend_for(trainer.device)
+    from yolo_batch import batchnorm
+
+    batchnorm.apply(trainer, s)  # bn_momentum: auto scales BatchNorm momentum to this epoch's batch
     s.backend.reset_peak()
     s.epoch_start = time.perf_counter()
     if s.decides:

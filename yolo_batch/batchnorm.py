@@ -1,0 +1,76 @@
+"""``bn_momentum: auto``: BatchNorm running statistics that average over the same number of images at any batch.
+
+Ultralytics sets every BatchNorm's momentum to 0.03 (``initialize_weights``), and the running mean and variance
+move by that share at every training iteration, whatever the batch. At batch 16, Ultralytics' default batch and
+the reference here, a batch's statistics keep half their weight for ``ln 0.5 / ln 0.97 = 22.8`` iterations,
+364 images. At batch 64 the same momentum keeps them for 22.8 iterations of 64 images, 1456 images: 4x fewer
+updates per epoch, and running statistics that trail the weights for longer (the notebook traced the early-epoch
+mAP lag of large batches to this).
+
+``auto`` sets ``momentum_b = 1 - (1 - momentum_16) ** (b / 16)`` on the training model, which keeps the decay per
+image: 0.1147 at 64, 0.0151 at 8. The EMA model (what validation, ``last.pt`` and ``best.pt`` use) is never
+touched, so checkpoints keep Ultralytics' momentum. ``keep`` (the default) changes nothing.
+"""
+
+from __future__ import annotations
+
+import math
+
+REFERENCE_BATCH = 16  # Ultralytics' default batch, at which its momentum of 0.03 was chosen
+
+
+def scaled(momentum: float, batch: int, reference: int = REFERENCE_BATCH) -> float:
+    """The momentum at ``batch`` whose decay per image equals ``momentum``'s at ``reference``.
+
+    Examples:
+        >>> round(scaled(0.03, 64), 4), round(scaled(0.03, 8), 4), scaled(0.03, 16)
+        (0.1147, 0.0151, 0.03)
+    """
+    if batch == reference:
+        return momentum
+    return 1 - (1 - momentum) ** (batch / reference)
+
+
+def half_life_images(momentum: float, batch: int) -> float:
+    """Images after which a batch's statistics keep half their weight in the running average.
+
+    Examples:
+        >>> round(half_life_images(0.03, 16)), round(half_life_images(0.03, 64)), round(half_life_images(0.1147, 64))
+        (364, 1456, 364)
+    """
+    return batch * math.log(0.5) / math.log(1 - momentum)
+
+
+def apply(trainer, session) -> None:
+    """Scale the training model's BatchNorm momentum to the batch it trains at (``bn_momentum: auto`` only).
+
+    Runs at every epoch start (the batch may have stepped down after running out of memory); logs a change.
+    """
+    if session.spec.bn_momentum != "auto":
+        return
+    batch = trainer.batch_size
+    if getattr(session, "bn_batch", None) == batch:
+        return
+    import torch.nn as nn
+    from ultralytics.utils.torch_utils import unwrap_model
+
+    originals = getattr(session, "bn_momenta", None)
+    if originals is None:
+        originals = session.bn_momenta = {}
+    changed = []
+    for name, m in unwrap_model(trainer.model).named_modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.momentum is not None:
+            base = originals.setdefault(name, m.momentum)
+            m.momentum = scaled(base, batch)
+            changed.append(base)
+    session.bn_batch = batch
+    if changed:
+        from yolo_batch.callbacks import _log
+
+        base = max(set(changed), key=changed.count)
+        logger, prefix = _log()
+        logger.info(
+            f"{prefix}bn_momentum auto: BatchNorm momentum {base:g} -> {scaled(base, batch):.4f} at batch {batch} "
+            f"(running statistics halve over ~{half_life_images(base, REFERENCE_BATCH):.0f} images, as at batch "
+            f"{REFERENCE_BATCH}), {len(changed)} layers"
+        )
