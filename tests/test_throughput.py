@@ -266,3 +266,11 @@ def test_check_line_compares_the_pick_with_the_steady_epochs():
     assert check_line(rows, {"batch": 48, "speed": None}) is None
     assert check_line(rows[:1], record) is None
     assert not math.isnan(h100_pace().images_per_s(1))
+
+
+def test_speed_says_when_the_pick_is_above_nbs():
+    model = MemoryModel(Law(4.0, 0.5))
+    above = decide(model, 20.0, policy="speed", pace=Pace(TimeLaw(0.1, 0.01, nbs=16)))
+    assert above.batch == 32
+    assert above.reason.endswith("; above nbs=16 every optimizer step sees 32 images, not 16 (see lr_scaling)")
+    assert "above nbs" not in decide(model, 20.0, policy="speed", pace=Pace(TimeLaw(0.1, 0.01, nbs=64))).reason

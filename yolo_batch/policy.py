@@ -234,6 +234,9 @@ def decide(
         b, reason = _fastest(pace, min_batch, fit_n, speed_threshold)
         limit = cap_note if fit_n == cap else f"{fit_n + 1} would need {gib(model.peak(fit_n + 1))}"
         reason = f"{reason} (the largest that fits is {fit_n}: {limit}); {b} fits at {gib(model.peak(b))}"
+        nbs = getattr(getattr(pace, "law", None), "nbs", None)
+        if nbs and b > nbs:
+            reason += f"; above nbs={nbs} every optimizer step sees {b} images, not {nbs} (see lr_scaling)"
         note = pace.note(b)
         return Decision(b, policy, budget_bytes, model.peak(b), f"{note}; {reason}" if note else reason, rungs)
     raise ValueError(f"policy must be 'ladder', 'fit' or 'speed', got {policy!r}")
