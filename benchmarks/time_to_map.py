@@ -173,17 +173,19 @@ def table(measured: list[dict], share: float) -> tuple[list[str], dict]:
     by = {m["run"]: m for m in measured}
     if "speed" in by and best:
         r = by["speed"]["ratio"]
+        got = "did not reach the target" if r is None else f"{r:.2f}x"
         verdict = "met" if r is not None and r <= SPEED_TARGET else "missed"
-        checks.append(f"speed within {SPEED_TARGET}x of the best fixed batch: {fmt(r, '.2f')}x, {verdict}")
+        checks.append(f"speed within {SPEED_TARGET}x of the best fixed batch: {got}, {verdict}")
     if fixed:
         fastest = max(fixed, key=lambda m: m["images_per_s"] or 0.0)
         biggest = max(fixed, key=lambda m: m["batch"] or 0)
         if "speed" in by and "ladder" in by and fastest is not biggest:
             s, la = by["speed"]["time_to_target_s"], by["ladder"]["time_to_target_s"]
             ahead = s is not None and (la is None or s < la)
+            seconds = {k: "not reached" if v is None else f"{v:.0f}s" for k, v in (("speed", s), ("ladder", la))}
             checks.append(
                 f"the biggest batch ({biggest['batch']}) is not the fastest ({fastest['batch']}): speed "
-                f"{fmt(s, '.0f')}s vs ladder {fmt(la, '.0f')}s, {'met' if ahead else 'missed'}"
+                f"{seconds['speed']} vs ladder {seconds['ladder']} to the target, {'met' if ahead else 'missed'}"
             )
     lines += checks
     return lines, {"target": target, "top": top, "best_fixed": best["run"] if best else None, "checks": checks}

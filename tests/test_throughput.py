@@ -274,3 +274,16 @@ def test_speed_says_when_the_pick_is_above_nbs():
     assert above.batch == 32
     assert above.reason.endswith("; above nbs=16 every optimizer step sees 32 images, not 16 (see lr_scaling)")
     assert "above nbs" not in decide(model, 20.0, policy="speed", pace=Pace(TimeLaw(0.1, 0.01, nbs=64))).reason
+
+
+def test_a_small_training_set_counts_the_partial_batch():
+    # 128 images, step 0.1 + 0.01 b: 88 takes 2 iterations as 64 does (0.98 + 0.50 = 1.48 s = 2 x 0.74 s), so it is
+    # no faster; 128 takes one (1.38 s). Fits up to 128; best 128 / 1.38 = 92.75; 0.97 x 92.75 = 89.97. 64 and 88
+    # reach 86.5 only, 100..127 also take 2 iterations (1.48 s): 128 is the smallest to reach it.
+    pace = Pace(TimeLaw(0.1, 0.01), dataset_size=128)
+    assert pace.images_per_s(88) == pytest.approx(pace.images_per_s(64)) == pytest.approx(128 / 1.48)
+    d = decide(MemoryModel(Law(4.0, 0.5)), 100.0, policy="speed", pace=pace, dataset_size=128)
+    assert d.batch == 128
+    endless = decide(MemoryModel(Law(4.0, 0.5)), 100.0, policy="speed", pace=Pace(TimeLaw(0.1, 0.01)), max_batch=128)
+    assert endless.batch < 128  # without the epoch's end, the law alone would stop earlier
+    assert pace_from_record({"speed": pace.as_record()}).dataset_size == 128

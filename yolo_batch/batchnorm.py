@@ -65,10 +65,10 @@ def apply(trainer, session) -> None:
             changed.append(base)
     session.bn_batch = batch
     if changed:
-        from yolo_batch.callbacks import _log
+        from yolo_batch.session import log
 
         base = max(set(changed), key=changed.count)
-        logger, prefix = _log()
+        logger, prefix = log()
         logger.info(
             f"{prefix}bn_momentum auto: BatchNorm momentum {base:g} -> {scaled(base, batch):.4f} at batch {batch} "
             f"(running statistics halve over ~{half_life_images(base, REFERENCE_BATCH):.0f} images, as at batch "

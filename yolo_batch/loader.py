@@ -134,6 +134,7 @@ def measure_pace(trainer, prober, result, limit: int):
         rate.seconds,
         rate.start_seconds,
         tuple(points),
+        prober.dataset_size,
     )
 
 

@@ -6,7 +6,9 @@ warm-up step left out, the validation forward timed apart); `loader.measure` tim
 as Ultralytics builds it. `Pace` turns both into predicted training images/s at any batch:
 
 - one iteration at batch ``b`` takes ``fixed + per_image x b`` seconds, plus the optimizer step once per
-  ``accumulate = round(nbs / b)`` iterations (Ultralytics steps the optimizer on ``nbs`` images);
+  ``accumulate = round(nbs / b)`` iterations (Ultralytics steps the optimizer on ``nbs`` images); an epoch of
+  ``n`` images is ``ceil(n / b)`` iterations, the last one partial, so on a small training set a batch that
+  leaves a small remainder pays a whole iteration's fixed cost for it;
 - the dataloader delivers ``loader`` images/s. Where its workers run beside the step (a GPU with
   ``workers > 0``) the slower of the two sets the pace: ``min(b / step(b), loader)``. Where they share the
   step's cores (a CPU) or run in the training process (``workers=0``) their times add:
@@ -104,6 +106,7 @@ class Pace:
         loader_seconds (float): Seconds it was measured over (after its first batch).
         loader_start_seconds (float): Seconds to build the loader and get its first batch (workers' start).
         points (tuple): The ``(batch, seconds)`` steps the law was fitted on.
+        dataset_size (int | None): Training images per epoch (None: an endless stream, no partial batch).
 
     Examples:
         >>> pace = Pace(TimeLaw(0.05, 0.002), loader_images_per_s=400, overlapped=True, workers=8, cpus=16)
@@ -121,10 +124,29 @@ class Pace:
     loader_seconds: float = 0.0
     loader_start_seconds: float = 0.0
     points: tuple = ()
+    dataset_size: int | None = None
+
+    def step_images_per_s(self, batch: int) -> float:
+        """Images/s the training step allows at ``batch``, over an epoch of ``dataset_size`` images if known.
+
+        Examples:
+            >>> pace = Pace(TimeLaw(0.1, 0.01), dataset_size=128)  # 64 and 88: both 2 iterations, the same time
+            >>> [round(pace.step_images_per_s(b), 1) for b in (64, 88, 128)]
+            [86.5, 86.5, 92.8]
+            >>> round(TimeLaw(0.1, 0.01).images_per_s(88), 1)  # an endless stream of full batches
+            89.8
+        """
+        n, law = self.dataset_size, self.law
+        if not n:
+            return law.images_per_s(batch)
+        full, rest = divmod(n, batch)  # the last, partial batch pays a whole iteration's fixed cost
+        optimizer = law.step_seconds(batch) - law.fixed_seconds - law.per_image_seconds * batch
+        last = law.fixed_seconds + law.per_image_seconds * rest + optimizer if rest else 0.0
+        return n / (full * law.step_seconds(batch) + last)
 
     def images_per_s(self, batch: int) -> float:
         """Predicted training images/s at ``batch``."""
-        step = self.law.images_per_s(batch)
+        step = self.step_images_per_s(batch)
         loader = self.loader_images_per_s
         if not loader:
             return step
@@ -133,14 +155,14 @@ class Pace:
     def loader_bound(self, batch: int) -> bool:
         """True when the dataloader, not the step, sets the pace at ``batch`` (overlapped pipelines only)."""
         loader = self.loader_images_per_s
-        return bool(self.overlapped and loader and loader < self.law.images_per_s(batch))
+        return bool(self.overlapped and loader and loader < self.step_images_per_s(batch))
 
     def loader_share(self, batch: int) -> float:
         """Share of the time per image spent loading, where the times add (0 when overlapped or unmeasured)."""
         loader = self.loader_images_per_s
         if self.overlapped or not loader:
             return 0.0
-        return (1 / loader) / (1 / self.law.images_per_s(batch) + 1 / loader)
+        return (1 / loader) / (1 / self.step_images_per_s(batch) + 1 / loader)
 
     def advice(self) -> str:
         """What raises the dataloader's ceiling on this machine."""
@@ -177,6 +199,7 @@ class Pace:
                 "optimizer_seconds": round(law.optimizer_seconds, 6),
                 "nbs": law.nbs,
             },
+            "dataset_size": self.dataset_size,
             "loader": {
                 "images_per_s": round(self.loader_images_per_s, 1) if self.loader_images_per_s else None,
                 "workers": self.workers,
@@ -257,6 +280,7 @@ def pace_from_record(record: dict[str, Any]) -> Pace | None:
         int(loader.get("workers", 0)),
         int(loader.get("cpus", 1)),
         str(loader.get("cache", "False")),
+        dataset_size=speed.get("dataset_size"),
     )
 
 
