@@ -49,14 +49,14 @@ def apply(trainer, session) -> None:
     if session.spec.bn_momentum != "auto":
         return
     batch = trainer.batch_size
-    if getattr(session, "bn_batch", None) == batch:
+    if session.bn_batch == batch:
         return
     import torch.nn as nn
     from ultralytics.utils.torch_utils import unwrap_model
 
-    originals = getattr(session, "bn_momenta", None)
-    if originals is None:
-        originals = session.bn_momenta = {}
+    if session.bn_momenta is None:
+        session.bn_momenta = {}
+    originals = session.bn_momenta
     changed = []
     for name, m in unwrap_model(trainer.model).named_modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.momentum is not None:

@@ -61,6 +61,8 @@ class Session:
         self.launcher = False  # the DDP launcher: spawns the workers, trains nothing
         self.worker = False  # a DDP worker of an auto-plus launch: decides with the other ranks
         self.val_batch: int | None = None  # the fixed validation batch (YOLO_BATCH_VAL_BATCH), when asked for
+        self.bn_momenta: dict[str, float] | None = None  # bn_momentum auto: each BatchNorm's own momentum
+        self.bn_batch: int | None = None  # bn_momentum auto: the batch the momenta were last scaled to
 
 
 def session(trainer) -> Session | None:
