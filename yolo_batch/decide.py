@@ -49,7 +49,8 @@ def auto_batch(trainer, world: int = 1) -> int:
         head = s.backend.headroom()
         budget = head.budget(spec.utilization)
         limit = min(model.max_batch(budget), prober.dataset_size, spec.max_batch)
-        pace = measure_pace(trainer, prober, result, limit)  # the time law and the dataloader's images/s
+        # the time law and the dataloader's images/s: timing steps and a loader cost seconds, so only `speed` pays
+        pace = measure_pace(trainer, prober, result, limit) if spec.policy == "speed" else None
         decision = ddp.per_gpu_decision(
             model,
             budget,
