@@ -68,7 +68,7 @@ def _image(args: tuple) -> None:
     import cv2
     import numpy as np
 
-    from yolo_batch.datasets import _COLORS, _background, _boxes, _draw
+    from yolo_batch.shapes import COLORS, background, boxes, draw
 
     root, split, i, imgsz, seed = args
     rng = np.random.default_rng([seed, 0 if split == "train" else 1, i])
@@ -82,11 +82,11 @@ def _image(args: tuple) -> None:
     )
     if i == 0 and split == "train":
         k = 200  # at least one image at the top of the range
-    img = _background(rng, imgsz)
+    img = background(rng, imgsz)
     lines = []
-    for box in _boxes(rng, imgsz, k, (0.03, 0.2), dense=k > 30):
+    for box in boxes(rng, imgsz, k, (0.03, 0.2), dense=k > 30):
         c = int(rng.integers(8))
-        x0, y0, x1, y1 = _draw(img, c, box, _COLORS[c])
+        x0, y0, x1, y1 = draw(img, c, box, COLORS[c])
         x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1 + 1, imgsz), min(y1 + 1, imgsz)
         lines.append(f"{c} {(x0 + x1) / 2 / imgsz:.6f} {(y0 + y1) / 2 / imgsz:.6f} {(x1 - x0) / imgsz:.6f} ")
         lines[-1] += f"{(y1 - y0) / imgsz:.6f}\n"
@@ -98,7 +98,7 @@ def busy_dataset(root: Path, n_train: int, n_val: int, imgsz: int, seed: int = 0
     """Generate the busy set (in parallel) and return its data.yaml."""
     from multiprocessing import Pool
 
-    from yolo_batch.datasets import CLASS_NAMES
+    from yolo_batch.shapes import CLASS_NAMES
 
     for split in ("train", "val"):
         for kind in ("images", "labels"):
@@ -427,6 +427,7 @@ def main(argv: list[str]) -> int:
         return 0
     valid = {k: type(v) if not isinstance(v, float) else float for k, v in DEFAULTS.items()}
     o = {**DEFAULTS, **parse_pairs(argv, valid, "gpu.py")}
+    _jobs(o)  # an unknown job name is refused before any data is made
     t = time.perf_counter()
     results = run_all(o)
     lines = table(results)
