@@ -157,6 +157,7 @@ class _Help(Exception):
 def plan(words: list[str]) -> tuple[dict[str, Any], str]:
     """Set up the training run of ``yolo train WORDS`` in a temporary folder, decide, stop; (record, task)."""
     import ultralytics.cfg
+    import ultralytics.utils.callbacks as integrations
 
     import yolo_batch
     from yolo_batch import decide
@@ -174,15 +175,22 @@ def plan(words: list[str]) -> tuple[dict[str, Any], str]:
     argv = list(sys.argv)  # Ultralytics keeps sys.argv itself as ARGV: edit the list in place
     sys.argv[:] = ["yolo", "train", *words, f"project={tmp}", "name=plan", "exist_ok=True", "plots=False"]
     decide.auto_batch = auto_batch
+    # a plan is no training run: no MLflow/W&B/DVC/... run is opened for it (DVCLive would leave dvclive/ behind)
+    add_integrations, integrations.add_integration_callbacks = integrations.add_integration_callbacks, _no_loggers
     try:
         ultralytics.cfg.entrypoint()
     except _Planned as done:
         return done.record, done.task
     finally:
         decide.auto_batch = real
+        integrations.add_integration_callbacks = add_integrations
         sys.argv[:] = argv
         shutil.rmtree(tmp, ignore_errors=True)
     raise AutoPlusError("plan: the run did not reach the batch decision (is batch an auto-plus value?)")
+
+
+def _no_loggers(instance) -> None:
+    """Stands in for Ultralytics' ``add_integration_callbacks`` while a plan runs."""
 
 
 def _out_dir(own: dict[str, str], task: str) -> Path:

@@ -15,9 +15,9 @@ from tests.conftest import fast_args
 TOOL = str(Path(sys.executable).with_name("yolo-batch"))
 
 
-def plan(*args: str, cwd: Path, tmp: Path) -> subprocess.CompletedProcess:
+def plan(*args: str, cwd: Path, tmp: Path, **env_over: str) -> subprocess.CompletedProcess:
     """Run ``yolo-batch plan`` with its temporary files kept under ``tmp`` (so the test sees what is left)."""
-    env = {**os.environ, "TMPDIR": str(tmp)}
+    env = {**os.environ, "TMPDIR": str(tmp), **env_over}
     return subprocess.run([TOOL, "plan", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -95,3 +95,13 @@ def test_plan_help(dirs):
     r = plan("--help", cwd=dirs[0], tmp=dirs[1])
     assert r.returncode == 0 and r.stdout.startswith("usage: yolo-batch plan model=... data=...")
     assert "--json" in r.stdout and "batch=auto-plus" in r.stdout
+
+
+def test_plan_opens_no_logger_run(tiny_data, dirs):
+    """Ultralytics' fresh settings turn the integrations on (DVCLive, MLflow...): a plan must not log a run."""
+    cwd, tmp = dirs
+    fresh = tmp / "fresh-settings"  # Ultralytics' defaults, as a new user has them
+    r = plan(*_train_words(tiny_data), cwd=cwd, tmp=tmp, YOLO_CONFIG_DIR=str(fresh))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads((fresh / "Ultralytics" / "settings.json").read_text())["dvc"] is True
+    assert list(cwd.iterdir()) == []  # no dvclive/, mlruns/, wandb/ ... left by a logger
