@@ -42,7 +42,10 @@ def test_smoke_runs_every_kind_of_job_and_prints_the_table(tmp_path):
     table = r.stdout[r.stdout.index("run ") :].splitlines()
     assert table[0].split()[:3] == ["run", "pick", "dec."]
     assert [line.split()[0] for line in table[1:5]] == jobs.split(",")
-    assert "yolo11n-auto-plus-fit: prediction" not in r.stdout or "of the verification step's peak" in r.stdout
+    # the verification note is there exactly when a verification step ran (CPU RSS noise may add a MISSED line)
+    verified_note = "yolo11n-auto-plus-fit: prediction" in r.stdout.replace("MISSED yolo11n-auto-plus-fit", "")
+    assert verified_note == bool(fit.get("verified_peak") and fit.get("predicted_peak"))
+    assert verified_note == ("of the verification step's peak" in r.stdout)
     assert d["table"] == table[: len(d["table"])]
 
 
