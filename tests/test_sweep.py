@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import FAST
-from yolo_batch import cli, sweep
+from yolo_batch import cli, sweep, sweep_state
 from yolo_batch.effect import read_csv
 from yolo_batch.spec import AutoPlusError
 
@@ -56,7 +56,7 @@ class FakeYolo:
         words = dict(w.split("=", 1) for w in cmd if "=" in w)
         if "resume" in cmd:
             run = Path(words["model"]).parents[1]
-            start = sweep._checkpoint_epoch(Path(words["model"])) + 2  # as Ultralytics: the epoch after last.pt's
+            start = sweep_state._checkpoint_epoch(Path(words["model"])) + 2  # as Ultralytics: the epoch after last.pt's
             self.seen_before.append(True)
             with open(run / "results.csv", "a") as f:  # appends, as Ultralytics does on resume
                 f.writelines(f"{e},1.0,1,1,1,0.1,0.05\n" for e in range(start, 3))
@@ -134,7 +134,7 @@ def test_bare_word_is_refused(tmp_path):
 )
 def test_parse_batches_and_labels(raw, values, labels):
     assert sweep.parse_batches(raw) == values
-    assert [sweep.label(v) for v in values] == labels
+    assert [sweep_state.label(v) for v in values] == labels
 
 
 def test_recipe_normalises_values_and_resolves_files(tmp_path, monkeypatch):
@@ -175,7 +175,7 @@ def test_recipe_normalises_values_and_resolves_files(tmp_path, monkeypatch):
 def test_run_state(tmp_path, make, state):
     run = tmp_path / "run"
     make(run)
-    assert sweep.run_state(run, epochs=2) == state
+    assert sweep_state.run_state(run, epochs=2) == state
 
 
 def test_sweep_trains_each_batch_then_reuses(tmp_path, capsys, fake):
@@ -247,7 +247,7 @@ def test_a_record_without_val_batch_is_another_recipe(tmp_path, capsys, fake):
     project = tmp_path / "sweep"
     recipe, batches, _ = sweep.plan(base(project))
     recipe.pop("val_batch")
-    sweep.write_record(project, recipe, batches)
+    sweep_state.write_record(project, recipe, batches)
     assert cli.main(["sweep", *base(project)]) == 2
     assert "val_batch: 'unset' there, 32 here" in capsys.readouterr().err
     assert fake.calls == []
@@ -264,7 +264,7 @@ def test_run_folders_without_a_record_are_refused(tmp_path, fake):
 def test_interrupted_run_resumes_and_partial_run_starts_over(tmp_path, capsys, fake):
     project = tmp_path / "sweep"
     recipe, batches, _ = sweep.plan(base(project))
-    sweep.write_record(project, recipe, batches)
+    sweep_state.write_record(project, recipe, batches)
     # 4: killed after results.csv got epoch 2 but before last.pt did; 8: killed before any checkpoint
     results(project / "4", range(1, 3))
     checkpoint(project / "4", 0)
@@ -285,7 +285,7 @@ def test_failed_run_names_it_and_keeps_finished_runs(tmp_path, capsys, monkeypat
     assert cli.main(["sweep", *base(project)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "run 2/2 batch=8" in err[0] and "exited with status 1" in err[0]
-    assert sweep.run_state(project / "4", 2) == ("finished", None)
+    assert sweep_state.run_state(project / "4", 2) == ("finished", None)
     assert not (project / "comparison.csv").exists()
 
 
@@ -306,7 +306,7 @@ def test_ctrl_c_prints_one_line_with_the_same_command(tmp_path, capsys, monkeypa
     assert len(err) == 1 and "Traceback" not in captured.out
     assert err[0].startswith("sweep: stopped during run 2/2 batch=8; finished runs are kept")
     assert err[0].endswith("the same command resumes: yolo-batch sweep " + " ".join(args))
-    assert sweep.run_state(project / "4", 2) == ("finished", None)
+    assert sweep_state.run_state(project / "4", 2) == ("finished", None)
     assert not (project / "comparison.csv").exists()
 
 
@@ -364,18 +364,18 @@ def test_real_interrupted_run_resumes(tiny_data, tmp_path, capsys):
     project = tmp_path / "sweep"
     args = real(project, tiny_data, "4", 2)
     recipe, batches, _ = sweep.plan(args)
-    sweep.write_record(project, recipe, batches)
+    sweep_state.write_record(project, recipe, batches)
     model = YOLO(recipe.pop("model"))
     recipe.pop("val_batch")  # the sweep tells its runs through YOLO_BATCH_VAL_BATCH, not as a yolo train key
     model.add_callback("on_model_save", _stop_after_first_save)
     with pytest.raises(_Stop):
         model.train(**recipe, batch=4, project=str(project), name="4", exist_ok=True)
-    assert sweep.run_state(project / "4", 2) == ("interrupted", 1)
+    assert sweep_state.run_state(project / "4", 2) == ("interrupted", 1)
     capsys.readouterr()
     assert sweep.sweep_cli(args) == 0
     assert "batch=4 (resumed)" in capsys.readouterr().out
     assert [r["epoch"] for r in read_csv(project / "4" / "results.csv")] == ["1", "2"]
-    assert sweep.run_state(project / "4", 2) == ("finished", None)
+    assert sweep_state.run_state(project / "4", 2) == ("finished", None)
 
 
 @pytest.mark.slow
@@ -403,5 +403,5 @@ def test_real_ctrl_c_during_training_leaves_a_resumable_run(tiny_data, tmp_path)
         f"sweep: stopped during run 1/1 batch=4; finished runs are kept, and the same command resumes: "
         f"yolo-batch sweep {' '.join(args)}"
     )
-    state, saved = sweep.run_state(project / "4", 50)
+    state, saved = sweep_state.run_state(project / "4", 50)
     assert state == "interrupted" and saved >= 2

@@ -116,8 +116,9 @@ COMMANDS = {
         "train one recipe at several batches, then compare them",
         "model=... data=... batches=16,32,64,auto-plus epochs=N [key=value ...]",
         "Train the recipe at each batch with the same seed through the stock `yolo train`, one run after "
-        "another, into project/<batch>/, then compare them into project/. Running the same command again "
-        "reuses finished runs and resumes an interrupted one (Ctrl-C stops a sweep resumably).",
+        "another (or side by side as Ray tasks: engine=ray), into project/<batch>/, then compare them into "
+        "project/. Running the same command again reuses finished runs and resumes an interrupted one (Ctrl-C "
+        "stops a sweep resumably).",
         (
             ("model=PATH", "the model (required), e.g. yolo11n.yaml or yolo11n.pt"),
             ("data=PATH", "the dataset (required), e.g. coco8.yaml"),
@@ -126,6 +127,10 @@ COMMANDS = {
             ("project=runs/sweep", "the sweep's folder"),
             ("seed=0", "the seed of every run"),
             ("val_batch=32", "the validation batch of every run (stock training validates at 2x its batch)"),
+            ("engine=local", "local: one run after another here; ray: the runs as Ray tasks, side by side"),
+            ("address=", "engine=ray: auto or HOST:PORT joins that cluster (shared absolute paths); else a local Ray"),
+            ("gpus_per_run=", "engine=ray: GPUs of each run: 0, 0.5, 1, ... (default: device='s, else 1 if any)"),
+            ("cpus_per_run=1", "engine=ray: CPUs of each run"),
             (
                 "KEY=VALUE",
                 "any other yolo train argument (`yolo cfg` lists them), except batch, name, "

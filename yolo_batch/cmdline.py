@@ -101,7 +101,7 @@ def run_env() -> dict[str, str]:
     return env
 
 
-def run_child(cmd: list[str], env: dict[str, str] | None = None) -> int:
+def run_child(cmd: list[str], env: dict[str, str] | None = None, log: Path | None = None) -> int:
     """Run a training command to its end; Ctrl-C stops it without a second traceback.
 
     The child runs in its own session, so the terminal's Ctrl-C reaches this process alone. On Ctrl-C (or
@@ -112,6 +112,7 @@ def run_child(cmd: list[str], env: dict[str, str] | None = None) -> int:
     Args:
         cmd (list[str]): The command line.
         env (dict | None): Its environment; None inherits this one.
+        log (Path | None): A file to append the child's output to (stdout and stderr); None: this process's.
 
     Returns:
         (int): The child's exit status.
@@ -119,7 +120,18 @@ def run_child(cmd: list[str], env: dict[str, str] | None = None) -> int:
     Raises:
         KeyboardInterrupt: After the child was stopped.
     """
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    out = None
+    if log is not None:
+        Path(log).parent.mkdir(parents=True, exist_ok=True)
+        out = open(log, "ab")  # closed in the finally below, after the child ends
+    try:
+        proc = subprocess.Popen(
+            cmd, env=env, start_new_session=True, stdout=out, stderr=subprocess.STDOUT if out else None
+        )
+    except BaseException:
+        if out is not None:
+            out.close()
+        raise
     old = {}
 
     def stop(signum, frame):  # noqa: ARG001 - the signal handler's signature
@@ -131,13 +143,19 @@ def run_child(cmd: list[str], env: dict[str, str] | None = None) -> int:
         except (TypeError, ValueError):  # no such signal here, or not the main thread: Ctrl-C alone
             pass
     try:
-        return proc.wait()
+        while True:  # in slices: an interrupt raised without a signal (a cancelled Ray task) is seen at once
+            try:
+                return proc.wait(1.0)
+            except subprocess.TimeoutExpired:
+                continue
     except KeyboardInterrupt:
         _stop(proc)
         raise
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
+        if out is not None:
+            out.close()
 
 
 def _stop(proc: subprocess.Popen) -> None:

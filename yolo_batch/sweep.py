@@ -6,8 +6,9 @@ stock training validates at twice its batch, and letterboxed rect batches pad by
 little), through ``YOLO_BATCH_VAL_BATCH`` (`valbatch`). ``project/sweep.yaml`` records the recipe, the validation
 batch included: running the same sweep again reuses finished runs, resumes an interrupted one from its
 ``weights/last.pt`` and starts over a run that left no checkpoint; a different recipe in the same project is
-refused. At the end `yolo_batch.report.compare` writes
-``project/comparison.csv`` and ``project/comparison.png``.
+refused (`yolo_batch.sweep_state`). At the end `yolo_batch.report.compare` writes ``project/comparison.csv``
+and ``project/comparison.png``. ``engine=ray`` runs the same commands as Ray tasks, side by side
+(`yolo_batch.sweep_ray`).
 """
 
 from __future__ import annotations
@@ -21,13 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from yolo_batch.cmdline import parse_pairs, positive, run_child, run_env, yolo_command
-from yolo_batch.effect import atomic_write, read_csv
 from yolo_batch.spec import AutoPlusError, _closest, looks_like_auto_plus, parse_batch_value
+from yolo_batch.sweep_state import _trim_results, check_record, label, run_state, write_record
 
-SWEEP_FILE = "sweep.yaml"
 USAGE = (
     "usage: yolo-batch sweep model=... data=... batches=16,32,64,auto-plus epochs=N [project=runs/sweep] "
-    "[seed=0] [val_batch=32] [any yolo train key=value]"
+    "[seed=0] [val_batch=32] [engine=local|ray] [any yolo train key=value]"
 )
 VAL_BATCH = 32  # every run's validation batch unless val_batch= says: stock training's at its default batch 16
 REQUIRED = ("model", "data", "batches", "epochs")
@@ -79,18 +79,6 @@ def parse_batches(raw: str) -> list[str]:
             raise ValueError(f"batch {value} is listed twice")
         values.append(value)
     return values
-
-
-def label(value: str) -> str:
-    """The run folder name of a batch value: ``16``, ``auto-plus``, ``auto-plus_fit_0.8``.
-
-    Args:
-        value (str): A batch value from `parse_batches`.
-
-    Returns:
-        (str): The value with ``:`` replaced by ``_``.
-    """
-    return value.replace(":", "_")
 
 
 def plan(args: list[str]) -> tuple[dict[str, Any], list[str], Path]:
@@ -154,131 +142,6 @@ def plan(args: list[str]) -> tuple[dict[str, Any], list[str], Path]:
     return {**recipe, **dict(sorted(others.items()))}, batches, project
 
 
-def check_record(project: Path, recipe: dict[str, Any], batches: list[str]) -> list[str]:
-    """Refuse a project trained with another recipe; return the batch values ``sweep.yaml`` should list.
-
-    Args:
-        project (Path): The sweep's folder.
-        recipe (dict): This sweep's recipe, from `plan`.
-        batches (list[str]): This sweep's batch values.
-
-    Returns:
-        (list[str]): The batches ``sweep.yaml`` lists already, then this sweep's new ones.
-
-    Raises:
-        AutoPlusError: When ``sweep.yaml`` holds another recipe or is unreadable, or when run folders exist
-            without a ``sweep.yaml`` (their recipe is unknown).
-    """
-    import yaml
-
-    record = project / SWEEP_FILE
-    if not record.is_file():
-        found = [label(b) for b in batches if (project / label(b)).exists()]
-        if found:
-            raise AutoPlusError(
-                f"sweep: project={project} already holds {', '.join(f + '/' for f in found)} but no {SWEEP_FILE}, so "
-                "their recipe is unknown; use a new project= or remove those folders"
-            )
-        return batches
-    try:
-        data = yaml.safe_load(record.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise AutoPlusError(
-            f"sweep: {record} cannot be read ({type(e).__name__}); remove it or use a new project="
-        ) from None
-    if not isinstance(data, dict) or not isinstance(data.get("recipe"), dict):
-        raise AutoPlusError(f"sweep: {record} holds no recipe; remove it or use a new project=")
-    old = data["recipe"]
-    if old != recipe:
-        diffs = [
-            f"{k}: {old.get(k, 'unset')!r} there, {recipe.get(k, 'unset')!r} here"
-            for k in sorted(set(old) | set(recipe), key=str)
-            if old.get(k) != recipe.get(k)
-        ]
-        raise AutoPlusError(
-            f"sweep: project={project} holds a sweep of another recipe ({'; '.join(diffs)}); repeat its recipe "
-            "to reuse its runs, or use a new project="
-        )
-    listed = [str(b) for b in data.get("batches") or []]
-    return listed + [b for b in batches if b not in listed]
-
-
-def write_record(project: Path, recipe: dict[str, Any], batches: list[str]) -> None:
-    """Write ``project/sweep.yaml`` (atomically): the recipe and every batch the project has run.
-
-    Args:
-        project (Path): The sweep's folder (created if missing).
-        recipe (dict): The recipe, from `plan`.
-        batches (list[str]): Every batch value of the project, from `check_record`.
-    """
-    import yaml
-
-    project.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump({"recipe": recipe, "batches": batches}, sort_keys=False)
-    atomic_write(project / SWEEP_FILE, "# yolo-batch sweep: every run in this folder trains this recipe\n" + text)
-
-
-def run_state(run: Path, epochs: int) -> tuple[str, int | None]:
-    """Where one run stands: ``finished``, ``interrupted`` (with its last saved epoch, 1-based), ``partial``, ``new``.
-
-    Finished: ``weights/last.pt`` was finalised by Ultralytics (also after an early stop) or holds the last
-    epoch; without a ``last.pt``, ``results.csv`` reaches ``epochs`` and ``best.pt`` exists. Interrupted:
-    ``last.pt`` holds an earlier epoch's training state (``results.csv`` may be one row ahead of it).
-    Partial: anything else in the folder, to start over.
-
-    Args:
-        run (Path): The run folder.
-        epochs (int): The recipe's epochs.
-
-    Returns:
-        (tuple[str, int | None]): The state, and for ``interrupted`` the epoch ``last.pt`` holds.
-    """
-    if not run.exists():
-        return "new", None
-    last = run / "weights" / "last.pt"
-    if not last.is_file():
-        done = _epochs(run / "results.csv")
-        finished = done and max(done) >= epochs and (run / "weights" / "best.pt").is_file()
-        return ("finished" if finished else "partial"), None
-    saved = _checkpoint_epoch(last)
-    if saved is None:
-        return "partial", None
-    if saved == -1 or saved + 1 >= epochs:  # -1: strip_optimizer ran, training completed
-        return "finished", None
-    return "interrupted", saved + 1
-
-
-def _epochs(results: Path) -> list[int]:
-    if not results.is_file():
-        return []
-    try:
-        return [int(float(r["epoch"])) for r in read_csv(results) if r.get("epoch")]
-    except (ValueError, KeyError, OSError):
-        return []
-
-
-def _checkpoint_epoch(path: Path) -> int | None:
-    """The 0-based epoch saved in an Ultralytics checkpoint (-1 once finalised), or None if unreadable."""
-    try:
-        import torch
-
-        epoch = torch.load(path, map_location="cpu", weights_only=False).get("epoch")
-    except Exception:  # noqa: BLE001 - a torn or foreign file means: start over
-        return None
-    return epoch if isinstance(epoch, int) else None
-
-
-def _trim_results(run: Path, saved: int) -> None:
-    """Drop results.csv rows past the checkpoint's epoch, which the resumed run trains (and writes) again."""
-    path = run / "results.csv"
-    if not path.is_file():
-        return
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    keep = lines[:1] + [x for x in lines[1:] if (m := re.match(r"\s*(\d+)", x)) and int(m[1]) <= saved]
-    if len(keep) != len(lines):
-        atomic_write(path, "".join(keep))
-
-
 def train_command(recipe: dict[str, Any], value: str, project: Path) -> list[str]:
     """The stock ``yolo train`` command of one run.
 
@@ -309,8 +172,84 @@ def _word(v: Any) -> str:
     return str(v)
 
 
+def member_command(recipe: dict[str, Any], value: str, project: Path, state: str, saved: int | None) -> list[str]:
+    """Ready one run folder to train and return its ``yolo train`` command (every engine runs this one).
+
+    An interrupted run loses the ``results.csv`` rows past its checkpoint and resumes from ``weights/last.pt``;
+    a partial run's folder is removed and the run starts over; a new run starts.
+
+    Args:
+        recipe (dict): The recipe, from `plan`.
+        value (str): The run's batch value.
+        project (Path): The sweep's folder.
+        state (str): The run's state from `run_state` (not ``finished``).
+        saved (int | None): For ``interrupted``, the epoch ``last.pt`` holds.
+
+    Returns:
+        (list[str]): The command line.
+    """
+    run = project / label(value)
+    if state == "interrupted":
+        _trim_results(run, saved)
+        return [*yolo_command(), "train", "resume", f"model={run / 'weights' / 'last.pt'}"]
+    if state == "partial":
+        shutil.rmtree(run)
+    return train_command(recipe, value, project)
+
+
+def prepare(recipe: dict[str, Any], batches: list[str], project: Path) -> list[tuple[str, Path, str, int | None]]:
+    """Check the project against the recipe, record it, print the first line; every run and its state.
+
+    Args:
+        recipe (dict): The recipe, from `plan`.
+        batches (list[str]): The batch values, from `plan`.
+        project (Path): The sweep's folder.
+
+    Returns:
+        (list[tuple]): ``(batch value, run folder, state, saved epoch)`` per run, as `run_state` reads it.
+
+    Raises:
+        AutoPlusError: From `check_record`, before anything is written.
+    """
+    listed = check_record(project, recipe, batches)
+    runs = [(b, project / label(b), *run_state(project / label(b), recipe["epochs"])) for b in batches]
+    write_record(project, recipe, listed)
+    todo = sum(r[2] != "finished" for r in runs)
+    print(
+        f"sweep: {len(runs)} run(s) in {project}: {todo} to train or resume, {len(runs) - todo} finished; every run "
+        f"validates at batch {recipe['val_batch']} (val_batch=)",
+        flush=True,
+    )
+    return runs
+
+
+def finish(project: Path, runs: list[Path]) -> int:
+    """Compare the finished runs into ``project/`` and print the table; 0."""
+    from yolo_batch.report import compare, format_table
+
+    rows = compare(runs, project)
+    print()
+    for line in format_table(rows):
+        print(line)
+    print(f"\nsweep: wrote {project / 'comparison.csv'} and {project / 'comparison.png'}")
+    return 0
+
+
+def stopped(args: list[str], during: str) -> int:
+    """Say on one line how to go on after Ctrl-C; 130."""
+    print(
+        f"sweep: stopped during {during}; finished runs are kept, and the same command resumes: "
+        f"yolo-batch sweep {shlex.join(args)}",
+        file=sys.stderr,
+    )
+    return 130
+
+
 def sweep_cli(args: list[str]) -> int:
     """``yolo-batch sweep``: train the recipe at each batch (reusing and resuming), then compare.
+
+    ``engine=local`` (the default) trains one run after another here; ``engine=ray`` hands the runs to
+    `yolo_batch.sweep_ray`.
 
     Args:
         args (list[str]): ``key=value`` words; see `USAGE`.
@@ -322,57 +261,33 @@ def sweep_cli(args: list[str]) -> int:
         AutoPlusError: For a bad argument or project (before anything is trained), or a failed run (finished
             runs are kept).
     """
-    from yolo_batch.report import compare, format_table
+    from yolo_batch.sweep_ray import ray_sweep, split_engine
 
-    recipe, batches, project = plan(args)
-    listed = check_record(project, recipe, batches)
-    runs = [(b, project / label(b)) for b in batches]
-    states = [run_state(run, recipe["epochs"]) for _, run in runs]
-    write_record(project, recipe, listed)
-    todo = sum(s != "finished" for s, _ in states)
-    print(
-        f"sweep: {len(runs)} run(s) in {project}: {todo} to train or resume, {len(runs) - todo} finished; every run "
-        f"validates at batch {recipe['val_batch']} (val_batch=)",
-        flush=True,
-    )
+    engine, rest = split_engine(args)
+    if engine["engine"] == "ray":
+        return ray_sweep(args, rest, engine)
+    recipe, batches, project = plan(rest)
+    runs = prepare(recipe, batches, project)
     spent: list[float] = []
-    for i, ((value, run), (state, saved)) in enumerate(zip(runs, states), 1):
+    for i, (value, run, state, saved) in enumerate(runs, 1):
         t0 = time.perf_counter()
-        if state == "finished":
-            how = "reused"
-        else:
-            if state == "interrupted":
-                _trim_results(run, saved)
-                cmd, how = [*yolo_command(), "train", "resume", f"model={run / 'weights' / 'last.pt'}"], "resumed"
-            else:
-                if state == "partial":
-                    shutil.rmtree(run)
-                cmd, how = train_command(recipe, value, project), "trained"
-            env = sweep_env(recipe)  # integer batches get the effect log too, and every run one validation batch
-            try:
-                rc = run_child(cmd, env)
+        how = {"finished": "reused", "interrupted": "resumed"}.get(state, "trained")
+        if state != "finished":
+            cmd = member_command(recipe, value, project, state, saved)
+            try:  # integer batches get the effect log too, and every run one validation batch (sweep_env)
+                rc = run_child(cmd, sweep_env(recipe))
             except KeyboardInterrupt:
-                print(
-                    f"sweep: stopped during run {i}/{len(runs)} batch={value}; finished runs are kept, and the same "
-                    f"command resumes: yolo-batch sweep {shlex.join(args)}",
-                    file=sys.stderr,
-                )
-                return 130
+                return stopped(args, f"run {i}/{len(runs)} batch={value}")
             if rc != 0:
                 raise AutoPlusError(
                     f"sweep: run {i}/{len(runs)} batch={value} ({run}) failed: yolo train exited with status {rc}; "
                     "finished runs are kept, run the same sweep again to go on"
                 )
             spent.append(time.perf_counter() - t0)
-        left = sum(s != "finished" for s, _ in states[i:])
+        left = sum(r[2] != "finished" for r in runs[i:])
         eta = f"{sum(spent) / len(spent) * left:.0f}s" if spent else ("0s" if not left else "unknown")
         print(
             f"sweep: run {i}/{len(runs)} batch={value} ({how}) in {time.perf_counter() - t0:.0f}s, ETA {eta}",
             flush=True,
         )
-    rows = compare([run for _, run in runs], project)
-    print()
-    for line in format_table(rows):
-        print(line)
-    print(f"\nsweep: wrote {project / 'comparison.csv'} and {project / 'comparison.png'}")
-    return 0
+    return finish(project, [r[1] for r in runs])

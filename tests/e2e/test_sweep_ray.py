@@ -1,0 +1,201 @@
+"""``yolo-batch sweep ... engine=ray`` on a real local Ray, as a user runs it (the ``yolo-batch`` command).
+
+Tiny CPU runs (yolo11n.yaml, 64 px, 32 images): a 2-run sweep whose files equal the local engine's and which
+is then reused without starting Ray; an interrupted run resumed by Ray beside a new one, with the files of
+the local engine's resume of the same state; and Ctrl-C, which stops every ``yolo train`` and Ray process and
+leaves a resumable run. Ray's own files go to a short temporary ``RAY_TMPDIR``, and every test checks that no
+process started under it (Ray's, the workers', the training runs) is left.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import FAST
+from yolo_batch.effect import read_csv
+from yolo_batch.sweep import plan
+from yolo_batch.sweep_state import run_state, write_record
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason='needs Ray: pip install "yolo-batch[ray]"'),
+]
+
+YOLO_BATCH = str(Path(sys.executable).with_name("yolo-batch"))
+# Columns of the clock and of the process's memory (RSS on CPU), not of the training: left out of the comparison.
+TIMING = ("time", "epoch_seconds", "images_per_s", "peak_mem_bytes", "mem_utilization")
+
+
+def words(project: Path, data: Path, batches: str, epochs: int, *extra: str) -> list[str]:
+    keep = {k: v for k, v in FAST.items() if k not in {"epochs", "seed"}}
+    args = {"model": "yolo11n.yaml", "data": data, "batches": batches, "epochs": epochs, "project": project, **keep}
+    return [*(f"{k}={v}" for k, v in args.items()), *extra]
+
+
+def yolo_batch_sweep(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([YOLO_BATCH, "sweep", *args], capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def states(out: str, value: str) -> list[str]:
+    """The states the driver printed for one run, in order (``sweep: batch=4 queued (...)``)."""
+    return [line.split()[2] for line in out.splitlines() if line.startswith(f"sweep: batch={value} ")]
+
+
+def ours(tmp: Path) -> list[str]:
+    """Processes started under this ``RAY_TMPDIR``: Ray's, its workers (whose names Ray rewrites), their runs."""
+    import psutil
+
+    found = []
+    for p in psutil.process_iter(["pid", "name"]):
+        if p.info["pid"] == os.getpid():
+            continue
+        try:
+            if p.environ().get("RAY_TMPDIR") == str(tmp):
+                found.append(f"{p.info['pid']} {p.info['name']}")
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
+@pytest.fixture()
+def ray_tmp(monkeypatch):
+    """A short ``RAY_TMPDIR`` (Ray's sockets must fit 107 bytes); afterwards no process of it may be left."""
+    tmp = Path(tempfile.mkdtemp(prefix="ybray-", dir="/tmp"))
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp))
+    yield tmp
+    deadline = time.monotonic() + 20
+    while ours(tmp) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    left = ours(tmp)
+    shutil.rmtree(tmp, ignore_errors=True)
+    assert not left, f"processes left behind: {left}"
+
+
+def rows(path: Path, drop=TIMING) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return [{k.strip(): v.strip() for k, v in r.items() if k.strip() not in drop} for r in csv.DictReader(f)]
+
+
+def tensors(path: Path) -> dict[str, torch.Tensor]:
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    return {f"{p}.{k}": v for p in ("model", "ema") if ckpt.get(p) is not None for k, v in ckpt[p].state_dict().items()}
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    """Two runs of one recipe by two engines: the same files, the same training values, the same weights."""
+    names = sorted(str(p.relative_to(a)) for p in a.rglob("*") if p.is_file())
+    assert names == sorted(str(p.relative_to(b)) for p in b.rglob("*") if p.is_file())
+    assert rows(a / "results.csv") == rows(b / "results.csv")
+    assert rows(a / "batch_effect.csv") == rows(b / "batch_effect.csv")
+    args = (a / "args.yaml").read_text().replace(str(a.parent), "PROJECT")
+    assert args == (b / "args.yaml").read_text().replace(str(b.parent), "PROJECT")
+    ta, tb = tensors(a / "weights" / "last.pt"), tensors(b / "weights" / "last.pt")
+    assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
+
+
+def test_ray_sweep_writes_the_local_engines_files_then_reuses_them(tiny_data, tmp_path, ray_tmp):
+    local, on_ray = tmp_path / "local", tmp_path / "ray"
+    r = yolo_batch_sweep(*words(local, tiny_data, "4", 1))  # the local engine, for one run of the same recipe
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = yolo_batch_sweep(*words(on_ray, tiny_data, "4,8", 1, "engine=ray", "cpus_per_run=1"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "Traceback" not in r.stderr
+    for value in ("4", "8"):
+        assert states(r.stdout, value) == ["queued", "running", "finished"], r.stdout
+        assert (on_ray / "logs" / f"{value}.log").stat().st_size > 0  # its yolo train output
+    assert_same_run(local / "4", on_ray / "4")
+    assert "sweep: batch=4 queued (1 CPU, 0 GPU)" in r.stdout
+    assert [line.split()[:3] for line in r.stdout.splitlines() if line[:2] in ("ru", "4 ", "8 ")][:3] == [
+        ["run", "state", "how"],
+        ["4", "finished", "trained"],
+        ["8", "finished", "trained"],
+    ]
+    skip = ("dir", "wall_s", "images_per_s", "peak_mem_gib")
+    assert rows(local / "comparison.csv", skip) == rows(on_ray / "comparison.csv", skip)[:1]
+    mtimes = {p: p.stat().st_mtime_ns for p in on_ray.rglob("results.csv")}
+    t0 = time.monotonic()
+    r = yolo_batch_sweep(*words(on_ray, tiny_data, "4,8", 1, "engine=ray"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert states(r.stdout, "4") == states(r.stdout, "8") == ["reused"]  # nothing to train: Ray is not started
+    assert {p: p.stat().st_mtime_ns for p in on_ray.rglob("results.csv")} == mtimes
+    assert time.monotonic() - t0 < 30
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop_after_first_save(trainer) -> None:
+    if trainer.epoch == 0:
+        raise _Stop  # after last.pt of epoch 1 is saved: the state a killed run leaves
+
+
+def interrupted(project: Path, args: list[str]) -> None:
+    """Batch 4 of the sweep stopped right after epoch 1's checkpoint, as tests/test_sweep.py makes it."""
+    from ultralytics import YOLO
+
+    recipe, batches, _ = plan(args)
+    write_record(project, recipe, batches)
+    model = YOLO(recipe.pop("model"))
+    recipe.pop("val_batch")
+    model.add_callback("on_model_save", _stop_after_first_save)
+    with pytest.raises(_Stop):
+        model.train(**recipe, batch=4, project=str(project), name="4", exist_ok=True)
+    assert run_state(project / "4", 2) == ("interrupted", 1)
+
+
+def test_ray_resumes_an_interrupted_run_beside_a_new_one(tiny_data, tmp_path, ray_tmp):
+    local, on_ray = tmp_path / "local", tmp_path / "ray"
+    interrupted(local, words(local, tiny_data, "4", 2))
+    r = yolo_batch_sweep(*words(local, tiny_data, "4", 2))
+    assert r.returncode == 0, r.stderr[-3000:]
+    interrupted(on_ray, words(on_ray, tiny_data, "4,8", 2))
+    r = yolo_batch_sweep(*words(on_ray, tiny_data, "4,8", 2, "engine=ray"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert states(r.stdout, "4") == ["queued", "resuming", "finished"], r.stdout
+    assert f"sweep: batch=4 resuming after epoch 1 (weights/last.pt) on {os.uname().nodename}" in r.stdout
+    assert states(r.stdout, "8") == ["queued", "running", "finished"]
+    assert [row["epoch"] for row in read_csv(on_ray / "4" / "results.csv")] == ["1", "2"]  # rows continue
+    assert run_state(on_ray / "4", 2) == run_state(on_ray / "8", 2) == ("finished", None)
+    assert_same_run(local / "4", on_ray / "4")
+
+
+def test_ctrl_c_stops_every_run_and_ray_and_leaves_them_resumable(tiny_data, tmp_path, ray_tmp):
+    """Ctrl-C at the terminal (SIGINT to the driver's process group) while two runs train on Ray."""
+    project = tmp_path / "sweep"
+    args = words(project, tiny_data, "4,8", 50, "engine=ray")
+    proc = subprocess.Popen(
+        [YOLO_BATCH, "sweep", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    results = [project / b / "results.csv" for b in ("4", "8")]
+    deadline = time.monotonic() + 120
+    while not all(p.is_file() and len(p.read_text().splitlines()) >= 3 for p in results) and proc.poll() is None:
+        assert time.monotonic() < deadline, "the runs did not finish two epochs in time"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert err.splitlines()[-1] == (
+        "sweep: stopped during batch=4, batch=8; finished runs are kept, and the same command resumes: "
+        f"yolo-batch sweep {' '.join(args)}"
+    )
+    for value in ("4", "8"):
+        state, saved = run_state(project / value, 50)
+        assert state == "interrupted" and saved >= 2, (value, state, saved)

@@ -1,0 +1,164 @@
+"""``yolo-batch sweep ... engine=ray`` without starting Ray: the engine's arguments, each refused in one line before
+anything is written, its resources against ``device=``, the shared-storage checks, and that nothing imports Ray
+unless ``engine=ray`` runs. The real Ray sweeps are in tests/e2e/test_sweep_ray.py."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.test_sweep import FakeYolo, base
+from yolo_batch import cli, sweep, sweep_ray, sweep_state
+
+
+@pytest.fixture()
+def no_ray(monkeypatch):
+    """Ray not installed: an import of it fails (so a check that came after the import would show)."""
+    monkeypatch.setitem(sys.modules, "ray", None)
+
+
+@pytest.fixture()
+def fake(monkeypatch) -> FakeYolo:
+    f = FakeYolo()
+    monkeypatch.setattr(sweep, "run_child", f)
+    return f
+
+
+@pytest.fixture()
+def data(tmp_path) -> Path:
+    path = tmp_path / "data.yaml"
+    path.write_text("path: .\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("over", "expect"),
+    [
+        pytest.param({"engine": "dask"}, "unknown engine 'dask'; valid: local, ray", id="unknown-engine"),
+        pytest.param({"engine": "rey"}, "unknown engine 'rey' (did you mean 'ray'?); valid: local, ray", id="misspelt"),
+        pytest.param({"address": "auto"}, "address= only apply with engine=ray", id="address-without-ray"),
+        pytest.param(
+            {"engine": "local", "gpus_per_run": 1, "cpus_per_run": 2},
+            "gpus_per_run=, cpus_per_run= only apply with engine=ray",
+            id="resources-with-local",
+        ),
+        pytest.param(
+            {"engine": "ray", "cpus_per_run": 0}, "cpus_per_run='0' is invalid: expected a positive", id="cpu0"
+        ),
+        pytest.param(
+            {"engine": "ray", "gpus_per_run": -1}, "gpus_per_run='-1' is invalid: expected 0, a fra", id="gpu-"
+        ),
+        pytest.param({"engine": "ray", "gpus_per_run": 1.5}, "gpus_per_run='1.5' is invalid", id="gpu-1.5"),
+        pytest.param({"engine": "ray", "gpus_per_run": "x"}, "gpus_per_run='x' is invalid", id="gpu-word"),
+        pytest.param({"engine": "ray", "address": ""}, "address= is empty; address=auto joins", id="empty-address"),
+        pytest.param(
+            {"engine": "ray", "gpus_per_run": 1, "device": "cpu"},
+            "gpus_per_run=1 asks a GPU for each run, but device=cpu trains without one",
+            id="gpu-with-cpu-device",
+        ),
+        pytest.param(
+            {"engine": "ray", "gpus_per_run": 0, "device": 0},
+            "device=0 trains on a GPU, but gpus_per_run=0 gives each run none",
+            id="no-gpu-with-gpu-device",
+        ),
+        pytest.param(
+            {"engine": "ray", "gpus_per_run": 1, "device": "0,1"},
+            "device=[0,1] needs 2 GPUs per run, but gpus_per_run=1; Ray gives each run its own GPUs, numbered from 0",
+            id="too-few-gpus",
+        ),
+        pytest.param(
+            {"engine": "ray", "gpus_per_run": 0.5, "device": 2},
+            "device=2 needs 3 GPUs per run, but gpus_per_run=0.5",
+            id="index-past-the-runs-gpus",
+        ),
+        pytest.param(
+            {"engine": "ray", "address": "auto", "project": "runs/x"},
+            "with address= the dataset, the model file and project= must be on storage every node sees at the same "
+            "absolute path; project=runs/x is relative",
+            id="relative-project",
+        ),
+        pytest.param(
+            {"engine": "ray", "address": "auto", "data": "data.yaml"}, "data=data.yaml is relative", id="relative-data"
+        ),
+        pytest.param(
+            {"engine": "ray", "address": "auto", "model": "models/m.yaml"},
+            "model=models/m.yaml is relative",
+            id="relative-model-file",
+        ),
+        pytest.param(
+            {"engine": "ray", "address": "auto", "data": "/nowhere/data.yaml"},
+            "data=/nowhere/data.yaml does not exist on this machine",
+            id="data-not-on-the-head",
+        ),
+        pytest.param({"engine": "ray", "batch": 8}, "batch= is set by the sweep itself", id="sweep-checks-too"),
+    ],
+)
+def test_bad_engine_arguments_fail_before_anything_runs(
+    tmp_path, monkeypatch, capsys, fake, no_ray, data, over, expect
+):
+    monkeypatch.chdir(tmp_path)
+    over = {"project": tmp_path / "sweep", "data": data, **over}
+    assert cli.main(["sweep", *base(**over)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("yolo-batch: error: sweep: "), err
+    assert expect in err[0]
+    assert fake.calls == [] and not (tmp_path / over["project"]).exists()
+
+
+def test_engine_ray_without_ray_says_how_to_install(tmp_path, capsys, no_ray, data):
+    project = tmp_path / "sweep"
+    assert cli.main(["sweep", *base(project, data=data), "engine=ray", "cpus_per_run=1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        'yolo-batch: error: sweep: engine=ray needs Ray, which is not installed; pip install "yolo-batch[ray]"'
+    ]
+    assert not project.exists()
+
+
+def test_another_recipe_is_refused_before_ray_starts(tmp_path, capsys, fake, no_ray, data):
+    project = tmp_path / "sweep"
+    assert sweep.sweep_cli(base(project, data=data)) == 0  # the local engine, with Ray not importable
+    assert cli.main(["sweep", *base(project, data=data, epochs=3), "engine=ray"]) == 2
+    assert "holds a sweep of another recipe (epochs: 2 there, 3 here)" in capsys.readouterr().err
+
+
+def test_nothing_imports_ray_unless_engine_ray_runs():
+    code = (
+        "import sys, yolo_batch, yolo_batch.cli, yolo_batch.sweep, yolo_batch.sweep_ray, yolo_batch.sweep_state; "
+        "sys.exit('ray' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], timeout=60, check=False).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("opts", "device", "expect"),
+    [
+        pytest.param({}, None, {"cpus_per_run": 1, "gpus_per_run": None}, id="unset-decided-by-the-cluster"),
+        pytest.param({}, "cpu", {"cpus_per_run": 1, "gpus_per_run": 0}, id="cpu"),
+        pytest.param({"cpus_per_run": 4}, "mps", {"cpus_per_run": 4, "gpus_per_run": 0}, id="mps"),
+        pytest.param({}, 0, {"cpus_per_run": 1, "gpus_per_run": 1}, id="one-gpu"),
+        pytest.param({}, "0,1", {"cpus_per_run": 1, "gpus_per_run": 2}, id="two-gpus"),
+        pytest.param({}, [0, 1], {"cpus_per_run": 1, "gpus_per_run": 2}, id="a-list"),
+        pytest.param({}, "cuda:0", {"cpus_per_run": 1, "gpus_per_run": 1}, id="cuda:0"),
+        pytest.param({}, -1, {"cpus_per_run": 1, "gpus_per_run": 1}, id="idlest-gpu"),
+        pytest.param({"gpus_per_run": 0.5}, 0, {"cpus_per_run": 1, "gpus_per_run": 0.5}, id="half-a-gpu"),
+        pytest.param({"gpus_per_run": 2}, None, {"cpus_per_run": 1, "gpus_per_run": 2}, id="given"),
+    ],
+)
+def test_resources_follow_the_device(opts, device, expect):
+    assert sweep_ray.resources(opts, {"device": device} if device is not None else {}) == expect
+
+
+def test_a_node_sees_the_sweep_only_with_its_data_and_record(tmp_path, data):
+    """What each Ray task checks on its node before its run: real files, as a node would see them."""
+    project = tmp_path / "sweep"
+    recipe, batches, _ = sweep.plan(base(project, data=data))
+    assert sweep_ray.unseen(recipe, project) == f"{project / 'sweep.yaml'} with this sweep's recipe"  # not there
+    sweep_state.write_record(project, recipe, batches)
+    assert sweep_ray.unseen(recipe, project) is None
+    assert sweep_ray.unseen({**recipe, "epochs": 9}, project).endswith("sweep.yaml with this sweep's recipe")
+    data.unlink()
+    assert sweep_ray.unseen(recipe, project) == f"data={data}"

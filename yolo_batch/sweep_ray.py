@@ -1,0 +1,366 @@
+"""``yolo-batch sweep ... engine=ray``: the runs of a sweep as Ray tasks, side by side.
+
+Each run that is not finished becomes one Ray task asking for ``cpus_per_run`` CPUs and ``gpus_per_run`` GPUs.
+The task runs, on its node, the very command and environment the local engine runs
+(`yolo_batch.sweep.member_command`, `yolo_batch.sweep.sweep_env`): the stock ``yolo train`` into
+``project/<batch>/``, so every file of a run is the one the local engine writes; its output goes to
+``project/logs/<batch>.log``. Reuse, resume and the recipe check are the local engine's
+(`yolo_batch.sweep_state`). Without ``address=`` the sweep starts a local Ray and stops it at the end; with
+``address=auto`` (or ``HOST:PORT``) it joins a running cluster, whose nodes must see the dataset and
+``project=`` at the same absolute paths (shared storage): checked on this machine before anything starts, and
+by each task on its node before its run. The driver prints one line per change of a run's state, a table of
+the runs, then the comparison. Ctrl-C cancels the tasks; each stops its ``yolo train`` as the local engine
+does (`yolo_batch.cmdline.run_child`), and the same command resumes. Ray is imported only here, only when
+``engine=ray`` runs (``pip install "yolo-batch[ray]"``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from yolo_batch.cmdline import STOP_SECONDS, parse_pairs, positive, run_child
+from yolo_batch.spec import AutoPlusError, _closest
+from yolo_batch.sweep import _word, finish, member_command, plan, prepare, stopped, sweep_env
+from yolo_batch.sweep_state import SWEEP_FILE, check_record, label, run_state
+
+ENGINES = ("local", "ray")
+RAY_KEYS = ("address", "gpus_per_run", "cpus_per_run")
+INSTALL = 'pip install "yolo-batch[ray]"'
+LOG_DIR = "logs"  # project/logs/<batch>.log: each Ray run's yolo train output (the local engine prints it)
+SHARED = "the dataset, the model file and project= must be on storage every node sees at the same absolute path"
+
+
+def gpus(raw: str) -> int | float:
+    """``gpus_per_run=``: 0, a fraction of one GPU (runs share it), or a whole number.
+
+    Examples:
+        >>> gpus("2"), gpus("0.5")
+        (2, 0.5)
+    """
+    v = float(raw)
+    if not 0 <= v < float("inf") or (v > 1 and v != int(v)):
+        raise ValueError("expected 0, a fraction of one GPU such as 0.5, or a whole number of GPUs")
+    return int(v) if v == int(v) else v
+
+
+def split_engine(args: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """Take ``engine=`` and the Ray keys out of a sweep's words, checked.
+
+    Args:
+        args (list[str]): The sweep's ``key=value`` words.
+
+    Returns:
+        (tuple): ``{"engine": "local"|"ray", ...the Ray keys given}`` and the other words, in order.
+
+    Raises:
+        AutoPlusError: For an unknown engine, a Ray key without ``engine=ray``, or a bad value (one line).
+    """
+    keys = ("engine", *RAY_KEYS)
+    mine = [a for a in args if a.partition("=")[0] in keys]
+    rest = [a for a in args if a.partition("=")[0] not in keys]
+    opts = parse_pairs(mine, {"engine": str, "address": str, "gpus_per_run": gpus, "cpus_per_run": positive}, "sweep")
+    engine = opts.pop("engine", "local").strip().lower()
+    if engine not in ENGINES:
+        raise AutoPlusError(f"sweep: unknown engine {engine!r}{_closest(engine, list(ENGINES))}; valid: local, ray")
+    if engine == "local" and opts:
+        given = ", ".join(k + "=" for k in opts)
+        raise AutoPlusError(f"sweep: {given} only apply with engine=ray; add engine=ray, or leave them out")
+    if "address" in opts and not opts["address"].strip():
+        raise AutoPlusError("sweep: address= is empty; address=auto joins the running Ray cluster, HOST:PORT another")
+    return {"engine": engine, **opts}, rest
+
+
+def cuda_devices(device: Any) -> list[int] | None:
+    """The CUDA devices a ``device=`` value names: None when unset or unknown, [] for cpu and mps.
+
+    Examples:
+        >>> cuda_devices("0,1"), cuda_devices("cpu"), cuda_devices(None), cuda_devices("cuda:1")
+        ([0, 1], [], None, [1])
+    """
+    if device is None or str(device).strip() == "":
+        return None
+    text = ",".join(map(str, device)) if isinstance(device, (list, tuple)) else str(device)
+    text = text.lower().replace(" ", "").strip("[]()").replace("cuda:", "")
+    if text in {"cpu", "mps"} or text.startswith("mps:"):
+        return []
+    if text == "cuda":
+        return [0]
+    parts = text.split(",")
+    return [int(p) for p in parts] if all(re.fullmatch(r"-?\d+", p) for p in parts) else None
+
+
+def resources(opts: dict[str, Any], recipe: dict[str, Any]) -> dict[str, Any]:
+    """Each run's CPUs and GPUs, refusing a contradiction with the recipe's ``device=``.
+
+    ``gpus_per_run`` defaults to 0 for ``device=cpu`` (or mps), to the GPUs ``device=`` names, and, with no
+    ``device=``, to None (decided by `_fit`: 1 when a node has a GPU). Ray gives each run its own GPUs,
+    numbered from 0, so ``device=`` counts from 0 too.
+
+    Args:
+        opts (dict): From `split_engine`.
+        recipe (dict): From `yolo_batch.sweep.plan`.
+
+    Returns:
+        (dict): ``{"cpus_per_run": int, "gpus_per_run": int | float | None}``.
+
+    Raises:
+        AutoPlusError: For GPUs asked with a CPU device, none with a GPU device, or fewer than the device needs.
+    """
+    cuda = cuda_devices(recipe.get("device"))
+    g = opts.get("gpus_per_run")
+    dev = f"device={_word(recipe.get('device'))}"
+    if cuda == []:
+        if g:
+            raise AutoPlusError(
+                f"sweep: gpus_per_run={g} asks a GPU for each run, but {dev} trains without one; leave "
+                "gpus_per_run= out, or give device=0"
+            )
+        g = 0
+    elif cuda:
+        need = max(len(cuda), max(cuda) + 1)
+        if g == 0:
+            raise AutoPlusError(f"sweep: {dev} trains on a GPU, but gpus_per_run=0 gives each run none")
+        if g is not None and need > max(g, 1):
+            raise AutoPlusError(
+                f"sweep: {dev} needs {need} GPUs per run, but gpus_per_run={g}; Ray gives each run its own GPUs, "
+                "numbered from 0 (device=0 is the run's first)"
+            )
+        g = need if g is None else g
+    return {"cpus_per_run": opts.get("cpus_per_run", 1), "gpus_per_run": g}
+
+
+def check_shared(rest: list[str], recipe: dict[str, Any]) -> None:
+    """With ``address=``: the dataset, a model file and ``project=`` typed as absolute paths, here.
+
+    Raises:
+        AutoPlusError: For a relative path, or a dataset or model file this machine does not see.
+    """
+    typed = dict(a.partition("=")[::2] for a in rest)
+    relative = [f"{k}={typed.get(k, 'runs/sweep')}" for k in ("data", "project") if not _absolute(typed.get(k, ""))]
+    model = typed.get("model", "")
+    if ("/" in model or os.sep in model or Path(model).exists()) and not _absolute(model):
+        relative.append(f"model={model}")
+    if relative:
+        raise AutoPlusError(
+            f"sweep: with address= {SHARED}; {', '.join(relative)} is relative: give absolute paths, e.g. "
+            "data=/shared/data/coco.yaml project=/shared/sweeps/coco"
+        )
+    for key in ("data", "model"):
+        if _absolute(typed.get(key, "")) and not Path(recipe[key]).exists():
+            raise AutoPlusError(f"sweep: {key}={recipe[key]} does not exist on this machine; {SHARED}")
+
+
+def _absolute(raw: str) -> bool:
+    return bool(raw) and Path(raw).expanduser().is_absolute()
+
+
+def unseen(recipe: dict[str, Any], project: Path) -> str | None:
+    """What of the sweep this machine does not see: the dataset or model file, or the project's record.
+
+    Run by each Ray task on its node before its run: ``project/sweep.yaml`` with this recipe shows that the
+    node sees the folder the sweep wrote, not a folder of its own at the same path.
+
+    Returns:
+        (str | None): What is missing, or None when everything is there.
+    """
+    for key in ("data", "model"):
+        path = Path(str(recipe[key]))
+        if path.is_absolute() and not path.exists():
+            return f"{key}={path}"
+    try:
+        if (project / SWEEP_FILE).is_file():
+            check_record(project, recipe, [])
+            return None
+    except AutoPlusError:
+        pass
+    return f"{project / SWEEP_FILE} with this sweep's recipe"
+
+
+def run_member(recipe: dict[str, Any], value: str, project: str, state: str, saved: int | None, events) -> dict:
+    """One Ray task: check what the node sees, then train or resume one run as the local engine does.
+
+    Returns:
+        (dict): ``ok``, ``node``, ``seconds`` and, when not ok, ``error`` (one line).
+    """
+    node, t0, folder = platform.node(), time.monotonic(), Path(project)
+    missing = unseen(recipe, folder)
+    if missing:
+        return {"ok": False, "node": node, "seconds": 0.0, "error": f"node {node} does not see {missing}; {SHARED}"}
+    cmd = member_command(recipe, value, folder, state, saved)
+    events.put((value, "resuming" if state == "interrupted" else "running", node, saved))
+    log = folder / LOG_DIR / f"{label(value)}.log"
+    rc = run_child(cmd, sweep_env(recipe), log=log)
+    out = {"ok": rc == 0, "node": node, "seconds": time.monotonic() - t0}
+    if rc:
+        out["error"] = f"yolo train exited with status {rc} on node {node}; its output is in {log}"
+    return out
+
+
+def ray_sweep(args: list[str], rest: list[str], opts: dict[str, Any]) -> int:
+    """``yolo-batch sweep ... engine=ray``: check, start or join Ray, run the runs as tasks, then compare.
+
+    Args:
+        args (list[str]): The sweep's words as typed (for the line that says how to resume).
+        rest (list[str]): The words without the engine's keys, from `split_engine`.
+        opts (dict): The engine's keys, from `split_engine`.
+
+    Returns:
+        (int): 0 once every run is finished and compared; 130 after Ctrl-C.
+
+    Raises:
+        AutoPlusError: For a bad argument, Ray missing or unreachable (before anything is written or trained),
+            or failed runs (after the others ended; finished runs are kept).
+    """
+    recipe, batches, project = plan(rest)
+    need = resources(opts, recipe)
+    if "address" in opts:
+        check_shared(rest, recipe)
+    check_record(project, recipe, batches)  # refused before Ray starts; prepare() checks again and records
+    try:
+        import ray
+    except ImportError:
+        raise AutoPlusError(f"sweep: engine=ray needs Ray, which is not installed; {INSTALL}") from None
+    if all(run_state(project / label(b), recipe["epochs"])[0] == "finished" for b in batches):
+        runs = prepare(recipe, batches, project)  # nothing to train: no Ray to start
+        return _drive(ray, recipe, project, runs, need, args) or finish(project, [r[1] for r in runs])
+    started = _connect(ray, opts.get("address"))
+    try:
+        need = _fit(ray, need)
+        runs = prepare(recipe, batches, project)
+        rc = _drive(ray, recipe, project, runs, need, args)
+    finally:
+        if started:
+            ray.shutdown()
+    return rc or finish(project, [r[1] for r in runs])
+
+
+def _connect(ray, address: str | None) -> bool:
+    """Join the cluster at ``address``, or start a local Ray (quiet, no dashboard); False if already connected."""
+    if ray.is_initialized():
+        return False
+    kw: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
+    if address is None:  # a local Ray even when RAY_ADDRESS names a cluster; its files in RAY_TMPDIR, else /tmp/ray
+        kw.update(address="local", include_dashboard=False)
+        if os.environ.get("RAY_TMPDIR"):
+            kw["_temp_dir"] = os.environ["RAY_TMPDIR"]
+    else:
+        kw["address"] = address
+    try:
+        ray.init(**kw)
+    except Exception as e:  # noqa: BLE001 - Ray raises several kinds; each is one line here
+        where = f"join the Ray cluster at address={address}" if address else "start a local Ray"
+        raise AutoPlusError(f"sweep: cannot {where}: {_line(e)}") from None
+    return True
+
+
+def _fit(ray, need: dict[str, Any]) -> dict[str, Any]:
+    """Default ``gpus_per_run`` from the cluster; refuse a run that no node could ever hold."""
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    if need["gpus_per_run"] is None:
+        need = {**need, "gpus_per_run": 1 if any(r.get("GPU", 0) >= 1 for r in nodes) else 0}
+    c, g = need["cpus_per_run"], need["gpus_per_run"]
+    if not any(r.get("CPU", 0) >= c and r.get("GPU", 0) >= g for r in nodes):
+        have = ", ".join(f"{r.get('CPU', 0):g} CPU {r.get('GPU', 0):g} GPU" for r in nodes) or "none alive"
+        raise AutoPlusError(
+            f"sweep: no Ray node has cpus_per_run={c} and gpus_per_run={g} free for a run (nodes: {have}); "
+            "ask for less per run, or add a node that has them"
+        )
+    return need
+
+
+def _drive(ray, recipe: dict[str, Any], project: Path, runs: list[tuple], need: dict[str, Any], args: list[str]) -> int:
+    """Submit the runs to train, print each state change as it comes, then the table of runs; 0 or 130."""
+    from ray.util.queue import Queue
+
+    if any(state != "finished" for _, _, state, _ in runs):  # else Ray was not started
+        events = Queue(actor_options={"num_cpus": 0})
+        task = ray.remote(run_member).options(
+            num_cpus=need["cpus_per_run"], num_gpus=need["gpus_per_run"], max_retries=0
+        )
+    done: dict[str, dict] = {}
+    pending: dict[Any, str] = {}
+    how = {value: "resumed" if state == "interrupted" else "trained" for value, _, state, _ in runs}
+    try:
+        for value, _, state, saved in runs:
+            if state == "finished":
+                done[value] = {"ok": True, "how": "reused", "node": "-", "seconds": None}
+                _say(value, "reused (finished before)")
+            else:
+                pending[task.remote(recipe, value, str(project), state, saved, events)] = value
+                _say(value, f"queued ({need['cpus_per_run']} CPU, {need['gpus_per_run']} GPU)")
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+            _drain(events)
+            for ref in ready:
+                value = pending.pop(ref)
+                done[value] = {"how": how[value], **_result(ray, ref)}
+                r = done[value]
+                what = f"finished in {r['seconds']:.0f}s on {r['node']}" if r["ok"] else f"failed: {r['error']}"
+                _say(value, f"{what} ({len(done)}/{len(runs)} done)")
+    except KeyboardInterrupt:
+        names = ", ".join(f"batch={v}" for v in pending.values())
+        for ref in pending:
+            ray.cancel(ref)  # a KeyboardInterrupt in the task: run_child stops its yolo train, as the local engine
+        ray.wait(list(pending), num_returns=len(pending), timeout=STOP_SECONDS + 15)
+        return stopped(args, names)
+    for line in _table(runs, done):
+        print(line)
+    failed = [f"batch={v} ({done[v]['error']})" for v, *_ in runs if not done[v]["ok"]]
+    if failed:
+        raise AutoPlusError(
+            f"sweep: {len(failed)} of {len(runs)} run(s) failed: {'; '.join(failed)}; finished runs are kept, run "
+            "the same sweep again to go on"
+        )
+    return 0
+
+
+def _drain(events) -> None:
+    """Print the runs' own state changes (running, resuming) that reached the queue."""
+    from ray.util.queue import Empty
+
+    while True:
+        try:
+            value, state, node, saved = events.get_nowait()
+        except Empty:
+            return
+        _say(
+            value,
+            f"resuming after epoch {saved} (weights/last.pt) on {node}"
+            if state == "resuming"
+            else f"running on {node}",
+        )
+
+
+def _result(ray, ref) -> dict:
+    """A task's result, or its error as one line (a task that raised, was cancelled, or lost its worker)."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayError as e:
+        return {"ok": False, "node": "?", "seconds": None, "error": _line(e)}
+
+
+def _table(runs: list[tuple], done: dict[str, dict]) -> list[str]:
+    """The runs: how each ended, on which node, in how many seconds."""
+    rows = [("run", "state", "how", "node", "seconds")]
+    for value, run, *_ in runs:
+        r = done[value]
+        secs = "-" if r.get("seconds") is None else f"{r['seconds']:.0f}"
+        rows.append((run.name, "finished" if r["ok"] else "failed", r["how"], r["node"], secs))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["", *("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)]
+
+
+def _say(value: str, what: str) -> None:
+    print(f"sweep: batch={value} {what}", flush=True)
+
+
+def _line(e: BaseException) -> str:
+    """An exception as one line: its last non-empty line (a remote traceback ends with the error)."""
+    lines = [x.strip() for x in str(e).splitlines() if x.strip()]
+    return lines[-1] if lines else type(e).__name__

@@ -1,0 +1,156 @@
+"""Where a sweep's project and each of its runs stand: ``project/sweep.yaml`` and the run states.
+
+``sweep.yaml`` records the recipe and every batch the project has run: a different recipe in the same project
+is refused, so that every run of a project trains the same recipe. A run is ``new``, ``finished`` (reused),
+``interrupted`` (resumed from its ``weights/last.pt``) or ``partial`` (started over). Every engine of
+`yolo_batch.sweep` reads the project through these functions, on the machine that starts the sweep and, for
+``engine=ray``, on each node before its run (`yolo_batch.sweep_ray`).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from yolo_batch.effect import atomic_write, read_csv
+from yolo_batch.spec import AutoPlusError
+
+SWEEP_FILE = "sweep.yaml"
+
+
+def label(value: str) -> str:
+    """The run folder name of a batch value: ``16``, ``auto-plus``, ``auto-plus_fit_0.8``.
+
+    Args:
+        value (str): A batch value from `parse_batches`.
+
+    Returns:
+        (str): The value with ``:`` replaced by ``_``.
+    """
+    return value.replace(":", "_")
+
+
+def check_record(project: Path, recipe: dict[str, Any], batches: list[str]) -> list[str]:
+    """Refuse a project trained with another recipe; return the batch values ``sweep.yaml`` should list.
+
+    Args:
+        project (Path): The sweep's folder.
+        recipe (dict): This sweep's recipe, from `yolo_batch.sweep.plan`.
+        batches (list[str]): This sweep's batch values.
+
+    Returns:
+        (list[str]): The batches ``sweep.yaml`` lists already, then this sweep's new ones.
+
+    Raises:
+        AutoPlusError: When ``sweep.yaml`` holds another recipe or is unreadable, or when run folders exist
+            without a ``sweep.yaml`` (their recipe is unknown).
+    """
+    import yaml
+
+    record = project / SWEEP_FILE
+    if not record.is_file():
+        found = [label(b) for b in batches if (project / label(b)).exists()]
+        if found:
+            raise AutoPlusError(
+                f"sweep: project={project} already holds {', '.join(f + '/' for f in found)} but no {SWEEP_FILE}, so "
+                "their recipe is unknown; use a new project= or remove those folders"
+            )
+        return batches
+    try:
+        data = yaml.safe_load(record.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise AutoPlusError(
+            f"sweep: {record} cannot be read ({type(e).__name__}); remove it or use a new project="
+        ) from None
+    if not isinstance(data, dict) or not isinstance(data.get("recipe"), dict):
+        raise AutoPlusError(f"sweep: {record} holds no recipe; remove it or use a new project=")
+    old = data["recipe"]
+    if old != recipe:
+        diffs = [
+            f"{k}: {old.get(k, 'unset')!r} there, {recipe.get(k, 'unset')!r} here"
+            for k in sorted(set(old) | set(recipe), key=str)
+            if old.get(k) != recipe.get(k)
+        ]
+        raise AutoPlusError(
+            f"sweep: project={project} holds a sweep of another recipe ({'; '.join(diffs)}); repeat its recipe "
+            "to reuse its runs, or use a new project="
+        )
+    listed = [str(b) for b in data.get("batches") or []]
+    return listed + [b for b in batches if b not in listed]
+
+
+def write_record(project: Path, recipe: dict[str, Any], batches: list[str]) -> None:
+    """Write ``project/sweep.yaml`` (atomically): the recipe and every batch the project has run.
+
+    Args:
+        project (Path): The sweep's folder (created if missing).
+        recipe (dict): The recipe, from `yolo_batch.sweep.plan`.
+        batches (list[str]): Every batch value of the project, from `check_record`.
+    """
+    import yaml
+
+    project.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump({"recipe": recipe, "batches": batches}, sort_keys=False)
+    atomic_write(project / SWEEP_FILE, "# yolo-batch sweep: every run in this folder trains this recipe\n" + text)
+
+
+def run_state(run: Path, epochs: int) -> tuple[str, int | None]:
+    """Where one run stands: ``finished``, ``interrupted`` (with its last saved epoch, 1-based), ``partial``, ``new``.
+
+    Finished: ``weights/last.pt`` was finalised by Ultralytics (also after an early stop) or holds the last
+    epoch; without a ``last.pt``, ``results.csv`` reaches ``epochs`` and ``best.pt`` exists. Interrupted:
+    ``last.pt`` holds an earlier epoch's training state (``results.csv`` may be one row ahead of it).
+    Partial: anything else in the folder, to start over.
+
+    Args:
+        run (Path): The run folder.
+        epochs (int): The recipe's epochs.
+
+    Returns:
+        (tuple[str, int | None]): The state, and for ``interrupted`` the epoch ``last.pt`` holds.
+    """
+    if not run.exists():
+        return "new", None
+    last = run / "weights" / "last.pt"
+    if not last.is_file():
+        done = _epochs(run / "results.csv")
+        finished = done and max(done) >= epochs and (run / "weights" / "best.pt").is_file()
+        return ("finished" if finished else "partial"), None
+    saved = _checkpoint_epoch(last)
+    if saved is None:
+        return "partial", None
+    if saved == -1 or saved + 1 >= epochs:  # -1: strip_optimizer ran, training completed
+        return "finished", None
+    return "interrupted", saved + 1
+
+
+def _epochs(results: Path) -> list[int]:
+    if not results.is_file():
+        return []
+    try:
+        return [int(float(r["epoch"])) for r in read_csv(results) if r.get("epoch")]
+    except (ValueError, KeyError, OSError):
+        return []
+
+
+def _checkpoint_epoch(path: Path) -> int | None:
+    """The 0-based epoch saved in an Ultralytics checkpoint (-1 once finalised), or None if unreadable."""
+    try:
+        import torch
+
+        epoch = torch.load(path, map_location="cpu", weights_only=False).get("epoch")
+    except Exception:  # noqa: BLE001 - a torn or foreign file means: start over
+        return None
+    return epoch if isinstance(epoch, int) else None
+
+
+def _trim_results(run: Path, saved: int) -> None:
+    """Drop results.csv rows past the checkpoint's epoch, which the resumed run trains (and writes) again."""
+    path = run / "results.csv"
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    keep = lines[:1] + [x for x in lines[1:] if (m := re.match(r"\s*(\d+)", x)) and int(m[1]) <= saved]
+    if len(keep) != len(lines):
+        atomic_write(path, "".join(keep))
