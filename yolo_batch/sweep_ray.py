@@ -351,7 +351,8 @@ def _table(runs: list[tuple], done: dict[str, dict]) -> list[str]:
     for value, run, *_ in runs:
         r = done[value]
         secs = "-" if r.get("seconds") is None else f"{r['seconds']:.0f}"
-        rows.append((run.name, "finished" if r["ok"] else "failed", r["how"], r["node"], secs))
+        how = r["how"] if r["ok"] else {"trained": "train", "resumed": "resume"}.get(r["how"], r["how"])
+        rows.append((run.name, "finished" if r["ok"] else "failed", how, r["node"], secs))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return ["", *("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)]
 

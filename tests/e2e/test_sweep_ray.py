@@ -2,9 +2,11 @@
 
 Tiny CPU runs (yolo11n.yaml, 64 px, 32 images): a 2-run sweep whose files equal the local engine's and which
 is then reused without starting Ray; an interrupted run resumed by Ray beside a new one, with the files of
-the local engine's resume of the same state; and Ctrl-C, which stops every ``yolo train`` and Ray process and
-leaves a resumable run. Ray's own files go to a short temporary ``RAY_TMPDIR``, and every test checks that no
-process started under it (Ray's, the workers', the training runs) is left.
+the local engine's resume of the same state; Ctrl-C, which stops every ``yolo train`` and Ray process and
+leaves resumable runs; and a cluster started with ``ray start --head`` that the sweep joins (``address=auto``),
+where failed runs are reported and the cluster is left running. Ray's own files go to a short temporary
+``RAY_TMPDIR``, and every test checks that no process started under it (Ray's, the workers', the training
+runs) is left.
 """
 
 from __future__ import annotations
@@ -50,10 +52,10 @@ def yolo_batch_sweep(*args: str, timeout: int = 120) -> subprocess.CompletedProc
 
 def states(out: str, value: str) -> list[str]:
     """The states the driver printed for one run, in order (``sweep: batch=4 queued (...)``)."""
-    return [line.split()[2] for line in out.splitlines() if line.startswith(f"sweep: batch={value} ")]
+    return [line.split()[2].rstrip(":") for line in out.splitlines() if line.startswith(f"sweep: batch={value} ")]
 
 
-def ours(tmp: Path) -> list[str]:
+def ours(tmp: Path) -> list:
     """Processes started under this ``RAY_TMPDIR``: Ray's, its workers (whose names Ray rewrites), their runs."""
     import psutil
 
@@ -63,7 +65,7 @@ def ours(tmp: Path) -> list[str]:
             continue
         try:
             if p.environ().get("RAY_TMPDIR") == str(tmp):
-                found.append(f"{p.info['pid']} {p.info['name']}")
+                found.append(p)
         except (psutil.Error, OSError):
             continue
     return found
@@ -78,7 +80,7 @@ def ray_tmp(monkeypatch):
     deadline = time.monotonic() + 20
     while ours(tmp) and time.monotonic() < deadline:
         time.sleep(0.5)
-    left = ours(tmp)
+    left = [f"{p.pid} {p.info['name']}" for p in ours(tmp)]
     shutil.rmtree(tmp, ignore_errors=True)
     assert not left, f"processes left behind: {left}"
 
@@ -199,3 +201,61 @@ def test_ctrl_c_stops_every_run_and_ray_and_leaves_them_resumable(tiny_data, tmp
     for value in ("4", "8"):
         state, saved = run_state(project / value, 50)
         assert state == "interrupted" and saved >= 2, (value, state, saved)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop_cluster(tmp: Path) -> None:
+    """Stop the processes of the cluster started under ``tmp`` (``ray stop`` would stop every Ray here)."""
+    import psutil
+
+    procs = ours(tmp)
+    for p in procs:
+        p.terminate()
+    _, alive = psutil.wait_procs(procs, timeout=10)
+    for p in alive:
+        p.kill()
+    psutil.wait_procs(alive, timeout=10)
+
+
+def test_joins_a_running_cluster_reports_failed_runs_and_leaves_the_cluster_running(tiny_data, tmp_path, ray_tmp):
+    """``address=auto``: a cluster started as on a head node (``ray start --head``); the sweep joins it,
+    a run that fails is named with its node and log, and the cluster is still there afterwards."""
+    ray = str(Path(sys.executable).with_name("ray"))
+    head = [ray, "start", "--head", f"--port={free_port()}", "--num-cpus=2", "--num-gpus=0", f"--temp-dir={ray_tmp}"]
+    r = subprocess.run(
+        [*head, "--include-dashboard=false", "--disable-usage-stats"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    try:
+        assert r.returncode == 0, r.stderr[-3000:]
+        bad = tmp_path / "bad.yaml"  # a dataset whose images are nowhere: yolo train exits with status 1
+        bad.write_text(f"path: {tmp_path / 'nowhere'}\ntrain: images/train\nval: images/val\nnames: {{0: a}}\n")
+        failed = tmp_path / "failed"
+        r = yolo_batch_sweep(*words(failed, bad, "4,8", 1, "engine=ray", "address=auto"))
+        assert r.returncode == 2
+        for value in ("4", "8"):
+            assert states(r.stdout, value) == ["queued", "running", "failed"], r.stdout
+            assert f"yolo train exited with status 1 on node {os.uname().nodename}" in r.stdout
+            assert "Dataset" in (failed / "logs" / f"{value}.log").read_text()  # Ultralytics' own words
+        err = r.stderr.strip().splitlines()
+        assert len(err) == 1, err  # one line, nothing of Ray's
+        assert err[-1].startswith("yolo-batch: error: sweep: 2 of 2 run(s) failed: batch=4 (yolo train exited")
+        assert err[-1].endswith("finished runs are kept, run the same sweep again to go on")
+        project = tmp_path / "sweep"
+        r = yolo_batch_sweep(*words(project, tiny_data, "4", 1, "engine=ray", "address=auto", "gpus_per_run=0"))
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert states(r.stdout, "4") == ["queued", "running", "finished"], r.stdout
+        assert run_state(project / "4", 1) == ("finished", None)
+        assert any(p.info["name"] == "raylet" for p in ours(ray_tmp))  # joined, not started: left running
+    finally:
+        stop_cluster(ray_tmp)
