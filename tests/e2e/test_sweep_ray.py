@@ -174,10 +174,11 @@ def test_ray_resumes_an_interrupted_run_beside_a_new_one(tiny_data, tmp_path, ra
     assert_same_run(local / "4", on_ray / "4")
 
 
-def test_ctrl_c_stops_every_run_and_ray_and_leaves_them_resumable(tiny_data, tmp_path, ray_tmp):
-    """Ctrl-C at the terminal (SIGINT to the driver's process group) while two runs train on Ray."""
+def test_ctrl_c_stops_every_run_and_ray_and_the_same_command_resumes(tiny_data, tmp_path, ray_tmp):
+    """Ctrl-C at the terminal (SIGINT to the driver's process group) while two runs train on Ray, then the same
+    command again: both runs resume from their last.pt and finish."""
     project = tmp_path / "sweep"
-    args = words(project, tiny_data, "4,8", 50, "engine=ray")
+    args = words(project, tiny_data, "4,8", 8, "engine=ray")
     proc = subprocess.Popen(
         [YOLO_BATCH, "sweep", *args],
         stdout=subprocess.PIPE,
@@ -198,9 +199,17 @@ def test_ctrl_c_stops_every_run_and_ray_and_leaves_them_resumable(tiny_data, tmp
         "sweep: stopped during batch=4, batch=8; finished runs are kept, and the same command resumes: "
         f"yolo-batch sweep {' '.join(args)}"
     )
+    saved = {}
     for value in ("4", "8"):
-        state, saved = run_state(project / value, 50)
-        assert state == "interrupted" and saved >= 2, (value, state, saved)
+        state, saved[value] = run_state(project / value, 8)
+        assert state == "interrupted" and 2 <= saved[value] < 8, (value, state, saved)
+    r = yolo_batch_sweep(*args)
+    assert r.returncode == 0, r.stderr[-3000:]
+    for value in ("4", "8"):
+        assert states(r.stdout, value) == ["queued", "resuming", "finished"], r.stdout
+        assert f"sweep: batch={value} resuming after epoch {saved[value]} (weights/last.pt)" in r.stdout
+        assert [row["epoch"] for row in read_csv(project / value / "results.csv")] == [str(e) for e in range(1, 9)]
+        assert run_state(project / value, 8) == ("finished", None)
 
 
 def free_port() -> int:
