@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.test_sweep import FakeYolo, base
-from yolo_batch import cli, sweep, sweep_ray, sweep_state
+from yolo_batch import cli, sweep, sweep_engine, sweep_state
 
 
 @pytest.fixture()
@@ -66,7 +66,7 @@ def data(tmp_path) -> Path:
         ),
         pytest.param(
             {"engine": "ray", "gpus_per_run": 1, "device": "0,1"},
-            "device=[0,1] needs 2 GPUs per run, but gpus_per_run=1; Ray gives each run its own GPUs, numbered from 0",
+            "device=0,1 needs 2 GPUs per run, but gpus_per_run=1; Ray gives each run its own GPUs, numbered from 0",
             id="too-few-gpus",
         ),
         pytest.param(
@@ -127,7 +127,7 @@ def test_another_recipe_is_refused_before_ray_starts(tmp_path, capsys, fake, no_
 
 def test_nothing_imports_ray_unless_engine_ray_runs():
     code = (
-        "import sys, yolo_batch, yolo_batch.cli, yolo_batch.sweep, yolo_batch.sweep_ray, yolo_batch.sweep_state; "
+        "import sys, yolo_batch, yolo_batch.cli, yolo_batch.sweep, yolo_batch.sweep_engine, yolo_batch.sweep_ray; "
         "sys.exit('ray' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], timeout=60, check=False).returncode == 0
@@ -149,16 +149,16 @@ def test_nothing_imports_ray_unless_engine_ray_runs():
     ],
 )
 def test_resources_follow_the_device(opts, device, expect):
-    assert sweep_ray.resources(opts, {"device": device} if device is not None else {}) == expect
+    assert sweep_engine.resources(opts, {"device": device} if device is not None else {}) == expect
 
 
 def test_a_node_sees_the_sweep_only_with_its_data_and_record(tmp_path, data):
     """What each Ray task checks on its node before its run: real files, as a node would see them."""
     project = tmp_path / "sweep"
     recipe, batches, _ = sweep.plan(base(project, data=data))
-    assert sweep_ray.unseen(recipe, project) == f"{project / 'sweep.yaml'} with this sweep's recipe"  # not there
+    assert sweep_engine.unseen(recipe, project) == f"{project / 'sweep.yaml'} with this sweep's recipe"  # not there
     sweep_state.write_record(project, recipe, batches)
-    assert sweep_ray.unseen(recipe, project) is None
-    assert sweep_ray.unseen({**recipe, "epochs": 9}, project).endswith("sweep.yaml with this sweep's recipe")
+    assert sweep_engine.unseen(recipe, project) is None
+    assert sweep_engine.unseen({**recipe, "epochs": 9}, project).endswith("sweep.yaml with this sweep's recipe")
     data.unlink()
-    assert sweep_ray.unseen(recipe, project) == f"data={data}"
+    assert sweep_engine.unseen(recipe, project) == f"data={data}"

@@ -8,7 +8,7 @@ batch included: running the same sweep again reuses finished runs, resumes an in
 ``weights/last.pt`` and starts over a run that left no checkpoint; a different recipe in the same project is
 refused (`yolo_batch.sweep_state`). At the end `yolo_batch.report.compare` writes ``project/comparison.csv``
 and ``project/comparison.png``. ``engine=ray`` runs the same commands as Ray tasks, side by side
-(`yolo_batch.sweep_ray`).
+(`yolo_batch.sweep_ray`; the engine's keys are checked in `yolo_batch.sweep_engine`).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any
 
 from yolo_batch.cmdline import parse_pairs, positive, run_child, run_env, yolo_command
 from yolo_batch.spec import AutoPlusError, _closest, looks_like_auto_plus, parse_batch_value
+from yolo_batch.sweep_engine import split_engine
 from yolo_batch.sweep_state import _trim_results, check_record, label, run_state, write_record
 
 USAGE = (
@@ -261,10 +262,10 @@ def sweep_cli(args: list[str]) -> int:
         AutoPlusError: For a bad argument or project (before anything is trained), or a failed run (finished
             runs are kept).
     """
-    from yolo_batch.sweep_ray import ray_sweep, split_engine
-
     engine, rest = split_engine(args)
     if engine["engine"] == "ray":
+        from yolo_batch.sweep_ray import ray_sweep
+
         return ray_sweep(args, rest, engine)
     recipe, batches, project = plan(rest)
     runs = prepare(recipe, batches, project)

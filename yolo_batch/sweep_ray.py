@@ -7,11 +7,11 @@ The task runs, on its node, the very command and environment the local engine ru
 ``project/logs/<batch>.log``. Reuse, resume and the recipe check are the local engine's
 (`yolo_batch.sweep_state`). Without ``address=`` the sweep starts a local Ray and stops it at the end; with
 ``address=auto`` (or ``HOST:PORT``) it joins a running cluster, whose nodes must see the dataset and
-``project=`` at the same absolute paths (shared storage): checked on this machine before anything starts, and
-by each task on its node before its run. The driver prints one line per change of a run's state, a table of
-the runs, then the comparison. Ctrl-C cancels the tasks; each stops its ``yolo train`` as the local engine
-does (`yolo_batch.cmdline.run_child`), and the same command resumes. Ray is imported only here, only when
-``engine=ray`` runs (``pip install "yolo-batch[ray]"``).
+``project=`` at the same absolute paths (shared storage): checked on this machine before anything starts,
+and by each task on its node before its run (`yolo_batch.sweep_engine`). The driver prints one line per
+change of a run's state, a table of the runs, then the comparison. Ctrl-C cancels the tasks; each stops its
+``yolo train`` as the local engine does (`yolo_batch.cmdline.run_child`), and the same command resumes. Ray
+is imported only here, only when ``engine=ray`` runs (``pip install "yolo-batch[ray]"``).
 """
 
 from __future__ import annotations
@@ -19,167 +19,18 @@ from __future__ import annotations
 import logging
 import os
 import platform
-import re
 import time
 from pathlib import Path
 from typing import Any
 
-from yolo_batch.cmdline import STOP_SECONDS, parse_pairs, positive, run_child
-from yolo_batch.spec import AutoPlusError, _closest
-from yolo_batch.sweep import _word, finish, member_command, plan, prepare, stopped, sweep_env
-from yolo_batch.sweep_state import SWEEP_FILE, check_record, label, run_state
+from yolo_batch.cmdline import STOP_SECONDS, run_child
+from yolo_batch.spec import AutoPlusError
+from yolo_batch.sweep import finish, member_command, plan, prepare, stopped, sweep_env
+from yolo_batch.sweep_engine import SHARED, check_shared, resources, unseen
+from yolo_batch.sweep_state import check_record, label, run_state
 
-ENGINES = ("local", "ray")
-RAY_KEYS = ("address", "gpus_per_run", "cpus_per_run")
 INSTALL = 'pip install "yolo-batch[ray]"'
 LOG_DIR = "logs"  # project/logs/<batch>.log: each Ray run's yolo train output (the local engine prints it)
-SHARED = "the dataset, the model file and project= must be on storage every node sees at the same absolute path"
-
-
-def gpus(raw: str) -> int | float:
-    """``gpus_per_run=``: 0, a fraction of one GPU (runs share it), or a whole number.
-
-    Examples:
-        >>> gpus("2"), gpus("0.5")
-        (2, 0.5)
-    """
-    v = float(raw)
-    if not 0 <= v < float("inf") or (v > 1 and v != int(v)):
-        raise ValueError("expected 0, a fraction of one GPU such as 0.5, or a whole number of GPUs")
-    return int(v) if v == int(v) else v
-
-
-def split_engine(args: list[str]) -> tuple[dict[str, Any], list[str]]:
-    """Take ``engine=`` and the Ray keys out of a sweep's words, checked.
-
-    Args:
-        args (list[str]): The sweep's ``key=value`` words.
-
-    Returns:
-        (tuple): ``{"engine": "local"|"ray", ...the Ray keys given}`` and the other words, in order.
-
-    Raises:
-        AutoPlusError: For an unknown engine, a Ray key without ``engine=ray``, or a bad value (one line).
-    """
-    keys = ("engine", *RAY_KEYS)
-    mine = [a for a in args if a.partition("=")[0] in keys]
-    rest = [a for a in args if a.partition("=")[0] not in keys]
-    opts = parse_pairs(mine, {"engine": str, "address": str, "gpus_per_run": gpus, "cpus_per_run": positive}, "sweep")
-    engine = opts.pop("engine", "local").strip().lower()
-    if engine not in ENGINES:
-        raise AutoPlusError(f"sweep: unknown engine {engine!r}{_closest(engine, list(ENGINES))}; valid: local, ray")
-    if engine == "local" and opts:
-        given = ", ".join(k + "=" for k in opts)
-        raise AutoPlusError(f"sweep: {given} only apply with engine=ray; add engine=ray, or leave them out")
-    if "address" in opts and not opts["address"].strip():
-        raise AutoPlusError("sweep: address= is empty; address=auto joins the running Ray cluster, HOST:PORT another")
-    return {"engine": engine, **opts}, rest
-
-
-def cuda_devices(device: Any) -> list[int] | None:
-    """The CUDA devices a ``device=`` value names: None when unset or unknown, [] for cpu and mps.
-
-    Examples:
-        >>> cuda_devices("0,1"), cuda_devices("cpu"), cuda_devices(None), cuda_devices("cuda:1")
-        ([0, 1], [], None, [1])
-    """
-    if device is None or str(device).strip() == "":
-        return None
-    text = ",".join(map(str, device)) if isinstance(device, (list, tuple)) else str(device)
-    text = text.lower().replace(" ", "").strip("[]()").replace("cuda:", "")
-    if text in {"cpu", "mps"} or text.startswith("mps:"):
-        return []
-    if text == "cuda":
-        return [0]
-    parts = text.split(",")
-    return [int(p) for p in parts] if all(re.fullmatch(r"-?\d+", p) for p in parts) else None
-
-
-def resources(opts: dict[str, Any], recipe: dict[str, Any]) -> dict[str, Any]:
-    """Each run's CPUs and GPUs, refusing a contradiction with the recipe's ``device=``.
-
-    ``gpus_per_run`` defaults to 0 for ``device=cpu`` (or mps), to the GPUs ``device=`` names, and, with no
-    ``device=``, to None (decided by `_fit`: 1 when a node has a GPU). Ray gives each run its own GPUs,
-    numbered from 0, so ``device=`` counts from 0 too.
-
-    Args:
-        opts (dict): From `split_engine`.
-        recipe (dict): From `yolo_batch.sweep.plan`.
-
-    Returns:
-        (dict): ``{"cpus_per_run": int, "gpus_per_run": int | float | None}``.
-
-    Raises:
-        AutoPlusError: For GPUs asked with a CPU device, none with a GPU device, or fewer than the device needs.
-    """
-    cuda = cuda_devices(recipe.get("device"))
-    g = opts.get("gpus_per_run")
-    dev = f"device={_word(recipe.get('device'))}"
-    if cuda == []:
-        if g:
-            raise AutoPlusError(
-                f"sweep: gpus_per_run={g} asks a GPU for each run, but {dev} trains without one; leave "
-                "gpus_per_run= out, or give device=0"
-            )
-        g = 0
-    elif cuda:
-        need = max(len(cuda), max(cuda) + 1)
-        if g == 0:
-            raise AutoPlusError(f"sweep: {dev} trains on a GPU, but gpus_per_run=0 gives each run none")
-        if g is not None and need > max(g, 1):
-            raise AutoPlusError(
-                f"sweep: {dev} needs {need} GPUs per run, but gpus_per_run={g}; Ray gives each run its own GPUs, "
-                "numbered from 0 (device=0 is the run's first)"
-            )
-        g = need if g is None else g
-    return {"cpus_per_run": opts.get("cpus_per_run", 1), "gpus_per_run": g}
-
-
-def check_shared(rest: list[str], recipe: dict[str, Any]) -> None:
-    """With ``address=``: the dataset, a model file and ``project=`` typed as absolute paths, here.
-
-    Raises:
-        AutoPlusError: For a relative path, or a dataset or model file this machine does not see.
-    """
-    typed = dict(a.partition("=")[::2] for a in rest)
-    relative = [f"{k}={typed.get(k, 'runs/sweep')}" for k in ("data", "project") if not _absolute(typed.get(k, ""))]
-    model = typed.get("model", "")
-    if ("/" in model or os.sep in model or Path(model).exists()) and not _absolute(model):
-        relative.append(f"model={model}")
-    if relative:
-        raise AutoPlusError(
-            f"sweep: with address= {SHARED}; {', '.join(relative)} is relative: give absolute paths, e.g. "
-            "data=/shared/data/coco.yaml project=/shared/sweeps/coco"
-        )
-    for key in ("data", "model"):
-        if _absolute(typed.get(key, "")) and not Path(recipe[key]).exists():
-            raise AutoPlusError(f"sweep: {key}={recipe[key]} does not exist on this machine; {SHARED}")
-
-
-def _absolute(raw: str) -> bool:
-    return bool(raw) and Path(raw).expanduser().is_absolute()
-
-
-def unseen(recipe: dict[str, Any], project: Path) -> str | None:
-    """What of the sweep this machine does not see: the dataset or model file, or the project's record.
-
-    Run by each Ray task on its node before its run: ``project/sweep.yaml`` with this recipe shows that the
-    node sees the folder the sweep wrote, not a folder of its own at the same path.
-
-    Returns:
-        (str | None): What is missing, or None when everything is there.
-    """
-    for key in ("data", "model"):
-        path = Path(str(recipe[key]))
-        if path.is_absolute() and not path.exists():
-            return f"{key}={path}"
-    try:
-        if (project / SWEEP_FILE).is_file():
-            check_record(project, recipe, [])
-            return None
-    except AutoPlusError:
-        pass
-    return f"{project / SWEEP_FILE} with this sweep's recipe"
 
 
 def run_member(recipe: dict[str, Any], value: str, project: str, state: str, saved: int | None, events) -> dict:
