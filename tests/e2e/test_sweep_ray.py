@@ -247,6 +247,13 @@ def test_joins_a_running_cluster_reports_failed_runs_and_leaves_the_cluster_runn
     )
     try:
         assert r.returncode == 0, r.stderr[-3000:]
+        big = tmp_path / "big"  # more CPUs per run than any node has: refused before anything is written
+        r = yolo_batch_sweep(*words(big, tiny_data, "4", 1, "engine=ray", "address=auto", "cpus_per_run=3"))
+        assert r.returncode == 2 and not big.exists()
+        assert r.stderr.strip().splitlines() == [
+            "yolo-batch: error: sweep: no Ray node has cpus_per_run=3 and gpus_per_run=0 free for a run (nodes: "
+            "2 CPU 0 GPU); ask for less per run, or add a node that has them"
+        ]
         bad = tmp_path / "bad.yaml"  # a dataset whose images are nowhere: yolo train exits with status 1
         bad.write_text(f"path: {tmp_path / 'nowhere'}\ntrain: images/train\nval: images/val\nnames: {{0: a}}\n")
         failed = tmp_path / "failed"
