@@ -533,7 +533,7 @@ def test_max_batch_edges(law, budget_bytes, expected):
 
 
 def test_unknown_policy():
-    with pytest.raises(ValueError, match="policy must be 'ladder', 'fit' or 'speed', got 'greedy'"):
+    with pytest.raises(ValueError, match="policy must be 'ladder', 'fit', 'speed' or 'goodput', got 'greedy'"):
         decide(MemoryModel(YOLOV5M_416), budget(16, 0.9), policy="greedy")
 
 

@@ -20,7 +20,7 @@ from yolo_batch.spec import (
 )
 
 SHIPPED_DEFAULTS = Path(__file__).parents[1] / "cfg" / "auto_plus.yaml"
-FORMS = "valid: auto-plus, auto-plus:fit, auto-plus:speed, auto-plus:0.8, auto-plus:ladder:0.8"
+FORMS = "valid: auto-plus, auto-plus:fit, auto-plus:speed, auto-plus:goodput, auto-plus:0.8, auto-plus:ladder:0.8"
 
 
 @pytest.fixture(autouse=True)

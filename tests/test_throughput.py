@@ -201,8 +201,8 @@ def test_speed_without_a_pace_is_refused():
         decide(MemoryModel(Law(4.0, 0.5)), 20.0, policy="speed")
 
 
-def test_unknown_policy_names_all_three():
-    with pytest.raises(ValueError, match=r"policy must be 'ladder', 'fit' or 'speed', got 'fast'"):
+def test_unknown_policy_names_all_four():
+    with pytest.raises(ValueError, match=r"policy must be 'ladder', 'fit', 'speed' or 'goodput', got 'fast'"):
         decide(MemoryModel(Law(4.0, 0.5)), 20.0, policy="fast")
 
 

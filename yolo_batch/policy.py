@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass, field
 
 GIB = 2**30
+SPEEDS = ("speed", "goodput")  # the policies that need the measured pace
 
 
 def gib(n: float) -> str:
@@ -184,7 +185,7 @@ def decide(
     data_note = f"capped by the training set of {dataset_size} images{after}"
     cap_note = data_note if by_data else f"capped by max_batch {max_batch}"
     fit_n = min(model.max_batch(budget_bytes), cap)
-    if policy == "speed" and fit_n >= min_batch:
+    if policy in SPEEDS and fit_n >= min_batch:
         candidates = (*candidates, fit_n)  # the table shows the largest that fits beside the rungs
     rungs = tuple(
         Candidate(b, model.peak(b), model.peak(b) <= budget_bytes, pace.images_per_s(b) if pace else None)
@@ -226,9 +227,9 @@ def decide(
             reason = f"largest that fits is {fit_n} ({limit}){rounding}; {b} fits at {gib(model.peak(b))}"
             return Decision(b, policy, budget_bytes, model.peak(b), reason, rungs)
         return _none_fits(model, budget_bytes, policy, min_batch, rungs)
-    if policy == "speed":
+    if policy in SPEEDS:  # goodput starts at the speed pick (`goodput` re-chooses at epoch ends)
         if pace is None:
-            raise ValueError("policy 'speed' needs the measured pace (time law and dataloader rate)")
+            raise ValueError(f"policy {policy!r} needs the measured pace (time law and dataloader rate)")
         if fit_n < min_batch:
             return _none_fits(model, budget_bytes, policy, min_batch, rungs)
         b, reason = _fastest(pace, min_batch, fit_n, speed_threshold)
@@ -239,7 +240,7 @@ def decide(
             reason += f"; above nbs={nbs} every optimizer step sees {b} images, not {nbs} (see lr_scaling)"
         note = pace.note(b)
         return Decision(b, policy, budget_bytes, model.peak(b), f"{note}; {reason}" if note else reason, rungs)
-    raise ValueError(f"policy must be 'ladder', 'fit' or 'speed', got {policy!r}")
+    raise ValueError(f"policy must be 'ladder', 'fit', 'speed' or 'goodput', got {policy!r}")
 
 
 SPEED_SCAN = 65536  # `speed` compares at most this many batch sizes

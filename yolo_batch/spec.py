@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 PREFIX = "auto-plus"
-POLICIES = ("ladder", "fit", "speed")
+POLICIES = ("ladder", "fit", "speed", "goodput")
 LR_SCALINGS = ("none", "linear", "sqrt")
 BN_MOMENTA = ("keep", "auto")
 CONFIG_ENV = "YOLO_BATCH_CONFIG"
@@ -43,7 +43,8 @@ class BatchSpec:
     Attributes:
         policy (str): ``ladder`` takes the largest of ``candidates`` that fits, else auto-fits; ``fit`` takes
             the largest batch that fits, rounded down to a multiple of 8 when >= 8; ``speed`` the smallest batch
-            that fits and reaches ``speed_threshold`` of the best predicted training images/s.
+            that fits and reaches ``speed_threshold`` of the best predicted training images/s; ``goodput`` starts at
+            the ``speed`` pick and re-chooses at each epoch's end by images/s x statistical efficiency (`goodput`).
         utilization (float): Share of the free memory (plus what this process already holds) to plan for.
         candidates (tuple[int, ...]): The ladder's rungs.
         min_batch (int): Smallest batch auto-plus may pick; a smaller fit is an error.
@@ -56,9 +57,10 @@ class BatchSpec:
             ``true`` always, ``false`` never.
         lr_scaling (str): ``none``, ``linear`` or ``sqrt`` scaling of lr0 above the nominal batch (nbs).
         speed_threshold (float): ``speed``: the share of the best predicted images/s the pick must reach, in (0, 1].
+        goodput_gain (float): ``goodput``: the predicted goodput gain a switch needs, in (0, 1), e.g. 0.05.
         bn_momentum (str): ``keep`` Ultralytics' BatchNorm momentum; ``auto`` scales it with the batch so the running
             statistics average over as many images as at batch 16 (`batchnorm`).
-        noise_scale (bool): Estimate the gradient-noise scale each epoch.
+        noise_scale (bool): Estimate the gradient-noise scale each epoch (``goodput`` needs it).
         oom_retries (int): How often training may step the batch down after running out of memory.
         config (str | None): The user YAML these settings were read from, if any.
 
@@ -77,6 +79,7 @@ class BatchSpec:
     verify: bool | str = "auto"
     lr_scaling: str = "none"
     speed_threshold: float = 0.97
+    goodput_gain: float = 0.05
     bn_momentum: str = "keep"
     noise_scale: bool = True
     oom_retries: int = 3
@@ -90,6 +93,10 @@ class BatchSpec:
                 object.__setattr__(self, f.name, _check(f.name, getattr(self, f.name), where))
         if self.min_batch > self.max_batch:
             raise AutoPlusError(f"min_batch={self.min_batch} is above max_batch={self.max_batch}{where}")
+        if self.policy == "goodput" and not self.noise_scale:
+            raise AutoPlusError(
+                f"policy=goodput needs noise_scale=true{where}: it weighs each batch by the gradient-noise scale"
+            )
 
     def as_dict(self) -> dict[str, Any]:
         """Return the settings as plain YAML/JSON types."""
@@ -124,6 +131,10 @@ def _check(key: str, value: Any, where: str = "") -> Any:
     elif key == "speed_threshold":
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
             raise bad("a fraction in (0, 1], e.g. 0.97")
+        value = float(value)
+    elif key == "goodput_gain":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+            raise bad("a fraction in (0, 1), e.g. 0.05")
         value = float(value)
     elif key == "utilization":
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
@@ -171,7 +182,7 @@ def parse_batch_value(value: str) -> dict[str, Any]:
         >>> parse_batch_value("auto-plus")
         {}
     """
-    forms = "valid: auto-plus, auto-plus:fit, auto-plus:speed, auto-plus:0.8, auto-plus:ladder:0.8"
+    forms = "valid: auto-plus, auto-plus:fit, auto-plus:speed, auto-plus:goodput, auto-plus:0.8, auto-plus:ladder:0.8"
     text = str(value).strip()
     head, *parts = text.split(":")
     if head.lower() != PREFIX:

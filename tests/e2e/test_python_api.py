@@ -71,7 +71,8 @@ def test_value_beats_keywords_beats_yaml(tiny_data, tmp_path, monkeypatch):
 
 def test_bad_keyword_fails_at_construction():
     with pytest.raises(
-        AutoPlusError, match=r"policy='fitt' is not a policy; valid: ladder, fit, speed \(did you mean 'fit'\?\)"
+        AutoPlusError,
+        match=r"policy='fitt' is not a policy; valid: ladder, fit, speed, goodput \(did you mean 'fit'\?\)",
     ):
         AutoPlus(policy="fitt")
 
