@@ -263,7 +263,7 @@ def _reaches(graph: dict[str, set[str]], start: str, goal: str) -> bool:
     return False
 
 
-@pytest.mark.parametrize("module", ["session", "callbacks", "wiring", "decide", "recovery", "records", "ddp"])
+@pytest.mark.parametrize("module", ["session", "callbacks", "wiring", "decide", "recovery", "records", "ddp", "adapt"])
 def test_no_import_cycle_runs_through_the_integration_layer(module):
     graph = _imports()
     assert not _reaches(graph, module, module), f"{module} imports itself through {sorted(graph[module])}"

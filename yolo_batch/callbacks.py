@@ -119,6 +119,9 @@ def on_train_epoch_start(trainer, s: Session) -> None:
         s.retries_seen = getattr(trainer, "_oom_retries", 0)
         if s.oom_events >= s.spec.oom_retries:
             trainer._oom_retries = 3  # Ultralytics' own cap: the next OOM is raised (and explained)
+        from yolo_batch import adapt
+
+        adapt.arm(trainer, s)  # goodput: a switch decided at the last epoch's end
 
 
 @_safe
@@ -179,9 +182,15 @@ def on_fit_epoch_end(trainer, s: Session) -> None:
                 f"(out-of-memory events so far: {s.oom_events})"
             )
         row["oom_events"] = s.oom_events
-        s.last_batch = trainer.batch_size
+        if s.goodput is not None or s.change:  # goodput runs have the columns from the first epoch on
+            row["batch_change"] = f"{s.change[0]} -> {s.change[1]}" if s.change else None
+            row["change_reason"] = s.change[2] if s.change else None
+        s.last_batch, s.change = trainer.batch_size, None
     s.effect.add(row)
     if not final:
+        from yolo_batch import adapt
+
+        adapt.after_epoch(trainer, s)
         if s.noise is not None:
             logger, prefix = log()
             logger.info(f"{prefix}{s.noise.reading(trainer.batch_size)}")

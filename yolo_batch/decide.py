@@ -49,8 +49,8 @@ def auto_batch(trainer, world: int = 1) -> int:
         head = s.backend.headroom()
         budget = head.budget(spec.utilization)
         limit = min(model.max_batch(budget), prober.dataset_size, spec.max_batch)
-        # the time law and the dataloader's images/s: timing steps and a loader cost seconds, so only `speed` pays
-        pace = measure_pace(trainer, prober, result, limit) if spec.policy == "speed" else None
+        # the time law and the dataloader's images/s: timing steps and a loader cost seconds: `speed`, `goodput` pay
+        pace = measure_pace(trainer, prober, result, limit) if spec.policy in policy.SPEEDS else None
         decision = ddp.per_gpu_decision(
             model,
             budget,
@@ -108,6 +108,8 @@ def auto_batch(trainer, world: int = 1) -> int:
             break
         verified = max(p for p in peaks if p is not None) if checking else None
     verify_seconds = time.perf_counter() - t_verify
+    bound = min(model.max_batch(budget), prober.dataset_size, spec.max_batch)  # goodput's ceiling: what fits
+    s.goodput = {"pace": pace, "fit_bound": bound} if spec.policy == "goodput" and world == 1 else None
     lr = _scale_lr(trainer, spec, batch) if world == 1 else {}  # DDP: scaled at the global batch, after agreeing
     seconds = time.perf_counter() - t0
     if flat:
@@ -161,6 +163,7 @@ def auto_batch(trainer, world: int = 1) -> int:
         "config": spec.config,
         "settings": {**spec.as_dict(), "val_batch": model.val_batch},
         **record_fields(pace, batch, result),
+        **({"goodput": {"fit_bound": bound, "goodput_gain": spec.goodput_gain}} if s.goodput else {}),
         **lr,
         "versions": _versions(),
     }
@@ -250,6 +253,10 @@ def _scale_lr(trainer, spec: BatchSpec, batch: int) -> dict[str, Any]:
             )
             factor = 1.0
         trainer.args.lr0 = lr0 * factor
+    s = session(trainer)
+    if s is not None:  # goodput rescales lr0 from here when it switches the batch
+        s.lr_factor = factor
+        s.lr_scales = spec.lr_scaling != "none" and trainer.args.optimizer != "auto"
     return {"lr_scaling": spec.lr_scaling, "lr0": lr0, "lr0_scaled": lr0 * factor, "effective_batch": effective}
 
 

@@ -119,7 +119,7 @@ def flush(trainer, s: Session, started: bool = False) -> None:
     s.pending = False
     s.record = {**s.record, "source": "auto-plus", "from_epoch": trainer.start_epoch + 1}
     s.history.append(s.record)
-    _write(trainer, s)
+    write(trainer, s)
 
 
 def given_on_resume(trainer, s: Session) -> None:
@@ -129,10 +129,11 @@ def given_on_resume(trainer, s: Session) -> None:
     s.history.append(
         {"source": "given", "batch": trainer.batch_size, "value": s.given, "from_epoch": trainer.start_epoch + 1}
     )
-    _write(trainer, s)
+    write(trainer, s)
 
 
-def _write(trainer, s: Session) -> None:
+def write(trainer, s: Session) -> None:
+    """Write ``batch_decision.json`` now (rank 0 alone), e.g. after a goodput switch joined the history."""
     from yolo_batch.ddp import rank
     from yolo_batch.effect import write_json
 
@@ -151,6 +152,9 @@ def start_line(trainer, s: Session) -> str:
     earlier = ""
     if top:
         earlier = f"; auto-plus picked {top['batch']} ({top.get('policy')}) from epoch {top.get('from_epoch', 1)}"
+        switched = [h for h in s.history if h.get("source") == "goodput"]
+        if switched:
+            earlier += f", goodput switched to {switched[-1]['batch']} from epoch {switched[-1].get('from_epoch')}"
     if s.decides:
         return f"batch={s.value} given on resume: auto-plus chooses the batch again{earlier}"
     if s.given is not None:

@@ -38,7 +38,10 @@ def guarded_train(trainer, original):
 
 
 def step_down(trainer, original):
-    """Rebuild the data pipeline; after an OOM, at the plugin's next lower batch instead of Ultralytics' half."""
+    """Rebuild the data pipeline; after an OOM, at the plugin's next lower batch instead of Ultralytics' half.
+
+    A goodput switch comes through here too (`adapt`): the same restart, at the batch goodput chose.
+    """
     from yolo_batch import policy
 
     s = session(trainer)
@@ -47,7 +50,11 @@ def step_down(trainer, original):
 
         trainer.args.batch = trainer.batch_size = ddp_auto_batch(trainer)
     retries = getattr(trainer, "_oom_retries", 0)
-    if s.train_batch is not None and retries > s.retries_seen:  # Ultralytics caught an OOM mid-epoch
+    from yolo_batch import adapt
+
+    if s.train_batch is not None and retries > s.retries_seen and adapt.pending(trainer, s):
+        adapt.switch(trainer, s)  # goodput: the restart was a batch switch, through the same rebuild
+    elif s.train_batch is not None and retries > s.retries_seen:  # Ultralytics caught an OOM mid-epoch
         old, spec = s.train_batch, s.spec
         new = policy.next_lower(old, policy=spec.policy, candidates=spec.candidates, min_batch=spec.min_batch)
         if new == 0:
@@ -57,6 +64,9 @@ def step_down(trainer, original):
             )
         s.oom_events += 1
         trainer.args.batch = trainer.batch_size = new
+        adapt.after_oom(s, new)
+        first, why = (s.change[0], f"{s.change[2]}; then ") if s.change else (old, "")
+        s.change = (first, new, f"{why}out of memory at {old}")
         logger, prefix = log()
         logger.warning(
             f"{prefix}out of memory at batch {old} in epoch {trainer.epoch + 1}; redoing the epoch at batch {new} "

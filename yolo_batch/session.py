@@ -63,6 +63,14 @@ class Session:
         self.val_batch: int | None = None  # the fixed validation batch (YOLO_BATCH_VAL_BATCH), when asked for
         self.bn_momenta: dict[str, float] | None = None  # bn_momentum auto: each BatchNorm's own momentum
         self.bn_batch: int | None = None  # bn_momentum auto: the batch the momenta were last scaled to
+        self.goodput: dict[str, Any] | None = None  # policy goodput: the pace and the fit bound (`adapt`)
+        self.noise_readings: list[float | None] = []  # the noise-scale estimate at each epoch's end
+        self.switch: Any = None  # goodput: the batch switch decided at an epoch's end, made at the next start
+        self.switch_filter: Any = None  # the log filter that hides Ultralytics' restart warning of a switch
+        self.switch_state: Any = None  # the optimizer's lr and momentum before the switch's stand-in iteration
+        self.change: tuple[int, int, str] | None = None  # the batch change of this epoch: (old, new, reason)
+        self.lr_factor = 1.0  # lr_scaling's factor applied to lr0 now
+        self.lr_scales = False  # lr_scaling applies (not none, and an optimizer whose lr0 is used)
 
 
 def session(trainer) -> Session | None:

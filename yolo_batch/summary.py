@@ -151,7 +151,10 @@ def chosen(decision: dict | None, first: int | None = None) -> str:
         return f"picked by auto-plus ({history[0]['policy']})"
     steps = [] if history[0].get("from_epoch", 1) == 1 else [f"{first} from epoch 1, as given"]
     for h in history:
-        how = "given on resume" if h.get("source") == "given" else f"picked by auto-plus ({h['policy']})"
+        source = h.get("source")
+        how = {"given": "given on resume", "goodput": "switched by goodput"}.get(source) or (
+            f"picked by auto-plus ({h['policy']})"
+        )
         steps.append(f"{h['batch']} from epoch {h.get('from_epoch', 1)}, {how}")
     return f"({'; '.join(steps)})"
 

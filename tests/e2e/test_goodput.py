@@ -1,0 +1,206 @@
+"""Policy ``goodput`` end to end on the CPU: real training that switches the batch between epochs.
+
+Whether a switch pays depends on the noise scale, which a few steps of a tiny model do not settle. The tests
+that need a switch therefore feed `goodput.choose` (the real rule) a recorded time law and noise scale:
+``RECORDED``, a step dominated by its fixed cost (1 s + 1 ms per image, as a GPU at small batches), and a
+noise scale of 5000 images, so the largest batch that fits has the best goodput. Everything else is real: the
+probe, the speed pick, the rebuild through Ultralytics' restart, training, validation and the files.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from ultralytics import YOLO
+
+from tests.conftest import FAST, run_yolo, train_in_process, yolo_train
+from tests.memory_laws import YOLOV8S_640
+from tests.simulated import SimulatedGPU
+from yolo_batch import AutoPlus, goodput
+from yolo_batch.effect import read_csv
+from yolo_batch.policy import Law
+from yolo_batch.throughput import Pace, TimeLaw
+
+pytestmark = pytest.mark.slow
+RECORDED = Pace(TimeLaw(1.0, 0.001))
+NOISE = [5000.0, 5000.0]
+START = {"min_batch": 8, "speed_threshold": 0.01}  # the speed pick is then min_batch: 8
+
+
+@pytest.fixture
+def recorded(monkeypatch):
+    """`goodput.choose` on the recorded law and noise scale; returns the calls' keyword arguments."""
+    real, calls = goodput.choose, []
+
+    def choose(pace, **kw):
+        calls.append(kw)
+        return real(RECORDED, **{**kw, "readings": NOISE})
+
+    monkeypatch.setattr(goodput, "choose", choose)
+    return calls
+
+
+def _rows(run):
+    return [r for r in read_csv(run / "batch_effect.csv") if r["epoch"] != "final"]
+
+
+def _assert_effect_matches_results(run):
+    results, effect = read_csv(run / "results.csv"), _rows(run)
+    assert [r["epoch"] for r in results] == [r["epoch"] for r in effect]  # every epoch once, the switch's too
+    shared = [c for c in results[0] if c in effect[0] and c != "epoch"]
+    assert len(shared) >= 13, shared
+    for res, eff in zip(results, effect):
+        for c in shared:
+            assert float(res[c]) == pytest.approx(float(eff[c]), rel=1e-5, abs=1e-9), (res["epoch"], c)
+
+
+def test_python_api_switches_up_after_the_first_epoch(tiny_data, tmp_path, recorded, caplog):
+    model = AutoPlus(policy="goodput", **START).register(YOLO("yolo11n.yaml"))
+    train_in_process(model, tiny_data, tmp_path, epochs=3)
+    run = tmp_path / "run"
+    rows = _rows(run)
+    assert [(r["batch"], r["accumulate"], r["effective_batch"]) for r in rows] == [
+        ("8", "8", "64"),
+        ("32", "2", "64"),
+        ("32", "2", "64"),
+    ]
+    assert [r["batch_change"] for r in rows] == ["", "8 -> 32", ""]
+    assert rows[1]["change_reason"].startswith("goodput: goodput 32: 31 images/s x efficiency 1.00 = 31 against 8: 8")
+    assert all(r["oom_events"] == "0" for r in rows)
+    # decided after epochs 1 and 2 (not after the last), on the fit bound the probe measured: the training set
+    assert [(c["current"], c["high"], c["low"]) for c in recorded] == [(8, 32, 8), (32, 32, 8)]
+    decision = json.loads((run / "batch_decision.json").read_text())
+    assert (decision["policy"], decision["batch"], decision["goodput"]) == (
+        "goodput",
+        8,
+        {"fit_bound": 32, "goodput_gain": 0.05},
+    )
+    history = [(h["source"], h["batch"], h["from_epoch"]) for h in decision["history"]]
+    assert history == [("auto-plus", 8, 1), ("goodput", 32, 2)]
+    assert decision["history"][1]["previous_batch"] == 8 and decision["history"][1]["effective_batch"] == 64
+    assert model.trainer.batch_size == model.trainer.args.batch == 32
+    ckpt = torch.load(run / "weights" / "last.pt", weights_only=False)
+    assert ckpt["train_args"]["batch"] == 32  # a resume continues at the batch the run was at
+    log = caplog.text
+    assert "goodput after epoch 1: switching 8 -> 32" in log
+    assert "goodput: batch 8 -> 32 from epoch 2 (effective batch 64, lr0 " in log
+    assert ", lr_scaling none: unchanged): goodput 32: 31 images/s" in log
+    assert "goodput after epoch 2: stays at 32" in log
+    assert "Reducing to batch=" not in log and "batch changed from" not in log  # no out-of-memory story
+    assert "batch 8 -> 32 (8 from epoch 1, picked by auto-plus (goodput); 32 from epoch 2, switched by goodput)" in log
+    _assert_effect_matches_results(run)
+
+
+def test_yaml_way_in_scales_lr_with_the_switch(tiny_data, tmp_path, recorded, monkeypatch):
+    cfg = tmp_path / "plugin.yaml"
+    cfg.write_text("policy: goodput\nmin_batch: 8\nspeed_threshold: 0.01\nlr_scaling: linear\n")
+    monkeypatch.setenv("YOLO_BATCH_CONFIG", str(cfg))
+    model = YOLO("yolo11n.yaml")
+    # nbs 16: batch 8 accumulates 2 (effective 16, lr0 x 1); batch 32 steps alone (effective 32: lr0 x 2)
+    train_in_process(model, tiny_data, tmp_path, batch="auto-plus", epochs=2, nbs=16, optimizer="SGD", lr0=0.01)
+    run = tmp_path / "run"
+    rows = _rows(run)
+    assert [(r["batch"], r["effective_batch"], r["batch_change"]) for r in rows] == [
+        ("8", "16", ""),
+        ("32", "32", "8 -> 32"),
+    ]
+    entry = json.loads((run / "batch_decision.json").read_text())["history"][1]
+    assert (entry["lr0"], entry["lr_scaling"], entry["effective_batch"]) == (0.02, "linear", 32)
+    assert model.trainer.args.lr0 == 0.02
+    assert [g["initial_lr"] for g in model.trainer.optimizer.param_groups] == [0.02] * 3
+    _assert_effect_matches_results(run)
+
+
+def test_cli_value_decides_at_each_epoch_end(tiny_data, tmp_path):
+    r = yolo_train(tiny_data, tmp_path, "auto-plus:goodput", epochs=2)
+    assert r.returncode == 0, r.stderr[-3000:]
+    log = r.stdout + r.stderr
+    # after epoch 1 the noise scale has at most one reading: no switch; nothing is decided after the last epoch
+    assert "goodput after epoch 1: stays at" in log and "noise scale not settled" in log
+    assert "goodput after epoch 2" not in log
+    run = tmp_path / "run"
+    decision = json.loads((run / "batch_decision.json").read_text())
+    assert decision["policy"] == "goodput" and decision["speed"] is not None
+    assert decision["goodput"]["fit_bound"] == 32
+    assert [r["batch_change"] for r in _rows(run)] == ["", ""]
+
+
+@pytest.fixture
+def simulated(monkeypatch):
+    device = SimulatedGPU(total_gib=24, train=YOLOV8S_640, val=Law(324 * 2**20, 60 * 2**20)).install()
+    monkeypatch.setattr("yolo_batch.memory.backend_for", lambda _device: device)
+    yield device
+    device.remove()
+
+
+def test_out_of_memory_after_an_upward_switch_steps_down(tiny_data, tmp_path, recorded, simulated):
+    model = AutoPlus(policy="goodput", **START).register(YOLO("yolo11n.yaml"))
+
+    def squeeze(trainer):  # from epoch 2 on another process holds memory: forwards above 24 images fail
+        if trainer.epoch == 1:
+            simulated.ceiling = 24
+
+    model.add_callback("on_train_epoch_start", squeeze)
+    train_in_process(model, tiny_data, tmp_path, epochs=3)
+    run = tmp_path / "run"
+    rows = _rows(run)
+    # epoch 2: switched 8 -> 32, ran out of memory at 32, stepped down to 24 and redid the epoch
+    assert [(r["batch"], r["oom_events"]) for r in rows] == [("8", "0"), ("24", "1"), ("24", "1")]
+    assert rows[1]["batch_change"] == "8 -> 24"
+    assert rows[1]["change_reason"].endswith("; then out of memory at 32")
+    assert rows[2]["batch_change"] == ""
+    # after the step-down goodput never goes above 24 again: epoch 2's decision saw the bound at 24
+    assert [(c["current"], c["high"]) for c in recorded] == [(8, 32), (24, 24)]
+    assert [r["epoch"] for r in read_csv(run / "results.csv")] == ["1", "2", "3"]
+    assert torch.load(run / "weights" / "last.pt", weights_only=False)["train_args"]["batch"] == 24
+    assert (32, True) in simulated.seen and (24, True) in simulated.seen
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_resume_continues_at_the_switched_batch(tiny_data, tmp_path, recorded):
+    model = AutoPlus(policy="goodput", **START).register(YOLO("yolo11n.yaml"))
+
+    def stop(trainer):
+        if trainer.epoch == 2:
+            raise _Stop
+
+    model.add_callback("on_train_epoch_start", stop)
+    with pytest.raises(_Stop):
+        train_in_process(model, tiny_data, tmp_path, epochs=3)
+    last = tmp_path / "run" / "weights" / "last.pt"
+    r = run_yolo("train", "resume", f"model={last}", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (
+        "resuming at batch=32 from the checkpoint; auto-plus picked 8 (goodput) from epoch 1, goodput switched to 32 "
+        "from epoch 2" in r.stdout + r.stderr
+    )
+    rows = _rows(tmp_path / "run")
+    assert [r["batch"] for r in rows] == ["8", "32", "32"]
+
+
+def _without_time(path) -> list[dict]:
+    return [{k: v for k, v in row.items() if k != "time"} for row in read_csv(path)]
+
+
+def test_before_the_switch_the_run_is_the_stock_run_and_after_it_ultralytics_build(tiny_data, tmp_path, recorded):
+    model = AutoPlus(policy="goodput", **START).register(YOLO("yolo11n.yaml"))
+    train_in_process(model, tiny_data, tmp_path, epochs=2)  # 8, then 32 from epoch 2
+    stock = YOLO("yolo11n.yaml")
+    stock.train(
+        data=str(tiny_data), project=str(tmp_path), name="stock", exist_ok=True, **{**FAST, "epochs": 2, "batch": 8}
+    )
+    ours, theirs = _without_time(tmp_path / "run" / "results.csv"), _without_time(tmp_path / "stock" / "results.csv")
+    assert ours[0] == theirs[0]  # epoch 1: every loss, metric and lr as the stock run at 8, bit for bit
+    assert ours[1] != theirs[1]  # epoch 2 trained at 32
+    # the switch rebuilt what Ultralytics builds for 32: loaders, accumulate, weight decay
+    t = model.trainer
+    assert (t.batch_size, t.train_loader.batch_size, t.accumulate) == (32, 32, 2)
+    assert t.test_loader.batch_size == min(64, len(t.test_loader.dataset))  # 2 x 32, at most the 8 images
+    decay = [g["weight_decay"] for g in t.optimizer.param_groups if g.get("param_group") == "weight"]
+    assert decay == [pytest.approx(t.args.weight_decay * 32 * 2 / t.args.nbs)]
+    assert t.validator.dataloader is t.test_loader

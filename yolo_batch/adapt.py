@@ -1,0 +1,189 @@
+"""Policy ``goodput`` during training: choose at each epoch's end, switch through Ultralytics' out-of-memory restart.
+
+At ``on_fit_epoch_end`` (after validation and the checkpoint, not after the last epoch) `after_epoch` notes the
+epoch's noise-scale estimate and asks `goodput.choose` whether another batch that fits would train faster per
+useful image. A switch is made at the next ``on_train_epoch_start`` (`arm`): the training loader is replaced,
+for one iteration, by a stand-in whose one batch raises `BatchSwitch` inside Ultralytics' forward guard. Its
+text names "out of memory", so Ultralytics' own in-epoch handler runs: it closes the loader, calls
+``_build_train_pipeline`` (where `recovery.step_down` sets the new batch and calls `switch`), hands the
+validator the new validation loader, resets the scheduler's epoch and its own loop state (batches per epoch,
+warm-up iterations, the nominal accumulation, the optimizer-step cadence, the mosaic gate), zeroes the
+gradients and restarts the epoch. So an upward switch rebuilds exactly as a step-down does: dataloaders,
+``accumulate`` and weight decay as Ultralytics builds them for that batch, no image drawn from the old loader,
+and the restart's own warning ("out of memory ... Reducing to batch=...") left out of the log, which says
+what happened instead. The switch uses one of Ultralytics' three restarts of that epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from yolo_batch.session import log
+
+
+class BatchSwitch(RuntimeError):
+    """Raised by the stand-in batch to enter Ultralytics' restart path; its text names that path."""
+
+
+class _SwitchBatch(dict):
+    """A batch whose first use raises `BatchSwitch` (inside Ultralytics' ``try`` around the forward)."""
+
+    def __init__(self, old: int, new: int) -> None:
+        super().__init__()
+        self.message = (
+            f"yolo-batch goodput switches the batch from {old} to {new} through Ultralytics' out of memory restart "
+            "(no memory ran out)"
+        )
+
+    def _raise(self, *args: Any, **kwargs: Any):
+        raise BatchSwitch(self.message)
+
+    __getitem__ = get = items = keys = values = __iter__ = __contains__ = _raise
+
+
+class _StandIn:
+    """The training loader for one iteration: one `_SwitchBatch`, then the real loader is closed and rebuilt."""
+
+    def __init__(self, loader, old: int, new: int) -> None:
+        self.loader, self.old, self.new = loader, old, new
+        self.dataset = None  # closing mosaic on the stand-in does nothing; the rebuilt loader closes it again
+
+    def __iter__(self):
+        yield _SwitchBatch(self.old, self.new)
+
+    def __len__(self) -> int:
+        return 1
+
+    def reset(self) -> None:
+        pass
+
+    def close(self) -> None:
+        if hasattr(self.loader, "close"):
+            self.loader.close()
+
+
+class _QuietRestart(logging.Filter):
+    """Drops Ultralytics' "out of memory ... Reducing to batch=" warning of the one restart a switch causes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("Reducing to batch=" in message and "retrying" in message)
+
+
+def after_epoch(trainer, s) -> None:
+    """Note the epoch's noise scale; for ``goodput``, decide the batch of the next epoch (not after the last)."""
+    s.noise_readings.append(s.noise.value if s.noise is not None else None)
+    if s.goodput is None or s.goodput.get("pace") is None or not s.decides or s.worker:
+        return
+    if trainer.stop or trainer.epoch + 1 >= trainer.epochs:
+        return
+    from yolo_batch import goodput
+
+    spec = s.spec
+    choice = goodput.choose(
+        s.goodput["pace"],
+        current=trainer.batch_size,
+        low=spec.min_batch,
+        high=s.goodput["fit_bound"],
+        nbs=trainer.args.nbs,
+        readings=list(s.noise_readings),
+        gain=spec.goodput_gain,
+    )
+    logger, prefix = log()
+    if choice.batch is None:
+        logger.info(f"{prefix}goodput after epoch {trainer.epoch + 1}: {choice.reason}")
+        return
+    s.switch = choice
+    logger.info(f"{prefix}goodput after epoch {trainer.epoch + 1}: switching {trainer.batch_size} -> {choice.batch}")
+
+
+def arm(trainer, s) -> None:
+    """At an epoch's start: put the stand-in loader in place for a switch decided at the last epoch's end."""
+    if s.switch is None or isinstance(trainer.train_loader, _StandIn):
+        return
+    logger, prefix = log()
+    if not hasattr(trainer, "_build_train_pipeline") or getattr(trainer, "_oom_retries", 0) >= 3:
+        logger.warning(f"{prefix}goodput: no switch to {s.switch.batch}: the out-of-memory restarts are used up")
+        s.switch = None
+        return
+    filt = _QuietRestart()
+    logger.addFilter(filt)
+    s.switch_filter = filt
+    # the loop's warm-up step runs once for the stand-in's iteration: `switch` puts back what it set
+    groups = [(g.get("lr"), g.get("momentum")) for g in trainer.optimizer.param_groups]
+    s.switch_state = (groups, trainer.accumulate)
+    trainer.train_loader = _StandIn(trainer.train_loader, trainer.batch_size, s.switch.batch)
+
+
+def pending(trainer, s) -> bool:
+    """True inside ``_build_train_pipeline`` when the restart was a goodput switch."""
+    return s.switch is not None and isinstance(getattr(trainer, "train_loader", None), _StandIn)
+
+
+def switch(trainer, s) -> None:
+    """Called by `recovery.step_down` before the rebuild: set the new batch, rescale lr0, record and log it."""
+    from yolo_batch import goodput, records
+
+    logger, prefix = log()
+    if getattr(s, "switch_filter", None) is not None:
+        logger.removeFilter(s.switch_filter)
+        s.switch_filter = None
+    old, choice = trainer.train_loader.old, s.switch
+    s.switch = None
+    groups, trainer.accumulate = s.switch_state
+    for group, (lr, momentum) in zip(trainer.optimizer.param_groups, groups):
+        group["lr"] = lr
+        if momentum is not None:
+            group["momentum"] = momentum
+    new = choice.batch
+    trainer.args.batch = trainer.batch_size = new
+    lr = _rescale_lr(trainer, s, new)
+    effective = goodput.effective(new, trainer.args.nbs)
+    s.change = (old, new, f"goodput: {choice.reason}")
+    s.last_batch = new
+    entry = {
+        "source": "goodput",
+        "policy": "goodput",
+        "batch": new,
+        "previous_batch": old,
+        "effective_batch": effective,
+        "lr0": trainer.args.lr0,
+        "lr_scaling": s.spec.lr_scaling,
+        "reason": choice.reason,
+        "from_epoch": trainer.epoch + 1,
+    }
+    s.history.append(entry)
+    records.write(trainer, s)
+    logger.warning(
+        f"{prefix}goodput: batch {old} -> {new} from epoch {trainer.epoch + 1} (effective batch {effective}, "
+        f"lr0 {trainer.args.lr0:.6g}{lr}): {choice.reason}"
+    )
+
+
+def _rescale_lr(trainer, s, batch: int) -> str:
+    """Apply ``lr_scaling`` at the new batch to the live optimizer and scheduler; the words for the log."""
+    from yolo_batch.goodput import lr_factor
+
+    if not s.lr_scales:
+        return f", lr_scaling {s.spec.lr_scaling}: unchanged"
+    factor = lr_factor(s.spec.lr_scaling, batch, trainer.args.nbs)
+    ratio = factor / s.lr_factor
+    if ratio == 1:
+        return f", lr_scaling {s.spec.lr_scaling}: unchanged"
+    for group in trainer.optimizer.param_groups:
+        group["initial_lr"] = group.get("initial_lr", group["lr"]) * ratio
+        group["lr"] *= ratio
+    scheduler = getattr(trainer, "scheduler", None)
+    if scheduler is not None:
+        scheduler.base_lrs = [b * ratio for b in scheduler.base_lrs]
+    trainer.args.lr0 *= ratio
+    s.lr_factor = factor
+    return f", lr_scaling {s.spec.lr_scaling}: x{ratio:.3g}"
+
+
+def after_oom(s, new: int) -> None:
+    """After an out-of-memory step-down to ``new``: goodput never switches above it again."""
+    if s.goodput is not None:
+        s.goodput["fit_bound"] = min(s.goodput["fit_bound"], new)
+    s.switch = None
