@@ -162,14 +162,17 @@ class _Stop(Exception):
     pass
 
 
+def _stop_at(epoch_index: int):
+    def stop(trainer):
+        if trainer.epoch == epoch_index:
+            raise _Stop  # at that epoch's start: the epochs before it are saved, as by a kill
+
+    return stop
+
+
 def test_resume_continues_at_the_switched_batch(tiny_data, tmp_path, recorded):
     model = AutoPlus(policy="goodput", **START).register(YOLO("yolo11n.yaml"))
-
-    def stop(trainer):
-        if trainer.epoch == 2:
-            raise _Stop
-
-    model.add_callback("on_train_epoch_start", stop)
+    model.add_callback("on_train_epoch_start", _stop_at(2))
     with pytest.raises(_Stop):
         train_in_process(model, tiny_data, tmp_path, epochs=3)
     last = tmp_path / "run" / "weights" / "last.pt"
@@ -187,17 +190,31 @@ def _without_time(path) -> list[dict]:
     return [{k: v for k, v in row.items() if k != "time"} for row in read_csv(path)]
 
 
-def test_before_the_switch_the_run_is_the_stock_run_and_after_it_ultralytics_build(tiny_data, tmp_path, recorded):
+def test_across_a_switch_against_stock_resumed_at_the_new_batch(tiny_data, tmp_path, recorded):
+    """Goodput 8 -> 32 after epoch 1 against the stock run at 8, stopped after epoch 1, resumed with ``batch=32``.
+
+    Epoch 1 is the same run, bit for bit. After the switch the learning rates (warm-up and schedule, which
+    follow the rebuilt loader's length) equal the resumed run's, bit for bit; the losses do not, and cannot:
+    Ultralytics' resume trains on from the checkpoint's EMA weights in half precision (``model: None``), with its
+    optimizer state in half precision, reseeded random generators and fresh datasets, where a switch keeps the
+    live weights, state and random stream. (A stock run at 8 resumed at 8 differs from the uninterrupted one in
+    the same way; measured on this set, train/box_loss 0.00204 against 0.01329 in epoch 2.)
+    """
     model = AutoPlus(policy="goodput", **START).register(YOLO("yolo11n.yaml"))
-    train_in_process(model, tiny_data, tmp_path, epochs=2)  # 8, then 32 from epoch 2
+    fast = {**FAST, "epochs": 3, "optimizer": "SGD", "lr0": 0.01}
+    model.train(data=str(tiny_data), project=str(tmp_path), name="run", exist_ok=True, **fast)
     stock = YOLO("yolo11n.yaml")
-    stock.train(
-        data=str(tiny_data), project=str(tmp_path), name="stock", exist_ok=True, **{**FAST, "epochs": 2, "batch": 8}
-    )
+    stock.add_callback("on_train_epoch_start", _stop_at(1))
+    with pytest.raises(_Stop):
+        stock.train(data=str(tiny_data), project=str(tmp_path), name="stock", exist_ok=True, **{**fast, "batch": 8})
+    YOLO(str(tmp_path / "stock" / "weights" / "last.pt")).train(resume=True, batch=32)
     ours, theirs = _without_time(tmp_path / "run" / "results.csv"), _without_time(tmp_path / "stock" / "results.csv")
-    assert ours[0] == theirs[0]  # epoch 1: every loss, metric and lr as the stock run at 8, bit for bit
-    assert ours[1] != theirs[1]  # epoch 2 trained at 32
-    # the switch rebuilt what Ultralytics builds for 32: loaders, accumulate, weight decay
+    assert [r["epoch"] for r in ours] == [r["epoch"] for r in theirs] == ["1", "2", "3"]
+    assert ours[0] == theirs[0]  # epoch 1: every loss, metric and lr as the stock run at 8
+    lrs = [c for c in ours[0] if c.startswith("lr/")]
+    assert len(lrs) == 3 and [[r[c] for c in lrs] for r in ours[1:]] == [[r[c] for c in lrs] for r in theirs[1:]]
+    assert [r["batch"] for r in _rows(tmp_path / "run")] == ["8", "32", "32"]
+    # the switch rebuilt what Ultralytics builds for 32: loaders, accumulate, weight decay, the validator's loader
     t = model.trainer
     assert (t.batch_size, t.train_loader.batch_size, t.accumulate) == (32, 32, 2)
     assert t.test_loader.batch_size == min(64, len(t.test_loader.dataset))  # 2 x 32, at most the 8 images
