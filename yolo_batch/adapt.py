@@ -74,7 +74,7 @@ class _QuietRestart(logging.Filter):
 def after_epoch(trainer, s) -> None:
     """Note the epoch's noise scale; for ``goodput``, decide the batch of the next epoch (not after the last)."""
     s.noise_readings.append(s.noise.value if s.noise is not None else None)
-    if s.goodput is None or s.goodput.get("pace") is None or not s.decides or s.worker:
+    if s.goodput is None or s.goodput.get("pace") is None or not (s.decides or s.adapts) or s.worker:
         return
     if trainer.stop or trainer.epoch + 1 >= trainer.epochs:
         return
@@ -180,6 +180,43 @@ def _rescale_lr(trainer, s, batch: int) -> str:
     trainer.args.lr0 *= ratio
     s.lr_factor = factor
     return f", lr_scaling {s.spec.lr_scaling}: x{ratio:.3g}"
+
+
+def resumes_goodput(resume, s) -> bool:
+    """At a plain resume (``resume=.../last.pt``, no batch given): True when the run's latest decision is goodput.
+
+    If so, the session takes the decision's settings (``goodput_gain``, ``min_batch``, ``oom_retries``...).
+    """
+    import json
+    from pathlib import Path
+
+    from yolo_batch.records import latest
+    from yolo_batch.session import DECISION_FILE
+    from yolo_batch.spec import KEYS, BatchSpec
+
+    if not str(resume).endswith(".pt"):
+        return False
+    try:
+        data = json.loads((Path(str(resume)).resolve().parent.parent / DECISION_FILE).read_text(encoding="utf-8"))
+        top = latest(data.get("history") or [data])
+        if not top or top.get("policy") != "goodput" or not top.get("goodput") or not top.get("speed"):
+            return False
+        s.spec = BatchSpec(**{k: v for k, v in (top.get("settings") or {}).items() if k in KEYS})
+    except (OSError, ValueError, TypeError, AttributeError):
+        return False
+    return s.spec.policy == "goodput"
+
+
+def resume(trainer, s) -> None:
+    """A resumed goodput run: the pace and fit bound from its decision, lr_scaling's factor at the batch it is at."""
+    from yolo_batch.goodput import lr_factor
+    from yolo_batch.throughput import pace_from_record
+
+    record = s.record or {}
+    kept = record.get("goodput") or {}
+    s.goodput = {"pace": pace_from_record(record), "fit_bound": int(kept.get("fit_bound") or trainer.batch_size)}
+    s.lr_scales = bool(kept.get("lr_scales"))
+    s.lr_factor = lr_factor(s.spec.lr_scaling, trainer.batch_size, trainer.args.nbs) if s.lr_scales else 1.0
 
 
 def after_oom(s, new: int) -> None:

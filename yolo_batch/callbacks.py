@@ -55,6 +55,10 @@ def on_pretrain_routine_start(trainer, s: Session) -> None:
     from yolo_batch.memory import backend_for
 
     records.note_start(trainer, s)
+    if s.adapts:
+        from yolo_batch import adapt
+
+        adapt.resume(trainer, s)
     s.backend = backend_for(trainer.device)
     s.headroom = s.backend.headroom()
     logger, prefix = log()
@@ -110,7 +114,7 @@ def on_train_epoch_start(trainer, s: Session) -> None:
     batchnorm.apply(trainer, s)  # bn_momentum: auto scales BatchNorm momentum to this epoch's batch
     s.backend.reset_peak()
     s.epoch_start = time.perf_counter()
-    if s.decides:
+    if s.decides or s.adapts:
         # Ultralytics recovers from OOM only while epoch == start_epoch: make every epoch eligible while it
         # runs (restored at on_train_epoch_end, before anything else reads start_epoch), within oom_retries.
         if s.start_epoch is None:
@@ -174,7 +178,7 @@ def on_fit_epoch_end(trainer, s: Session) -> None:
         row["mem_utilization"] = round(peak / total, 4) if total else None
         row["grad_noise_scale"] = round(s.noise.value, 2) if s.noise and s.noise.value else None
         if s.last_batch is not None and s.last_batch != trainer.batch_size:
-            if not s.decides and trainer.batch_size < s.last_batch:  # Ultralytics' own halving, once per half
+            if not (s.decides or s.adapts) and trainer.batch_size < s.last_batch:  # Ultralytics' halving, per half
                 s.oom_events += round(math.log2(s.last_batch / trainer.batch_size))
             logger, prefix = log()
             logger.warning(

@@ -167,6 +167,8 @@ def auto_batch(trainer, world: int = 1) -> int:
         **lr,
         "versions": _versions(),
     }
+    if s.goodput:
+        s.record["goodput"]["lr_scales"] = s.lr_scales  # a plain resume rescales lr0 on from here
     if world > 1:
         return batch  # this rank's verified per-GPU pick: ddp_auto_batch agrees, scales lr0 and writes
     records.decided(trainer, s)

@@ -159,6 +159,8 @@ def start_line(trainer, s: Session) -> str:
         return f"batch={s.value} given on resume: auto-plus chooses the batch again{earlier}"
     if s.given is not None:
         return f"batch={batch} given on resume{earlier}"
+    if s.adapts:
+        return f"resuming at batch={batch} from the checkpoint{earlier}; goodput goes on choosing at each epoch's end"
     return f"resuming at batch={batch} from the checkpoint{earlier or ' (measuring only)'}"
 
 

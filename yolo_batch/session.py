@@ -63,6 +63,7 @@ class Session:
         self.val_batch: int | None = None  # the fixed validation batch (YOLO_BATCH_VAL_BATCH), when asked for
         self.bn_momenta: dict[str, float] | None = None  # bn_momentum auto: each BatchNorm's own momentum
         self.bn_batch: int | None = None  # bn_momentum auto: the batch the momenta were last scaled to
+        self.adapts = False  # a plain resume of a goodput run: no new decision, goodput goes on switching
         self.goodput: dict[str, Any] | None = None  # policy goodput: the pace and the fit bound (`adapt`)
         self.noise_readings: list[float | None] = []  # the noise-scale estimate at each epoch's end
         self.switch: Any = None  # goodput: the batch switch decided at an epoch's end, made at the next start

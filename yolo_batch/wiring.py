@@ -135,6 +135,10 @@ def plan(cfg: Any, overrides: dict | None, given_callbacks: dict | None, observe
     s.launcher, s.worker, s.earlier_run = launcher, worker is not None, earlier_run
     if overrides.get("resume") and given and not decides:
         s.given = asked  # resumed at a batch the user gave
+    if overrides.get("resume") and not given and not decides:  # a plain resume of a goodput run adapts on
+        from yolo_batch import adapt
+
+        s.adapts = adapt.resumes_goodput(overrides["resume"], s)
     return overrides, merged, s
 
 
@@ -156,6 +160,7 @@ def attach(trainer) -> None:
     valbatch.attach(trainer, s)
     if s.decides:
         trainer.auto_batch = functools.partial(decide.auto_batch, trainer)
+    if s.decides or s.adapts:  # a resumed goodput run keeps switching and the out-of-memory recovery
         if hasattr(trainer, "_build_train_pipeline"):  # Ultralytics 8.4; 8.3 has no OOM step-down to steer
             trainer._build_train_pipeline = functools.partial(
                 recovery.step_down, trainer, trainer._build_train_pipeline

@@ -75,7 +75,7 @@ def test_python_api_switches_up_after_the_first_epoch(tiny_data, tmp_path, recor
     assert (decision["policy"], decision["batch"], decision["goodput"]) == (
         "goodput",
         8,
-        {"fit_bound": 32, "goodput_gain": 0.05},
+        {"fit_bound": 32, "goodput_gain": 0.05, "lr_scales": False},
     )
     history = [(h["source"], h["batch"], h["from_epoch"]) for h in decision["history"]]
     assert history == [("auto-plus", 8, 1), ("goodput", 32, 2)]
@@ -170,20 +170,24 @@ def _stop_at(epoch_index: int):
     return stop
 
 
-def test_resume_continues_at_the_switched_batch(tiny_data, tmp_path, recorded):
+def test_resume_continues_at_the_switched_batch_and_goes_on_choosing(tiny_data, tmp_path, recorded):
     model = AutoPlus(policy="goodput", **START).register(YOLO("yolo11n.yaml"))
     model.add_callback("on_train_epoch_start", _stop_at(2))
     with pytest.raises(_Stop):
-        train_in_process(model, tiny_data, tmp_path, epochs=3)
+        train_in_process(model, tiny_data, tmp_path, epochs=4)
     last = tmp_path / "run" / "weights" / "last.pt"
-    r = run_yolo("train", "resume", f"model={last}", cwd=tmp_path)
+    r = run_yolo("train", "resume", f"model={last}", cwd=tmp_path)  # the real rule: 1 noise reading, no switch
     assert r.returncode == 0, r.stderr[-3000:]
+    log = r.stdout + r.stderr
     assert (
         "resuming at batch=32 from the checkpoint; auto-plus picked 8 (goodput) from epoch 1, goodput switched to 32 "
-        "from epoch 2" in r.stdout + r.stderr
+        "from epoch 2; goodput goes on choosing at each epoch's end" in log
     )
+    assert "goodput after epoch 3: stays at 32: noise scale not settled" in log
+    assert "goodput after epoch 4" not in log and "probing" not in log  # no decision after the last; no new probe
     rows = _rows(tmp_path / "run")
-    assert [r["batch"] for r in rows] == ["8", "32", "32"]
+    assert [r["batch"] for r in rows] == ["8", "32", "32", "32"]
+    assert [r["batch_change"] for r in rows] == ["", "8 -> 32", "", ""]
 
 
 def _without_time(path) -> list[dict]:
