@@ -8,9 +8,11 @@ one table:
                                      [n_val=64] [imgsz=96] [target=0.9] [out=time_to_map.json]
 
 The runs (``runs=`` picks some): fixed batches 8, 16, 32, 64 and 128; ``ladder`` (``batch=auto-plus``) and
-``speed`` (``batch=auto-plus:speed``); and, where BatchNorm's momentum matters (the large batches, whose
-running statistics update fewest times per epoch), 64, 128 and ``speed`` again with ``bn_momentum: auto``.
-``goodput`` (issue 9, section 3) is not implemented yet and has no row.
+``speed`` (``batch=auto-plus:speed``), ``goodput`` (``batch=auto-plus:goodput``, which may change the batch
+at epoch boundaries: its batch column shows each batch it trained at); and, where BatchNorm's momentum
+matters (the large batches, whose running statistics update fewest times per epoch), 64, 128, ``speed`` and
+``goodput`` again with ``bn_momentum: auto``. The runs get their own Ultralytics settings folder in ``work=``
+with every logger integration off, so the user's MLflow, DVC, Comet... neither slow the runs nor get them.
 
 The default recipe is the README sweep's (256 training images at 96 px, AdamW lr0=0.004, no warm-up, no
 mosaic, 40 epochs), so batch 64 gets 4 iterations per epoch and 128 gets 2. About 15 minutes on 2 CPU cores.
@@ -52,9 +54,11 @@ RUNS = {
     "fixed-128": ("128", {}),
     "ladder": ("auto-plus", {}),
     "speed": ("auto-plus:speed", {}),
+    "goodput": ("auto-plus:goodput", {}),
     "fixed-64-bn-auto": ("64", {"bn_momentum": "auto"}),
     "fixed-128-bn-auto": ("128", {"bn_momentum": "auto"}),
     "speed-bn-auto": ("auto-plus:speed", {"bn_momentum": "auto"}),
+    "goodput-bn-auto": ("auto-plus:goodput", {"bn_momentum": "auto"}),
 }
 DEFAULTS = {"work": "runs/time_to_map", "runs": ",".join(RUNS), "epochs": 40, "n_train": 256, "n_val": 64, "imgsz": 96}
 RECIPE = {
@@ -62,6 +66,22 @@ RECIPE = {
     "plots": False, "device": "cpu", "seed": 0, "deterministic": True,
 }  # fmt: skip
 SPEED_TARGET = 1.05  # speed's time within this ratio of the best fixed batch's (issue 9)
+INTEGRATIONS = ("clearml", "comet", "dvc", "mlflow", "raytune", "tensorboard", "wandb")
+
+
+def quiet_settings(work: Path) -> Path:
+    """An Ultralytics settings folder in ``work`` with every logger integration off, for the runs' children.
+
+    A fresh settings file turns MLflow, DVC, Comet... on where their packages are installed: they would write
+    into the current folder and add their time to every epoch. Ultralytics writes the file itself (here, in
+    a child process, so this script does not import it), which keeps its format and version.
+    """
+    folder = work / "ultralytics-settings"
+    folder.mkdir(parents=True, exist_ok=True)
+    code = f"from ultralytics.utils import SETTINGS; SETTINGS.update(dict.fromkeys({INTEGRATIONS!r}, False))"
+    env = {**run_env(), "YOLO_CONFIG_DIR": str(folder)}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)
+    return folder
 
 
 def _runs(raw: str) -> list[str]:
@@ -80,6 +100,7 @@ def train(name: str, data: Path, work: Path, o: dict) -> Path:
     shutil.rmtree(run, ignore_errors=True)
     batch, settings = RUNS[name]
     env = {**run_env(), "YOLO_BATCH_OBSERVE": "1", "YOLO_BATCH_VAL_BATCH": str(VAL_BATCH)}
+    env["YOLO_CONFIG_DIR"] = str(o["settings"])
     if settings:
         cfg = work / f"{name}.yaml"
         cfg.write_text("".join(f"{k}: {v}\n" for k, v in settings.items()), encoding="utf-8")
@@ -122,6 +143,7 @@ def measure(name: str, run: Path) -> dict:
     return {
         "run": name,
         "batch": int(float(epochs[-1]["batch"])) if epochs else None,
+        "batches": list(dict.fromkeys(int(float(r["batch"])) for r in epochs)),  # in the order trained
         "decision_s": decision.get("decision_seconds", 0.0),
         "curve": curve,
         "best_map": max((m for *_, m in curve), default=None),
@@ -164,8 +186,9 @@ def table(measured: list[dict], share: float) -> tuple[list[str], dict]:
         return "-" if v is None else format(v, spec)
 
     for m in measured:
+        batches = ">".join(map(str, m.get("batches") or [])) or "-"
         lines.append(
-            f"{m['run']:<18} {fmt(m['batch'], 'd'):>5} {fmt(m['time_to_target_s'], '.0f'):>11} "
+            f"{m['run']:<18} {batches:>5} {fmt(m['time_to_target_s'], '.0f'):>11} "
             f"{fmt(m['ratio'], '.2f'):>7} {fmt(m['final_map'], '.3f'):>14} {fmt(m['images_per_s'], '.1f'):>7} "
             f"{fmt(m['peak_gib'], '.2f'):>8} {fmt(m['wall_s'], '.0f'):>7}"
         )
@@ -176,16 +199,24 @@ def table(measured: list[dict], share: float) -> tuple[list[str], dict]:
         got = "did not reach the target" if r is None else f"{r:.2f}x"
         verdict = "met" if r is not None and r <= SPEED_TARGET else "missed"
         checks.append(f"speed within {SPEED_TARGET}x of the best fixed batch: {got}, {verdict}")
+    if "goodput" in by and "speed" in by:
+        g, sp = by["goodput"]["time_to_target_s"], by["speed"]["time_to_target_s"]
+        ok = g is not None and (sp is None or g <= sp)
+        words = {k: "not reached" if v is None else f"{v:.0f}s" for k, v in (("goodput", g), ("speed", sp))}
+        verdict = "met" if ok else "missed"
+        checks.append(f"goodput no slower than speed: {words['goodput']} vs {words['speed']}, {verdict}")
     if fixed:
         fastest = max(fixed, key=lambda m: m["images_per_s"] or 0.0)
         biggest = max(fixed, key=lambda m: m["batch"] or 0)
-        if "speed" in by and "ladder" in by and fastest is not biggest:
-            s, la = by["speed"]["time_to_target_s"], by["ladder"]["time_to_target_s"]
+        for policy in ("speed", "goodput"):
+            if policy not in by or "ladder" not in by or fastest is biggest:
+                continue
+            s, la = by[policy]["time_to_target_s"], by["ladder"]["time_to_target_s"]
             ahead = s is not None and (la is None or s < la)
-            seconds = {k: "not reached" if v is None else f"{v:.0f}s" for k, v in (("speed", s), ("ladder", la))}
+            seconds = {k: "not reached" if v is None else f"{v:.0f}s" for k, v in ((policy, s), ("ladder", la))}
             checks.append(
-                f"the biggest batch ({biggest['batch']}) is not the fastest ({fastest['batch']}): speed "
-                f"{seconds['speed']} vs ladder {seconds['ladder']} to the target, {'met' if ahead else 'missed'}"
+                f"the biggest batch ({biggest['batch']}) is not the fastest ({fastest['batch']}): {policy} "
+                f"{seconds[policy]} vs ladder {seconds['ladder']} to the target, {'met' if ahead else 'missed'}"
             )
     lines += checks
     return lines, {"target": target, "top": top, "best_fixed": best["run"] if best else None, "checks": checks}
@@ -204,6 +235,7 @@ def main(argv: list[str]) -> int:
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     data = make_dataset(work / "data", n_train=o["n_train"], n_val=o["n_val"], imgsz=o["imgsz"], seed=0)
+    o["settings"] = quiet_settings(work)
     measured = []
     for i, name in enumerate(o["runs"], 1):
         s = time.perf_counter()

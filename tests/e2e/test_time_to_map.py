@@ -55,10 +55,10 @@ def test_smoke_prints_the_table_writes_the_json_and_reuses_finished_runs(tmp_pat
 
 
 def test_unknown_run_is_one_line(tmp_path):
-    r = bench(tmp_path, "runs=fixed-8,goodput")
+    r = bench(tmp_path, "runs=fixed-8,nope")
     assert r.returncode != 0 and not (tmp_path / "work").exists()
     assert r.stderr.strip().splitlines() == [
-        "error: time_to_map: runs='fixed-8,goodput' is invalid: unknown run(s) goodput; valid: "
-        "fixed-8, fixed-16, fixed-32, fixed-64, fixed-128, ladder, speed, fixed-64-bn-auto, fixed-128-bn-auto, "
-        "speed-bn-auto"
+        "error: time_to_map: runs='fixed-8,nope' is invalid: unknown run(s) nope; valid: "
+        "fixed-8, fixed-16, fixed-32, fixed-64, fixed-128, ladder, speed, goodput, fixed-64-bn-auto, "
+        "fixed-128-bn-auto, speed-bn-auto, goodput-bn-auto"
     ]
