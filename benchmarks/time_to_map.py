@@ -22,7 +22,8 @@ counts training and validation) plus the auto-plus decision's seconds, to the fi
 reaches the target; the final mAP50-95 (the best model's, else the last epoch's); mean training images/s and
 peak memory (``batch_effect.csv``); and the time as a ratio to the best fixed batch's. The target is ``target``
 (0.9) times the highest mAP50-95 any fixed batch reached, so every policy is measured against what a fixed
-batch can do; runs that never reach it show ``-``. Finished runs in ``work=`` are reused.
+batch can do; runs that never reach it show ``-``. Finished runs in ``work=`` are reused. Beside the JSON
+(``out=``) it draws mAP50-95 against wall seconds for every run, with the target (the same name, ``.png``).
 """
 
 from __future__ import annotations
@@ -222,6 +223,33 @@ def table(measured: list[dict], share: float) -> tuple[list[str], dict]:
     return lines, {"target": target, "top": top, "best_fixed": best["run"] if best else None, "checks": checks}
 
 
+def plot(measured: list[dict], derived: dict, title: str, path: Path) -> Path:
+    """mAP50-95 against wall seconds (the decision included) for every run, with the target; written to ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 5.5), layout="constrained")
+    for m in measured:
+        xs = [t + m["decision_s"] for _, t, _ in m["curve"] if t is not None]
+        ys = [v for _, t, v in m["curve"] if t is not None]
+        fixed = m["run"].startswith("fixed-")
+        style = {"lw": 1.2, "ls": "--" if "bn-auto" in m["run"] else "-", "alpha": 0.75 if fixed else 1.0}
+        if not fixed:
+            style["lw"] = 2.2
+        batches = ">".join(map(str, m.get("batches") or []))
+        ax.plot(xs, ys, label=f"{m['run']} ({batches})", **style)
+    ax.axhline(derived["target"], color="k", lw=0.8, ls=":", label=f"target {derived['target']:.3f}")
+    ax.set(xlabel="wall seconds (auto-plus decision included)", ylabel="mAP50-95 (validation)", title=title)
+    ax.legend(fontsize=8, ncol=2, loc="lower right")
+    ax.grid(alpha=0.3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def main(argv: list[str]) -> int:
     valid = {"work": str, "runs": _runs, "epochs": positive, "n_train": positive, "n_val": positive,
              "imgsz": positive, "target": float, "out": str}  # fmt: skip
@@ -255,7 +283,8 @@ def main(argv: list[str]) -> int:
     out.write_text(json.dumps({"options": {k: (v if not isinstance(v, Path) else str(v)) for k, v in o.items()},
                                "results": measured, "derived": derived, "table": [head, *lines]}, indent=1),
                    encoding="utf-8")  # fmt: skip
-    print(f"\nwrote {out}")
+    picture = plot(measured, derived, head.lstrip("# ").split(";")[0], out.with_suffix(".png"))
+    print(f"\nwrote {out} and {picture}")
     return 0
 
 

@@ -49,6 +49,8 @@ def test_smoke_prints_the_table_writes_the_json_and_reuses_finished_runs(tmp_pat
     assert [line.split()[0] for line in table[3:6]] == ["fixed-8", "fixed-16", "speed"]
     assert any(line.startswith("speed within 1.05x of the best fixed batch: ") for line in table)
     assert d["table"] == table[: len(d["table"])]
+    assert (tmp_path / "ttm.png").read_bytes()[:4] == b"\x89PNG"
+    assert f"wrote {out} and {tmp_path / 'ttm.png'}" in r.stdout
     # again: every run is reused (nothing trains), the same figures come back
     again = bench(tmp_path, *SMOKE, f"out={out}")
     assert again.returncode == 0 and json.loads(out.read_text())["results"] == d["results"]
