@@ -230,19 +230,20 @@ def plot(measured: list[dict], derived: dict, title: str, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, 5.5), layout="constrained")
-    for m in measured:
+    fig, ax = plt.subplots(figsize=(11, 5.5), layout="constrained")
+    for i, m in enumerate(measured):
         xs = [t + m["decision_s"] for _, t, _ in m["curve"] if t is not None]
         ys = [v for _, t, v in m["curve"] if t is not None]
         fixed = m["run"].startswith("fixed-")
         style = {"lw": 1.2, "ls": "--" if "bn-auto" in m["run"] else "-", "alpha": 0.75 if fixed else 1.0}
+        style["color"] = plt.cm.tab20(i % 20)
         if not fixed:
             style["lw"] = 2.2
         batches = ">".join(map(str, m.get("batches") or []))
         ax.plot(xs, ys, label=f"{m['run']} ({batches})", **style)
     ax.axhline(derived["target"], color="k", lw=0.8, ls=":", label=f"target {derived['target']:.3f}")
     ax.set(xlabel="wall seconds (auto-plus decision included)", ylabel="mAP50-95 (validation)", title=title)
-    ax.legend(fontsize=8, ncol=2, loc="lower right")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     ax.grid(alpha=0.3)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
