@@ -96,7 +96,7 @@ def _connect(ray, address: str | None) -> bool:
     if ray.is_initialized():
         return False
     kw: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
-    if address is None:  # a local Ray even when RAY_ADDRESS names a cluster; its files in RAY_TMPDIR, else /tmp/ray
+    if address is None:  # a local Ray even when RAY_ADDRESS names a cluster; files in RAY_TMPDIR or Ray's default
         kw.update(address="local", include_dashboard=False)
         if os.environ.get("RAY_TMPDIR"):
             kw["_temp_dir"] = os.environ["RAY_TMPDIR"]
