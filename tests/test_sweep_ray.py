@@ -39,10 +39,10 @@ def data(tmp_path) -> Path:
     [
         pytest.param({"engine": "dask"}, "unknown engine 'dask'; valid: local, ray", id="unknown-engine"),
         pytest.param({"engine": "rey"}, "unknown engine 'rey' (did you mean 'ray'?); valid: local, ray", id="misspelt"),
-        pytest.param({"address": "auto"}, "address= only apply with engine=ray", id="address-without-ray"),
+        pytest.param({"address": "auto"}, "address= applies only with engine=ray", id="address-without-ray"),
         pytest.param(
             {"engine": "local", "gpus_per_run": 1, "cpus_per_run": 2},
-            "gpus_per_run=, cpus_per_run= only apply with engine=ray",
+            "gpus_per_run=, cpus_per_run= apply only with engine=ray",
             id="resources-with-local",
         ),
         pytest.param(
@@ -82,6 +82,11 @@ def data(tmp_path) -> Path:
         ),
         pytest.param(
             {"engine": "ray", "address": "auto", "data": "data.yaml"}, "data=data.yaml is relative", id="relative-data"
+        ),
+        pytest.param(
+            {"engine": "ray", "address": "auto", "data": "data.yaml", "project": "runs/x"},
+            "data=data.yaml, project=runs/x are relative",
+            id="relative-data-and-project",
         ),
         pytest.param(
             {"engine": "ray", "address": "auto", "model": "models/m.yaml"},

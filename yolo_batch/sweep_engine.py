@@ -58,7 +58,8 @@ def split_engine(args: list[str]) -> tuple[dict[str, Any], list[str]]:
         raise AutoPlusError(f"sweep: unknown engine {engine!r}{_closest(engine, list(ENGINES))}; valid: local, ray")
     if engine == "local" and opts:
         given = ", ".join(k + "=" for k in opts)
-        raise AutoPlusError(f"sweep: {given} only apply with engine=ray; add engine=ray, or leave them out")
+        verb = "apply" if len(opts) > 1 else "applies"
+        raise AutoPlusError(f"sweep: {given} {verb} only with engine=ray; add engine=ray, or leave them out")
     if "address" in opts and not opts["address"].strip():
         raise AutoPlusError("sweep: address= is empty; address=auto joins the running Ray cluster, HOST:PORT another")
     return {"engine": engine, **opts}, rest
@@ -137,7 +138,8 @@ def check_shared(rest: list[str], recipe: dict[str, Any]) -> None:
         relative.append(f"model={model}")
     if relative:
         raise AutoPlusError(
-            f"sweep: with address= {SHARED}; {', '.join(relative)} is relative: give absolute paths, e.g. "
+            f"sweep: with address= {SHARED}; {', '.join(relative)} {'are' if len(relative) > 1 else 'is'} relative: "
+            "give absolute paths, e.g. "
             "data=/shared/data/coco.yaml project=/shared/sweeps/coco"
         )
     for key in ("data", "model"):
