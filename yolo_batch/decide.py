@@ -48,7 +48,7 @@ def auto_batch(trainer, world: int = 1) -> int:
         s.backend.empty_cache()
         head = s.backend.headroom()
         budget = head.budget(spec.utilization)
-        limit = min(model.max_batch(budget), prober.dataset_size, spec.max_batch)
+        limit = _fit_bound(model, budget, prober, spec)
         # the time law and the dataloader's images/s: timing steps and a loader cost seconds: `speed`, `goodput` pay
         pace = measure_pace(trainer, prober, result, limit) if spec.policy in policy.SPEEDS else None
         decision = ddp.per_gpu_decision(
@@ -108,7 +108,7 @@ def auto_batch(trainer, world: int = 1) -> int:
             break
         verified = max(p for p in peaks if p is not None) if checking else None
     verify_seconds = time.perf_counter() - t_verify
-    bound = min(model.max_batch(budget), prober.dataset_size, spec.max_batch)  # goodput's ceiling: what fits
+    bound = _fit_bound(model, budget, prober, spec)  # goodput's ceiling, from the law as refitted
     s.goodput = {"pace": pace, "fit_bound": bound} if spec.policy == "goodput" and world == 1 else None
     lr = _scale_lr(trainer, spec, batch) if world == 1 else {}  # DDP: scaled at the global batch, after agreeing
     seconds = time.perf_counter() - t0
@@ -238,6 +238,11 @@ def _step_estimate(result, batch: int) -> float:
         return float("inf")
     largest = max(result.step_seconds)
     return result.step_seconds[largest] / largest * batch
+
+
+def _fit_bound(model, budget: float, prober, spec: BatchSpec) -> int:
+    """The largest batch the memory law puts within the budget, capped by the training set and ``max_batch``."""
+    return min(model.max_batch(budget), prober.dataset_size, spec.max_batch)
 
 
 def _scale_lr(trainer, spec: BatchSpec, batch: int) -> dict[str, Any]:
