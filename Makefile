@@ -16,8 +16,11 @@ $(STAMP): setup.cfg setup.py pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
+# One pytest-xdist worker per core (2 here and in CI); tests that share a resource run in one xdist_group.
+WORKERS ?= 2
+
 test: install
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q --durations=15 -n $(WORKERS) --dist loadgroup
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"

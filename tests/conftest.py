@@ -13,7 +13,9 @@ from pathlib import Path
 _CONFIG_DIR = tempfile.mkdtemp(prefix="yolo-batch-tests-")
 os.environ["YOLO_CONFIG_DIR"] = _CONFIG_DIR
 os.environ["YOLO_OFFLINE"] = "1"
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+# `make test` runs the suite on pytest-xdist workers, one per core: each worker's torch gets its share of the 2 cores.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+os.environ.setdefault("OMP_NUM_THREADS", str(max(1, 2 // _WORKERS)))
 os.environ.pop("YOLO_BATCH_CONFIG", None)
 os.environ.pop("YOLO_BATCH_DISABLE", None)
 
@@ -27,6 +29,19 @@ SETTINGS.update(dict.fromkeys(("clearml", "comet", "dvc", "mlflow", "raytune", "
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 YOLO = str(BIN / "yolo")
+
+
+# The longest tests (minutes each on 2 cores), scheduled first so that no worker starts one at the end of the run.
+LONGEST = (
+    "tests/test_cli.py::test_demo_trains_to_a_useful_map",
+    "tests/test_notebook.py::test_notebook_runs",
+    "tests/e2e/test_sweep_ray.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Put ``LONGEST`` first; every other test keeps its place (the sort is stable)."""
+    items.sort(key=lambda item: next((i for i, p in enumerate(LONGEST) if item.nodeid.startswith(p)), len(LONGEST)))
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -130,6 +130,7 @@ def test_editable_install_carries_the_startup_hook():
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("source-tree")  # builds in the source tree (build/, *.egg-info)
 def test_wheel_install_carries_the_startup_hook(tmp_path):
     wheels = tmp_path / "wheels"
     r = subprocess.run(

@@ -68,6 +68,7 @@ def _venv_site(venv) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("source-tree")  # builds in the source tree (build/, *.egg-info)
 def test_sdist_and_wheel_pass_twine_and_pip_builds_the_hook_from_the_sdist(tmp_path):
     """``python -m build`` (sdist, then the wheel from it), ``twine check``, then pip from the sdist into a venv."""
     pytest.importorskip("build")

@@ -32,6 +32,7 @@ from yolo_batch.sweep_state import run_state, write_record
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.xdist_group("ray"),  # one Ray at a time: each test starts a cluster of 2 CPUs
     pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason='needs Ray: pip install "yolo-batch[ray]"'),
 ]
 
