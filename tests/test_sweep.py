@@ -392,7 +392,8 @@ def test_real_ctrl_c_during_training_leaves_a_resumable_run(tiny_data, tmp_path)
     )
     results = project / "4" / "results.csv"
     deadline = time.monotonic() + 240
-    while not (results.is_file() and len(results.read_text().splitlines()) >= 3) and proc.poll() is None:
+    # three rows: epoch 3 has started, so epoch 2's last.pt is saved (results.csv gets a row before last.pt does)
+    while not (results.is_file() and len(results.read_text().splitlines()) >= 4) and proc.poll() is None:
         assert time.monotonic() < deadline, "the run did not finish two epochs in time"
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGINT)
