@@ -21,8 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from yolo_batch.cmdline import parse_pairs, positive, run_child, run_env, yolo_command
-from yolo_batch.spec import AutoPlusError, _closest, looks_like_auto_plus, parse_batch_value
+from yolo_batch.activate import env_switch
+from yolo_batch.cmdline import missing_input, parse_pairs, positive, run_child, run_env, yolo_command
+from yolo_batch.spec import DISABLE_ENV, AutoPlusError, _closest, looks_like_auto_plus, parse_batch_value, resolve_spec
 from yolo_batch.sweep_engine import split_engine
 from yolo_batch.sweep_state import _trim_results, check_record, label, run_state, write_record
 
@@ -54,11 +55,12 @@ def parse_batches(raw: str) -> list[str]:
         (list[str]): The batch values, integers as digits and auto-plus values in lower case.
 
     Raises:
-        ValueError: For an empty list or item, a bad item, or a batch listed twice (one line each).
+        ValueError: For an empty list or item, a bad item, or a run listed twice (one line each): values that
+            train the same run count as one, as ``auto-plus`` and ``auto-plus:ladder`` with the shipped settings.
 
     Examples:
-        >>> parse_batches("16, 32,Auto-Plus:fit")
-        ['16', '32', 'auto-plus:fit']
+        >>> parse_batches("16, 32,Auto-Plus:fit:0.80")
+        ['16', '32', 'auto-plus:fit:0.8']
     """
     items = [x.strip() for x in str(raw).split(",")]
     if not any(items):
@@ -73,13 +75,40 @@ def parse_batches(raw: str) -> list[str]:
             value = str(int(item))
         elif looks_like_auto_plus(item):
             parse_batch_value(item)  # raises a one-line AutoPlusError (a ValueError) naming the valid forms
-            value = item.lower()
+            value = _canonical(item.lower())
         else:
             raise ValueError(f"{item!r} is not a batch; each must be {FORMS}")
-        if label(value) in map(label, values):
+        twin = next((v for v in values if _same_run(v, value)), None)
+        if twin == value == item.lower():
             raise ValueError(f"batch {value} is listed twice")
+        if twin is not None:
+            raise ValueError(f"{twin} and {item} are the same run ({_meaning(value)}); list it once")
         values.append(value)
     return values
+
+
+def _canonical(value: str) -> str:
+    """An auto-plus value with its fraction written one way (``0.80`` as ``0.8``); digits as they are.
+
+    Examples:
+        >>> _canonical("auto-plus:fit:0.80"), _canonical("16")
+        ('auto-plus:fit:0.8', '16')
+    """
+    head, *parts = value.split(":")
+    return ":".join([head, *(f"{float(p):g}" if re.fullmatch(r"[0-9.]+", p) else p for p in parts)])
+
+
+def _meaning(value: str) -> str:
+    """What a batch value trains with: ``"batch 16"`` or ``"policy ladder, utilization 0.9"``."""
+    if value.isdigit():
+        return f"batch {value}"
+    spec = resolve_spec(value)  # the defaults and the user's YOLO_BATCH_CONFIG, as every run reads them
+    return f"policy {spec.policy}, utilization {spec.utilization:g}"
+
+
+def _same_run(a: str, b: str) -> bool:
+    """Two batch values that train the same run: equal, or auto-plus values naming the same policy and share."""
+    return a == b or (not a.isdigit() and not b.isdigit() and _meaning(a) == _meaning(b))
 
 
 def plan(args: list[str]) -> tuple[dict[str, Any], list[str], Path]:
@@ -126,6 +155,7 @@ def plan(args: list[str]) -> tuple[dict[str, Any], list[str], Path]:
         if key in opts and not opts[key].strip():
             raise AutoPlusError(f"sweep: {key}= is empty; {USAGE}")
     batches = opts.pop("batches")
+    _check_inputs(opts, batches)
     project = Path(opts.pop("project", "runs/sweep")).expanduser().resolve()
     others = {k: smart_value(v) for k, v in opts.items() if k not in own}  # as yolo reads them: amp=false == False
     others = {k: list(v) if isinstance(v, tuple) else v for k, v in others.items()}
@@ -141,6 +171,20 @@ def plan(args: list[str]) -> tuple[dict[str, Any], list[str], Path]:
     recipe = {**files, "epochs": opts["epochs"], "seed": opts.get("seed", 0)}
     recipe["val_batch"] = opts.get("val_batch", VAL_BATCH)
     return {**recipe, **dict(sorted(others.items()))}, batches, project
+
+
+def _check_inputs(opts: dict[str, Any], batches: list[str]) -> None:
+    """Refuse a missing model or dataset file, and auto-plus runs with the plugin off, before anything is written."""
+    for key in ("model", "data"):
+        problem = missing_input(key, opts[key])
+        if problem:
+            raise AutoPlusError(f"sweep: {problem}")
+    auto = [b for b in batches if not b.isdigit()]
+    if auto and env_switch(DISABLE_ENV):
+        raise AutoPlusError(
+            f"sweep: {DISABLE_ENV} is on, which turns yolo-batch off, so batches={','.join(auto)} cannot run; unset "
+            f"{DISABLE_ENV}, or list integer batches only"
+        )
 
 
 def train_command(recipe: dict[str, Any], value: str, project: Path) -> list[str]:
