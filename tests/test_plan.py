@@ -180,3 +180,37 @@ def test_plan_refuses_a_run_folder_even_with_exist_ok(tmp_path, capsys, tiny_dat
         "(plan then numbers a new folder, as yolo train does) or choose another name="
     )
     assert sorted(p.name for p in run.iterdir()) == [held]
+
+
+def test_the_decision_table_names_the_cap_instead_of_marking_a_fit():
+    """issue 14: a table never marks a batch above a cap as fitting; it names the cap."""
+    from yolo_batch.decide import decision_table
+    from yolo_batch.policy import Law, MemoryModel, decide
+
+    d = decide(MemoryModel(Law(2**30, 2**20)), 20 * GIB, dataset_size=32)
+    r = {
+        "device": "cpu",
+        "free_bytes": 20 * GIB,
+        "held_bytes": 0,
+        "utilization": 0.9,
+        "budget_bytes": 20 * GIB,
+        "fixed_bytes": 2**30,
+        "per_image_bytes": 2**20,
+        "batch": d.batch,
+        "policy": d.policy,
+        "reason": d.reason,
+        "predicted_peak_bytes": d.predicted_peak_bytes,
+        "verified_peak_bytes": None,
+        "decision_seconds": 1.0,
+        "candidates": [
+            {"batch": c.batch, "predicted_peak_bytes": c.predicted_peak_bytes, "fits": c.fits, "cap": c.cap}
+            for c in d.candidates
+        ],
+    }
+    rows = decision_table(r)[2:5]
+    assert [row.split()[:4] for row in rows] == [
+        ["64", "1.06", "GiB", "no"],
+        ["32", "1.03", "GiB", "yes"],
+        ["16", "1.02", "GiB", "yes"],
+    ]
+    assert rows[0].endswith("no  above the training set, 32 images") and rows[1].endswith("<- pick")
