@@ -97,7 +97,7 @@ def test_plan_help(dirs):
     assert "--json" in r.stdout and "batch=auto-plus" in r.stdout
 
 
-def test_plan_opens_no_logger_run(tiny_data, dirs):
+def test_plan_opens_no_logger_run(tiny_data, dirs, loggers_on_path):
     """Ultralytics' fresh settings turn the integrations on (DVCLive, MLflow...): a plan must not log a run."""
     cwd, tmp = dirs
     fresh = tmp / "fresh-settings"  # Ultralytics' defaults, as a new user has them
