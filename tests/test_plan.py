@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.memory_laws import MB, YOLOV8S_640
-from yolo_batch.plan import others_bytes, what_if, what_if_table
 from yolo_batch.policy import GIB
+from yolo_batch.whatif import others_bytes, what_if, what_if_table
 
 
 def record(**over):

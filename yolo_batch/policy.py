@@ -192,16 +192,7 @@ def decide(
     fit_n = min(model.max_batch(budget_bytes), cap)
     if policy in SPEEDS and fit_n >= min_batch:
         candidates = (*candidates, fit_n)  # the table shows the largest that fits beside the rungs
-    rungs = tuple(
-        Candidate(
-            b,
-            model.peak(b),
-            model.peak(b) <= budget_bytes and b <= cap,
-            pace.images_per_s(b) if pace else None,
-            cap_name if b > cap else None,
-        )
-        for b in sorted(set(candidates), reverse=True)
-    )
+    rungs = _rungs(model, budget_bytes, candidates, (cap, cap_name), pace)
     if min_batch > cap:  # no memory can help: say which cap rules min_batch out
         reason = (
             f"min_batch {min_batch} is above {cap_name}: no batch can be picked; lower min_batch to {cap} or less"
@@ -272,6 +263,21 @@ def images(n: int | None) -> str:
         ('1 image', '64 images')
     """
     return f"{n} image{'' if n == 1 else 's'}"
+
+
+def _rungs(model: MemoryModel, budget: float, sizes: tuple[int, ...], cap: tuple[int, str], pace) -> tuple:
+    """The candidates, largest first; one above the cap (``(batch, its name)``) does not fit and names the cap."""
+    top, name = cap
+    return tuple(
+        Candidate(
+            b,
+            model.peak(b),
+            model.peak(b) <= budget and b <= top,
+            pace.images_per_s(b) if pace else None,
+            name if b > top else None,
+        )
+        for b in sorted(set(sizes), reverse=True)
+    )
 
 
 SPEED_SCAN = 65536  # `speed` compares at most this many batch sizes

@@ -13,7 +13,6 @@ and ``project/comparison.png``. ``engine=ray`` runs the same commands as Ray tas
 
 from __future__ import annotations
 
-import re
 import shlex
 import shutil
 import sys
@@ -23,9 +22,9 @@ from typing import Any
 
 from yolo_batch.activate import env_switch
 from yolo_batch.cmdline import missing_input, parse_pairs, positive, run_child, run_env, yolo_command
-from yolo_batch.spec import DISABLE_ENV, AutoPlusError, _closest, looks_like_auto_plus, parse_batch_value, resolve_spec
+from yolo_batch.spec import DISABLE_ENV, AutoPlusError, _closest
 from yolo_batch.sweep_engine import split_engine
-from yolo_batch.sweep_state import _trim_results, check_record, label, run_state, write_record
+from yolo_batch.sweep_state import _trim_results, check_record, label, parse_batches, run_state, write_record
 
 USAGE = (
     "usage: yolo-batch sweep model=... data=... batches=16,32,64,auto-plus epochs=N [project=runs/sweep] "
@@ -33,7 +32,6 @@ USAGE = (
 )
 VAL_BATCH = 32  # every run's validation batch unless val_batch= says: stock training's at its default batch 16
 REQUIRED = ("model", "data", "batches", "epochs")
-FORMS = "an integer >= 1 or an auto-plus value (auto-plus, auto-plus:fit, auto-plus:0.8, auto-plus:fit:0.8)"
 # Keys the sweep sets itself, with what to do instead.
 SET_BY_SWEEP = {
     "batch": "list the batches in batches=, e.g. batches=16,32,auto-plus",
@@ -43,72 +41,6 @@ SET_BY_SWEEP = {
     "mode": "a sweep trains",
     "time": "a sweep compares runs of equal epochs; use epochs=",
 }
-
-
-def parse_batches(raw: str) -> list[str]:
-    """Split and check ``batches=``: each an integer >= 1 or an auto-plus value; no label twice.
-
-    Args:
-        raw (str): The comma-separated list as typed, e.g. ``"16,32,auto-plus:fit"``.
-
-    Returns:
-        (list[str]): The batch values, integers as digits and auto-plus values in lower case.
-
-    Raises:
-        ValueError: For an empty list or item, a bad item, or a run listed twice (one line each): values that
-            train the same run count as one, as ``auto-plus`` and ``auto-plus:ladder`` with the shipped settings.
-
-    Examples:
-        >>> parse_batches("16, 32,Auto-Plus:fit:0.80")
-        ['16', '32', 'auto-plus:fit:0.8']
-    """
-    items = [x.strip() for x in str(raw).split(",")]
-    if not any(items):
-        raise ValueError(f"no batches given; each must be {FORMS}")
-    values: list[str] = []
-    for item in items:
-        if not item:
-            raise ValueError(f"an empty item in the list; each must be {FORMS}")
-        if re.fullmatch(r"[+-]?\d+", item):
-            if int(item) < 1:
-                raise ValueError(f"{item} is not a batch; each must be {FORMS}")
-            value = str(int(item))
-        elif looks_like_auto_plus(item):
-            parse_batch_value(item)  # raises a one-line AutoPlusError (a ValueError) naming the valid forms
-            value = _canonical(item.lower())
-        else:
-            raise ValueError(f"{item!r} is not a batch; each must be {FORMS}")
-        twin = next((v for v in values if _same_run(v, value)), None)
-        if twin == value == item.lower():
-            raise ValueError(f"batch {value} is listed twice")
-        if twin is not None:
-            raise ValueError(f"{twin} and {item} are the same run ({_meaning(value)}); list it once")
-        values.append(value)
-    return values
-
-
-def _canonical(value: str) -> str:
-    """An auto-plus value with its fraction written one way (``0.80`` as ``0.8``); digits as they are.
-
-    Examples:
-        >>> _canonical("auto-plus:fit:0.80"), _canonical("16")
-        ('auto-plus:fit:0.8', '16')
-    """
-    head, *parts = value.split(":")
-    return ":".join([head, *(f"{float(p):g}" if re.fullmatch(r"[0-9.]+", p) else p for p in parts)])
-
-
-def _meaning(value: str) -> str:
-    """What a batch value trains with: ``"batch 16"`` or ``"policy ladder, utilization 0.9"``."""
-    if value.isdigit():
-        return f"batch {value}"
-    spec = resolve_spec(value)  # the defaults and the user's YOLO_BATCH_CONFIG, as every run reads them
-    return f"policy {spec.policy}, utilization {spec.utilization:g}"
-
-
-def _same_run(a: str, b: str) -> bool:
-    """Two batch values that train the same run: equal, or auto-plus values naming the same policy and share."""
-    return a == b or (not a.isdigit() and not b.isdigit() and _meaning(a) == _meaning(b))
 
 
 def plan(args: list[str]) -> tuple[dict[str, Any], list[str], Path]:
