@@ -195,15 +195,21 @@ RUN_FILES = ("weights", "results.csv", "args.yaml")  # what marks a training run
 def _out_dir(own: dict, pairs: dict[str, str]) -> Path:
     """The folder for ``batch_decision.json``: ``yolo train``'s for the same project/name, never another run's.
 
-    As with ``yolo train``, a folder that exists gets a numbered sibling (``name2``, ...) unless ``exist_ok``; a
+    As with ``yolo train``, a folder that exists gets a numbered sibling (``name-2`` on 8.4) unless ``exist_ok``; a
     folder that holds a training run is refused even then (one line, before the probe runs).
     """
     from types import SimpleNamespace
 
     from ultralytics.cfg import get_save_dir
-    from ultralytics.nn.tasks import guess_model_task
+    from ultralytics.nn.tasks import guess_model_task, yaml_model_load
 
-    task = pairs.get("task") or guess_model_task(pairs["model"])
+    model = pairs["model"]
+    if pairs.get("task") or own.get("project"):  # the project's own folder: the task does not enter the path
+        task = pairs.get("task") or "detect"
+    elif model.lower().endswith((".yaml", ".yml")):
+        task = guess_model_task(yaml_model_load(model))  # from the model's head, without a warning on stdout
+    else:
+        task = _quiet(guess_model_task, model)
     ns = SimpleNamespace(project=own.get("project"), name=own.get("name") or "plan", task=task, mode="train")
     ns.exist_ok = own.get("exist_ok", False)
     folder = Path(get_save_dir(ns))

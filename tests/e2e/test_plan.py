@@ -47,7 +47,10 @@ def test_plan_prints_the_decision_and_the_what_if_table_and_leaves_nothing(tiny_
     assert any(line.startswith("batch=32 (fit): largest that fits is 32 (capped by the training set") for line in out)
     i = next(i for i, line in enumerate(out) if line.startswith("what if: other cpu memory sizes, extrapolated"))
     assert out[i + 1].split() == ["memory", "budget", "ladder", "fit"]
-    assert [line.split()[0] for line in out[i + 2 :]] == ["8", "16", "32", "64", "128", "256"]
+    assert [line.split()[0] for line in out[i + 2 : i + 8]] == ["8", "16", "32", "64", "128", "256"]
+    assert out[i + 8 :] == [
+        "* decided by the training set, 32 images, not by memory: memory would allow a larger batch"
+    ]
     assert "Epoch" not in r.stdout + r.stderr  # no epoch started
     assert list(cwd.iterdir()) == [] and ours(tmp) == []  # no run folder, no temporary folder left
 
