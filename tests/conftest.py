@@ -29,6 +29,30 @@ SETTINGS.update(dict.fromkeys(("clearml", "comet", "dvc", "mlflow", "raytune", "
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 YOLO = str(BIN / "yolo")
+# The [loggers] extra, outside the environment's path (`make install` builds it: tests/loggers_target.py). Only the
+# logger tests put it on their path (`loggers_on_path`): installed, DVCLive, Comet, ClearML and MLflow act in every
+# stock `yolo train`, so the project's .venv does not hold them.
+LOGGERS = Path(os.environ.get("YOLO_BATCH_TEST_LOGGERS") or ROOT / ".loggers")
+LOGGER_PACKAGES = ("mlflow", "wandb", "dvclive", "comet_ml", "clearml", "tensorboard")
+
+
+@pytest.fixture()
+def loggers_on_path(monkeypatch) -> Path | None:
+    """Put ``LOGGERS`` on this test's path and its subprocesses' (``PYTHONPATH``); fail if the packages are nowhere.
+
+    Returns:
+        (Path | None): The folder, or None when the environment holds the packages itself (an older .venv).
+    """
+    import importlib.util
+
+    if not LOGGERS.is_dir():
+        missing = [p for p in LOGGER_PACKAGES if importlib.util.find_spec(p) is None]
+        if missing:
+            pytest.fail(f"the logger packages ({', '.join(missing)}) are in {LOGGERS}, which `make install` builds")
+        return None
+    monkeypatch.syspath_prepend(str(LOGGERS))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(LOGGERS), os.environ.get("PYTHONPATH")])))
+    return LOGGERS
 
 
 # The longest tests (minutes each on 2 cores), scheduled first so that no worker starts one at the end of the run.

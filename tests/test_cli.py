@@ -80,6 +80,12 @@ def test_help_and_version_load_neither_torch_nor_ultralytics():
         pytest.param(["make-data", "imgsz=big"], "make-data: imgsz='big' is invalid", id="bad-int"),
         pytest.param(["make-data", "dense=maybe"], "dense='maybe' is invalid: expected true or false", id="bad-bool"),
         pytest.param(["make-data", "classes=12"], "classes=12 is invalid", id="out-of-range"),
+        pytest.param(
+            ["make-data", "dense=true", "imgsz=64"],
+            "make-data: dense=true puts 300 objects in every image, on a grid of 6 px cells, and imgsz=64 holds 100; "
+            "use imgsz=108 or more\n",
+            id="dense-small-imgsz",
+        ),
         pytest.param(["demo", "epochs"], "argument 'epochs' must be key=value", id="no-equals"),
         pytest.param(["--verbose"], "unrecognized arguments: --verbose", id="unknown-option"),
         pytest.param(

@@ -40,14 +40,45 @@ def test_the_supported_ultralytics_range_is_activate_supported_everywhere():
     assert f"Supported Ultralytics releases: {releases}" in (ROOT / "README.md").read_text(encoding="utf-8")
 
 
-def test_dev_installs_every_logger():
-    """``make test`` installs ``[dev]``: the loggers' tests then run against their real packages."""
+def _extra(name: str) -> set[str]:
     from packaging.requirements import Requirement
 
-    def names(extra: str) -> set[str]:
-        return {Requirement(r).name.lower().replace("_", "-") for r in _requires("options.extras_require", extra)}
+    return {Requirement(r).name.lower().replace("_", "-") for r in _requires("options.extras_require", name)}
 
-    assert names("loggers") and names("loggers") <= names("dev")
+
+# Ultralytics' fresh settings turn these on, and each then acts in every stock yolo train (README "Install").
+ON_BY_DEFAULT = {"mlflow", "dvclive", "comet-ml", "clearml"}
+
+
+def test_one_extra_per_logger_and_loggers_is_all_of_them():
+    each = {"mlflow": "mlflow", "wandb": "wandb", "dvc": "dvclive", "comet": "comet-ml", "clearml": "clearml"}
+    each["tensorboard"] = "tensorboard"
+    for extra, package in each.items():
+        assert _extra(extra) == {package}
+    assert _extra("loggers") == set(each.values())
+
+
+def test_dev_holds_no_logger_that_acts_in_a_stock_run(tmp_path):
+    """``make demo``/``make test`` install [dev] into .venv: its own yolo train must stay stock (test_stock_run)."""
+    from ultralytics.utils import SettingsManager
+
+    defaults = SettingsManager(tmp_path / "settings.json")  # Ultralytics' defaults, as a new user has them
+    on = {k for k in ("clearml", "comet", "dvc", "mlflow", "tensorboard", "wandb") if defaults[k]}
+    assert on == {"clearml", "comet", "dvc", "mlflow"}  # the packages of ON_BY_DEFAULT
+    assert not _extra("dev") & ON_BY_DEFAULT
+
+
+def test_the_logger_tests_get_the_loggers_extra_from_the_makefile():
+    """`make install` builds .loggers from [loggers]; the logger tests put it on their path (conftest)."""
+    make = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert "install: $(STAMP) $(LOGGERS)/.installed" in make
+    assert "$(BIN)/python tests/loggers_target.py $(LOGGERS)" in make
+    sys.path.insert(0, str(ROOT / "tests"))
+    try:
+        import loggers_target
+    finally:
+        sys.path.remove(str(ROOT / "tests"))
+    assert {r.split(">")[0].replace("_", "-") for r in loggers_target.requirements()} == _extra("loggers")
 
 
 def test_the_changelog_has_the_current_version_and_an_unreleased_section():

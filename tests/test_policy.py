@@ -149,14 +149,14 @@ PICKS = [
     # yolov5m at 416 px, 227 + 134 b: 16 -> 2371 <= 2577; 32 -> 4515 > 2577.
     case("ladder", "yolov5m-416", 4, 0.6, 16),
     # ---- fit: the largest batch that fits, rounded down to a multiple of 8 when >= 8
-    case("fit", "yolov8s-640", 4, 0.9, 8, "14-rounded-to-8"),  # floor(14.88) = 14
+    case("fit", "yolov8s-640", 4, 0.9, 14, "14-not-rounded-below-ladder"),  # floor(14.88) = 14: ladder auto-fits 14
     case("fit", "yolov8s-640", 8, 0.9, 24, "31-rounded-to-24"),  # floor((7731 - 324) / 238) = floor(31.12)
     case("fit", "yolov8s-640", 16, 0.9, 56, "63-rounded-to-56"),  # floor((15462 - 324) / 238) = floor(63.61)
     case("fit", "yolov8s-640", 24, 0.9, 96, "96-already-a-multiple"),  # floor((23193 - 324) / 238) = floor(96.09)
     case("fit", "yolov8s-640", 80, 0.9, 320, "323-rounded-to-320"),  # floor((77309 - 324) / 238) = floor(323.47)
     case("fit", "yolov8l-seg-640", 4, 0.9, 2, "2-not-rounded"),
     case("fit", "yolov8l-seg-640", 8, 0.6, 3, "3-not-rounded"),
-    case("fit", "yolov8l-seg-640", 16, 0.9, 8, "12-rounded-to-8"),
+    case("fit", "yolov8l-seg-640", 16, 0.9, 12, "12-not-rounded-below-ladder"),
     case("fit", "yolov8l-seg-640", 24, 0.9, 16, "18-rounded-to-16"),  # floor((23193 - 580) / 1191) = floor(18.99)
     case("fit", "yolov8l-seg-640", 40, 0.9, 24, "31-rounded-to-24"),  # floor((38655 - 580) / 1191) = floor(31.97)
     case("fit", "yolov8l-seg-640", 80, 0.9, 64, "64-already-a-multiple"),  # floor(64.42)
@@ -345,7 +345,7 @@ def test_ladder_cap_at_max_batch():
         pytest.param(512, 320, id="default-max-not-binding"),  # memory: 323 -> 320
         pytest.param(100, 96, id="max-100-rounded-to-96"),
         pytest.param(64, 64, id="max-64"),
-        pytest.param(12, 8, id="max-12-rounded-to-8"),
+        pytest.param(12, 12, id="max-12-not-rounded-below-ladder"),  # no rung under the cap: ladder takes 12
         pytest.param(6, 6, id="max-6-below-8-not-rounded"),
     ],
 )
@@ -394,7 +394,7 @@ def test_not_even_one_image_fits(policy):
     [
         pytest.param("ladder", 8, 12, id="ladder-auto-fit-above-min"),  # 12 fits on 16 GiB
         pytest.param("ladder", 12, 12, id="ladder-auto-fit-equal-min"),
-        pytest.param("fit", 8, 8, id="fit-rounded-equal-min"),
+        pytest.param("fit", 8, 12, id="fit-not-rounded-below-ladder"),
         pytest.param("ladder", 13, 0, id="ladder-min-13-does-not-fit"),  # 13 -> 580 + 15483 = 16063 > 15462
     ],
 )
@@ -479,11 +479,12 @@ def test_pick_fits_and_is_largest_allowed(device, law_name, util, policy):
     assert d.batch >= 1  # every real law fits at least one image on 4 GiB
     assert law.at(d.batch) <= bud
     largest = min(math.floor((bud - law.fixed_bytes) / law.per_image_bytes), 512)
-    if policy == "fit":
-        assert d.batch == (largest - largest % 8 if largest >= 8 else largest)
+    rungs = [c for c in (64, 32, 16) if c <= largest]
+    ladder = rungs[0] if rungs else largest
+    if policy == "fit":  # a multiple of 8, but never below ladder's pick
+        assert d.batch == max(largest - largest % 8 if largest >= 8 else largest, ladder)
     else:
-        rungs = [c for c in (64, 32, 16) if c <= largest]
-        assert d.batch == (rungs[0] if rungs else largest)
+        assert d.batch == ladder
 
 
 @pytest.mark.parametrize("policy", ["ladder", "fit"])
@@ -598,3 +599,58 @@ def test_next_lower_always_steps_down_and_ends(policy, start):
         seen.append(nxt)
         b = nxt
     assert seen[-1] == 0 and len(seen) <= 40
+
+
+@pytest.mark.parametrize("law_name", list(LAWS))
+@pytest.mark.parametrize("gib_", [2, 4, 6, 8, 12, 16, 24, 40, 80])
+@pytest.mark.parametrize("candidates", [(16, 32, 64), (10, 20), (24,)], ids=["16-32-64", "10-20", "24"])
+def test_fit_is_never_below_ladder(law_name, gib_, candidates):
+    """fit is "the largest that fits": its rounding to a multiple of 8 never takes it below ladder's pick."""
+    model, bud = MemoryModel(LAWS[law_name]), budget(gib_, 0.9)
+    ladder = decide(model, bud, policy="ladder", candidates=candidates)
+    fit = decide(model, bud, policy="fit", candidates=candidates)
+    assert fit.batch >= ladder.batch
+    if fit.batch > ladder.batch == 0:
+        pytest.fail("fit picked where ladder found nothing")
+
+
+def test_fit_reason_says_it_kept_ladders_pick():
+    # yolov8s on 4 GiB at 0.9: 14 fits, no rung does; ladder auto-fits 14, so fit keeps 14 instead of rounding to 8
+    d = decide(MemoryModel(YOLOV8S_640), budget(4, 0.9), policy="fit")
+    assert d.batch == 14
+    assert "(not rounded below ladder's 14)" in d.reason
+
+
+@pytest.mark.parametrize("policy", ["ladder", "fit", "speed"])
+def test_min_batch_above_the_training_set_names_the_training_set(policy):
+    """Not memory: the training set holds fewer images than min_batch."""
+    from yolo_batch.throughput import Pace, TimeLaw
+
+    pace = Pace(TimeLaw(0.1, 0.01)) if policy == "speed" else None
+    d = decide(MemoryModel(YOLOV8N_480), budget(24, 0.9), policy=policy, min_batch=100, dataset_size=64, pace=pace)
+    assert d.batch == 0
+    assert d.reason == (
+        "min_batch 100 is above the training set, 64 images: no batch can be picked; lower min_batch to 64 or less, "
+        "or train on more images"
+    )
+
+
+def test_candidates_above_a_cap_do_not_fit_and_name_it():
+    """A table never marks a batch above a cap as fitting (memory alone would hold all three here)."""
+    d = decide(MemoryModel(YOLOV8N_480), budget(80, 0.9), dataset_size=20)
+    assert [(c.batch, c.fits, c.cap) for c in d.candidates] == [
+        (64, False, "the training set, 20 images"),
+        (32, False, "the training set, 20 images"),
+        (16, True, None),
+    ]
+    d = decide(MemoryModel(YOLOV8N_480), budget(80, 0.9), max_batch=40)
+    assert [(c.batch, c.fits, c.cap) for c in d.candidates] == [
+        (64, False, "max_batch 40"),
+        (32, True, None),
+        (16, True, None),
+    ]
+
+
+def test_a_training_set_of_one_image_is_one_image():
+    d = decide(MemoryModel(YOLOV8N_480), budget(8, 0.9), policy="fit", dataset_size=1)
+    assert d.batch == 1 and "the training set of 1 image" in d.reason and "1 images" not in d.reason

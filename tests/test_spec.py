@@ -520,3 +520,17 @@ def test_bn_momentum_defaults_to_keep_and_takes_auto(tmp_path):
         AutoPlusError, match=r"bn_momentum='Auto' is invalid; valid: keep, auto \(did you mean 'auto'\?\)"
     ):
         resolve_spec(None, {"bn_momentum": "Auto"})
+
+
+@pytest.mark.parametrize("where", ["yaml", "keyword"])
+def test_val_batch_is_pointed_to_where_it_is_set(tmp_path, where):
+    """val_batch is no plugin setting: the error says where it is set, instead of "did you mean 'max_batch'"."""
+    with pytest.raises(AutoPlusError) as err:
+        if where == "yaml":
+            resolve_spec(config=write(tmp_path, "val_batch: 32\n"))
+        else:
+            resolve_spec(keywords={"val_batch": 32})
+    message = assert_one_line(err)
+    assert "'val_batch'" in message and "is not a plugin setting: the validation batch is set with" in message
+    assert "`yolo-batch sweep ... val_batch=N`" in message and "YOLO_BATCH_VAL_BATCH=N" in message
+    assert "did you mean" not in message

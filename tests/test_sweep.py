@@ -72,7 +72,7 @@ class FakeYolo:
 def base(project: Path, **over) -> list[str]:
     args = {
         "model": "yolo11n.yaml",
-        "data": "data.yaml",
+        "data": "coco8.yaml",  # among the files Ultralytics ships: a missing data= is refused
         "batches": "4,8",
         "epochs": 2,
         "imgsz": 64,
@@ -102,6 +102,29 @@ def fake(monkeypatch) -> FakeYolo:
         pytest.param({"batches": "16,auto-plsu"}, "did you mean 'auto-plus'", id="misspelt-auto-plus"),
         pytest.param({"batches": "auto-plus:fitt"}, "unknown policy 'fitt' (did you mean 'fit'?)", id="bad-policy"),
         pytest.param({"batches": "16,16"}, "batch 16 is listed twice", id="twice"),
+        pytest.param(
+            {"batches": "auto-plus,16,auto-plus:ladder"},
+            "sweep: batches='auto-plus,16,auto-plus:ladder' is invalid: auto-plus and auto-plus:ladder are the same "
+            "run (policy ladder, utilization 0.9); list it once",
+            id="default-policy-named",
+        ),
+        pytest.param(
+            {"batches": "auto-plus:fit:0.8,auto-plus:fit:0.80"},
+            "auto-plus:fit:0.8 and auto-plus:fit:0.80 are the same run (policy fit, utilization 0.8); list it once",
+            id="fraction-written-twice",
+        ),
+        pytest.param(
+            {"batches": "auto-plus:0.9,auto-plus:ladder"},
+            "auto-plus:0.9 and auto-plus:ladder are the same run",
+            id="default-fraction-named",
+        ),
+        pytest.param({"data": "/nowhere/data.yaml"}, "sweep: data=/nowhere/data.yaml does not exist", id="data-path"),
+        pytest.param(
+            {"data": "missing.yaml"},
+            "sweep: data=missing.yaml is neither a file here nor one Ultralytics ships",
+            id="data",
+        ),
+        pytest.param({"model": "nope11n.yaml"}, "sweep: model=nope11n.yaml is neither a file here nor", id="model"),
         pytest.param({"batches": "16,,32"}, "an empty item", id="empty-item"),
         pytest.param({"epochs": 0}, "epochs='0' is invalid: expected a positive integer", id="epochs-0"),
         pytest.param({"lr00": 0.1}, "unknown argument 'lr00' (did you mean 'lr0'?)", id="misspelt-key"),
@@ -140,7 +163,7 @@ def test_parse_batches_and_labels(raw, values, labels):
 def test_recipe_normalises_values_and_resolves_files(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "data.yaml").write_text("path: .\n")
-    recipe, batches, project = sweep.plan(base(Path("p"), amp="false", seed=3))
+    recipe, batches, project = sweep.plan(base(Path("p"), data="data.yaml", amp="false", seed=3))
     assert recipe == {
         "model": "yolo11n.yaml",
         "data": str(tmp_path / "data.yaml"),
@@ -184,7 +207,7 @@ def test_sweep_trains_each_batch_then_reuses(tmp_path, capsys, fake):
     assert [c[c.index("train") + 1 :] for c in fake.calls] == [
         [
             "model=yolo11n.yaml",
-            "data=data.yaml",
+            "data=coco8.yaml",
             "epochs=2",
             "seed=0",
             "imgsz=64",
@@ -406,3 +429,45 @@ def test_real_ctrl_c_during_training_leaves_a_resumable_run(tiny_data, tmp_path)
     )
     state, saved = sweep_state.run_state(project / "4", 50)
     assert state == "interrupted" and saved >= 2
+
+
+def test_values_that_name_the_same_run_are_one_member():
+    """Fractions are written one way (the run folder's name too); another policy or share is another member."""
+    assert sweep.parse_batches("auto-plus:fit:0.80,auto-plus:fit,16") == ["auto-plus:fit:0.8", "auto-plus:fit", "16"]
+    assert sweep_state.label("auto-plus:fit:0.8") == "auto-plus_fit_0.8"
+
+
+def test_the_default_policy_follows_the_users_config(tmp_path, monkeypatch):
+    """With policy: fit in YOLO_BATCH_CONFIG (which every run reads), auto-plus is auto-plus:fit, not :ladder."""
+    config = tmp_path / "plugin.yaml"
+    config.write_text("policy: fit\n")
+    monkeypatch.setenv("YOLO_BATCH_CONFIG", str(config))
+    assert sweep.parse_batches("auto-plus,auto-plus:ladder") == ["auto-plus", "auto-plus:ladder"]
+    with pytest.raises(ValueError, match="auto-plus and auto-plus:fit are the same run"):
+        sweep.parse_batches("auto-plus,auto-plus:fit")
+
+
+@pytest.mark.parametrize("value", ["1", "true"])
+def test_plugin_disabled_refuses_auto_plus_members_before_anything(tmp_path, capsys, fake, monkeypatch, value):
+    monkeypatch.setenv("YOLO_BATCH_DISABLE", value)
+    project = tmp_path / "sweep"
+    assert cli.main(["sweep", *base(project, batches="16,auto-plus,auto-plus:fit")]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "yolo-batch: error: sweep: YOLO_BATCH_DISABLE is on, which turns yolo-batch off, so "
+        "batches=auto-plus,auto-plus:fit cannot run; unset YOLO_BATCH_DISABLE, or list integer batches only"
+    ]
+    assert fake.calls == [] and not project.exists()
+    assert sweep.sweep_cli(base(project, batches="4,8")) == 0  # integer batches train stock: nothing to refuse
+
+
+def test_a_wrong_data_path_writes_nothing_and_the_corrected_command_runs(tmp_path, capsys, fake):
+    """Before: sweep.yaml and run folders were written, and the corrected command refused as another recipe."""
+    project = tmp_path / "sweep"
+    assert cli.main(["sweep", *base(project, data=tmp_path / "dat.yaml")]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"yolo-batch: error: sweep: data={tmp_path / 'dat.yaml'} does not exist"
+    ]
+    assert not project.exists() and fake.calls == []
+    (tmp_path / "data.yaml").write_text("path: .\n")
+    assert cli.main(["sweep", *base(project, data=tmp_path / "data.yaml")]) == 0
+    assert len(fake.calls) == 2

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -95,16 +96,30 @@ def data(tmp_path) -> Path:
         ),
         pytest.param(
             {"engine": "ray", "address": "auto", "data": "/nowhere/data.yaml"},
-            "data=/nowhere/data.yaml does not exist on this machine",
+            "data=/nowhere/data.yaml does not exist",
             id="data-not-on-the-head",
         ),
         pytest.param({"engine": "ray", "batch": 8}, "batch= is set by the sweep itself", id="sweep-checks-too"),
+        pytest.param(
+            {"engine": "ray", "gpus_per_run": 0.5, "batches": "16,auto-plus"},
+            "sweep: gpus_per_run=0.5 puts several runs on one GPU, but the auto-plus run(s) auto-plus plan for the "
+            "free memory of the GPU they start on, and runs side by side would each plan for the same memory; give "
+            "gpus_per_run=1, or list integer batches only",
+            id="gpu-share-with-auto-plus",
+        ),
+        pytest.param(
+            {"engine": "ray", "address": "nohost"},
+            "sweep: address=nohost is not auto or HOST:PORT (e.g. address=10.0.0.5:6379)",
+            id="address-without-port",
+        ),
     ],
 )
 def test_bad_engine_arguments_fail_before_anything_runs(
     tmp_path, monkeypatch, capsys, fake, no_ray, data, over, expect
 ):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "m.yaml").write_text("")  # there, but relative (relative-model-file)
     over = {"project": tmp_path / "sweep", "data": data, **over}
     assert cli.main(["sweep", *base(**over)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -167,3 +182,26 @@ def test_a_node_sees_the_sweep_only_with_its_data_and_record(tmp_path, data):
     assert sweep_engine.unseen({**recipe, "epochs": 9}, project).endswith("sweep.yaml with this sweep's recipe")
     data.unlink()
     assert sweep_engine.unseen(recipe, project) == f"data={data}"
+
+
+def test_a_gpu_share_is_fine_for_integer_batches():
+    assert sweep_engine.resources({"gpus_per_run": 0.5}, {"device": 0}, ["16", "32"])["gpus_per_run"] == 0.5
+
+
+def test_an_address_where_nothing_listens_is_one_line_within_seconds(tmp_path, capsys, fake, data):
+    """Ray would retry a dead address for minutes, a warning every 5 s; the sweep says it in one line."""
+    import socket
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    project = tmp_path / "sweep"
+    t0 = time.monotonic()
+    args = [*base(project, data=data), "engine=ray", f"address=127.0.0.1:{port}", "gpus_per_run=0"]
+    assert cli.main(["sweep", *args]) == 2
+    assert time.monotonic() - t0 < 30
+    assert capsys.readouterr().err.splitlines() == [
+        f"yolo-batch: error: sweep: nothing answers at address=127.0.0.1:{port} (connection refused); start the "
+        f"cluster there (ray start --head --port={port}), or use address=auto for the cluster running on this machine"
+    ]
+    assert not project.exists() and fake.calls == []

@@ -197,7 +197,7 @@ def on_fit_epoch_end(trainer, s: Session) -> None:
         adapt.after_epoch(trainer, s)
         if s.noise is not None:
             logger, prefix = log()
-            logger.info(f"{prefix}{s.noise.reading(trainer.batch_size)}")
+            logger.info(f"{prefix}{s.noise.reading(trainer.batch_size, len(trainer.train_loader.dataset))}")
         _to_loggers(trainer, row, s.record)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from yolo_batch.cmdline import boolean, parse_pairs, positive, run_child, run_env, yolo_command
-from yolo_batch.spec import AutoPlusError, _closest
+from yolo_batch.spec import POLICIES, AutoPlusError, _closest
 
 # The demo's recipe, measured on 2 CPU cores: see README "Demo".
 DEMO_DATA = {
@@ -156,8 +156,12 @@ COMMANDS = {
         (
             ("model=PATH", "the model (required), e.g. yolo11s.yaml or yolo11s.pt"),
             ("data=PATH", "the dataset, e.g. coco8.yaml"),
-            ("batch=auto-plus", "an auto-plus value: auto-plus[:ladder|fit][:FRACTION]"),
-            ("project=, name=", "write batch_decision.json (with the what-if rows) to that run folder"),
+            ("batch=auto-plus", f"an auto-plus value: auto-plus[:{'|'.join(POLICIES)}][:FRACTION]"),
+            (
+                "project=, name=",
+                "write batch_decision.json (with the what-if rows) to that folder, as yolo train names it",
+            ),
+            ("exist_ok=False", "True: write into an existing folder (never one holding a training run)"),
             ("KEY=VALUE", "any other yolo train argument (imgsz, device, amp, ...), except resume and mode"),
         ),
         (("--json", "print the record as JSON instead of the tables"),),

@@ -1,13 +1,16 @@
 """Command-line helpers that ``cli``, ``report``, ``sweep`` and the benchmarks stand on.
 
-``key=value`` words as ``yolo`` takes them, their converters, and the stock ``yolo`` command run as a child
-that Ctrl-C stops quietly. Standard library only; nothing here imports another ``yolo_batch`` command module,
-so the commands import this one and never each other at import time.
+``key=value`` words as ``yolo`` takes them, their converters, the checks of ``model=``, ``data=`` and
+``device=`` that the commands make before anything runs, and the stock ``yolo`` command run as a child that
+Ctrl-C stops quietly. Standard library only at import time (`missing_input` asks Ultralytics where it would
+look for a file name); nothing here imports another ``yolo_batch`` command module, so the commands import this
+one and never each other.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -80,6 +83,63 @@ def positive(raw: str) -> int:
     if v < 1:
         raise ValueError("expected a positive integer")
     return v
+
+
+def missing_input(key: str, value: Any) -> str | None:
+    """What is wrong with ``model=`` or ``data=`` before Ultralytics reads it: one line, or None when it is found.
+
+    A path (with a folder in it) must exist. A bare ``.yaml`` name must be a file here or one Ultralytics ships
+    (``coco8.yaml``, ``yolo11n.yaml``). Anything else (a dataset name such as ``imagenet10``, a URL, a bare
+    ``.pt`` name Ultralytics would download) is left to Ultralytics.
+
+    Args:
+        key (str): ``model`` or ``data``.
+        value (Any): The value as typed.
+
+    Returns:
+        (str | None): E.g. ``"data=/x/data.yaml does not exist"``; None when there is nothing to say.
+
+    Examples:
+        >>> missing_input("data", "/nowhere/data.yaml")
+        'data=/nowhere/data.yaml does not exist'
+    """
+    text = str(value).strip()
+    path = Path(text).expanduser()
+    if not text or "://" in text or path.exists():
+        return None
+    if "/" in text or os.sep in text:
+        return f"{key}={text} does not exist"
+    if path.suffix.lower() not in {".yaml", ".yml"}:
+        return None
+    from ultralytics.utils.checks import check_yaml
+
+    names = [text, re.sub(r"(\d+)([nslmx])(.+)?$", r"\1\3", text)] if key == "model" else [text]
+    for name in names:  # as Ultralytics resolves a model yaml: yolo11n.yaml is yolo11.yaml at scale n
+        try:
+            check_yaml(name)
+            return None
+        except FileNotFoundError:
+            continue
+    return f"{key}={text} is neither a file here nor one Ultralytics ships"
+
+
+def cuda_devices(device: Any) -> list[int] | None:
+    """The CUDA devices a ``device=`` value names: None when unset or unknown, [] for cpu and mps.
+
+    Examples:
+        >>> cuda_devices("0,1"), cuda_devices("cpu"), cuda_devices(None), cuda_devices("cuda:1")
+        ([0, 1], [], None, [1])
+    """
+    if device is None or str(device).strip() == "":
+        return None
+    text = ",".join(map(str, device)) if isinstance(device, (list, tuple)) else str(device)
+    text = text.lower().replace(" ", "").strip("[]()").replace("cuda:", "")
+    if text in {"cpu", "mps"} or text.startswith("mps:"):
+        return []
+    if text == "cuda":
+        return [0]
+    parts = text.split(",")
+    return [int(p) for p in parts] if all(re.fullmatch(r"-?\d+", p) for p in parts) else None
 
 
 def yolo_command() -> list[str]:

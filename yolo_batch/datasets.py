@@ -23,6 +23,7 @@ __all__ = ["CLASS_NAMES", "TASKS", "count_images", "make_dataset"]
 TASKS = ("detect", "segment", "pose", "obb", "classify", "semantic", "depth")
 KPT_SHAPE = (4, 3)  # pose: the shape's top, right, bottom and left points, each (x, y, visible)
 FLIP_IDX = (0, 3, 2, 1)  # pose: a left-right flip swaps the right and left points
+DENSE_OBJECTS = 300  # objects per image with dense=True (make-data takes no other number)
 _VERSION = 1  # bump when the drawing changes, so that old datasets are regenerated instead of reused
 _PARAMS_KEY = "yolo_batch_params"
 _CLS_PARAMS = "dataset.json"  # classify: the folder dataset's record of its arguments (no data.yaml there)
@@ -141,7 +142,7 @@ def make_dataset(
     objects: tuple[int, int] = (1, 4),
     size: tuple[float, float] = (0.08, 0.25),
     dense: bool = False,
-    dense_objects: int = 300,
+    dense_objects: int = DENSE_OBJECTS,
     seed: int = 0,
 ) -> Path:
     """Write a deterministic synthetic dataset for ``task`` under ``root``; return what to pass as ``data=``.
@@ -212,7 +213,14 @@ def make_dataset(
     )
     _check("size", size, _pair(size, float) and 0 < size[0] <= size[1] <= 0.5, "(min, max) with 0 < min <= max <= 0.5")
     hi = (imgsz // 6) ** 2 if dense else 10**9  # dense objects sit on a grid of cells >= 6 px
-    _check("dense_objects", dense_objects, 1 <= dense_objects <= hi, f"1..{hi}" if dense else ">= 1")
+    _check("dense_objects", dense_objects, dense_objects >= 1, ">= 1")
+    if dense and dense_objects > hi:
+        need = 6 * math.ceil(math.sqrt(dense_objects))
+        raise ValueError(
+            f"dense=true puts {dense_objects} objects in every image, on a grid of 6 px cells, and imgsz={imgsz} holds "
+            f"{hi}; use imgsz={need} or more"
+            + ("" if dense_objects == DENSE_OBJECTS else f", or dense_objects={hi} or fewer")
+        )
     _check("seed", seed, isinstance(seed, (int, np.integer)) and seed >= 0, "an int >= 0")
 
     root = Path(root).expanduser().resolve()

@@ -140,6 +140,7 @@ def auto_batch(trainer, world: int = 1) -> int:
                 "batch": c.batch,
                 "predicted_peak_bytes": int(c.predicted_peak_bytes),
                 "fits": c.fits,
+                "cap": c.cap,
                 "predicted_images_per_s": round(c.images_per_s, 1) if c.images_per_s else None,
             }
             for c in decision.candidates
@@ -312,7 +313,7 @@ def decision_table(r: dict[str, Any]) -> list[str]:
         f"{'batch':>7} {'predicted peak':>15} {'fits':>5}" + (f" {'images/s':>9}" if speed else ""),
     ]
     for c in r["candidates"]:
-        mark = "  <- pick" if c["batch"] == r["batch"] else ""
+        mark = "  <- pick" if c["batch"] == r["batch"] else f"  above {c['cap']}" if c.get("cap") else ""
         fits = f"{'yes' if c['fits'] else 'no':>5}{ips(c.get('predicted_images_per_s'))}"
         lines.append(f"{c['batch']:>7} {gib(c['predicted_peak_bytes']):>15} {fits}{mark}")
     if r["batch"] not in [c["batch"] for c in r["candidates"]]:

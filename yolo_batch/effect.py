@@ -119,11 +119,28 @@ class GradientNoise:
             return None
         return self.trace / self.g2
 
-    def reading(self, batch: int) -> str:
-        """The estimate in words."""
+    def reading(self, batch: int, dataset_size: int | None = None) -> str:
+        """The estimate in words; above the training set it says so, and names no batch the set cannot hold.
+
+        Examples:
+            >>> n = GradientNoise(beta=0.0)
+            >>> n.update(small_sq=3.0, b_small=1, big_sq=1.5, b_big=4)
+            >>> n.reading(16)
+            'gradient-noise scale ~2: batches near 2 would use compute best at this stage (training at 16)'
+            >>> n.update(small_sq=301.0, b_small=1, big_sq=76.0, b_big=4)
+            >>> n.reading(16, dataset_size=160)  # doctest: +NORMALIZE_WHITESPACE
+            'gradient-noise scale ~300, above the training set of 160 images: any batch up to the whole set
+            would use compute well at this stage (training at 16)'
+        """
         v = self.value
         if v is None:
             return "gradient-noise scale not available yet"
+        if dataset_size and v > dataset_size:
+            return (
+                f"gradient-noise scale ~{v:.0f}, above the training set of {dataset_size} image"
+                f"{'' if dataset_size == 1 else 's'}: any batch up to the whole set would use compute well at this "
+                f"stage (training at {batch})"
+            )
         return (
             f"gradient-noise scale ~{v:.0f}: batches near {v:.0f} would use compute best at this stage "
             f"(training at {batch})"

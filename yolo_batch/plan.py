@@ -14,28 +14,27 @@ context; the law's fixed part counted once), not a measurement.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from yolo_batch.spec import AutoPlusError, looks_like_auto_plus
+from yolo_batch.cmdline import boolean, cuda_devices, missing_input
+from yolo_batch.spec import DISABLE_ENV, AutoPlusError, _closest, looks_like_auto_plus
+from yolo_batch.spec import POLICIES as ALL_POLICIES
+from yolo_batch.whatif import what_if, what_if_table
 
-# Memory sizes for the what-if table, per device kind (GiB): common cards, unified-memory Macs, CPU RAM.
-WHAT_IF_GIB = {
-    "cuda": (8, 16, 24, 40, 80, 141),
-    "mps": (8, 16, 24, 36, 64, 128),
-    "cpu": (8, 16, 32, 64, 128, 256),
-}
-POLICIES = ("ladder", "fit")
-USAGE = """usage: yolo-batch plan model=MODEL data=DATA [imgsz=640] [device=0] [batch=auto-plus[:POLICY][:FRACTION]]
-                       [project=DIR name=NAME] [any yolo train key=value ...] [--json]
+VALUE = f"auto-plus[:{'|'.join(ALL_POLICIES)}][:FRACTION]"
+USAGE = f"""usage: yolo-batch plan model=MODEL data=DATA [imgsz=640] [device=0] [batch={VALUE}]
+                       [project=DIR name=NAME [exist_ok=False]] [any yolo train key=value ...] [--json]
 
 Runs the auto-plus probe, policy and verification in the trainer's own set-up, prints the decision and a
 what-if table for other memory sizes, and stops before the first epoch. Nothing is written unless project=
-or name= is given (then batch_decision.json, with the what-if table, goes to that run folder). --json prints
-the record instead of the tables.
+or name= is given (then batch_decision.json, with the what-if table, goes to that run folder; a folder that
+exists already gets a numbered sibling, as with yolo train, unless exist_ok=True; a folder holding a training
+run is never written to). --json prints the record instead of the tables.
 """
 
 
@@ -47,75 +46,8 @@ class _Planned(Exception):
         self.record, self.task = record, task
 
 
-def what_if(record: dict[str, Any], sizes_gib: tuple[float, ...] | None = None) -> list[dict[str, Any]]:
-    """The pick of each policy on other memory sizes of the same device kind, from the measured law.
-
-    A device of ``size`` GiB is assumed to lose what this one loses outside the process's torch pool (the
-    CUDA context and other processes, ``other_bytes``); the rest is usable, and the budget is ``utilization``
-    of it. The law's fixed part (weights, optimizer state, workspaces) is part of the predicted peak, so it is
-    counted once. The training-set cap and the settings of the run (candidates, min/max batch) still apply.
-
-    Args:
-        record (dict): A ``batch_decision.json`` record (with ``settings``, as ``plan`` and training write it).
-        sizes_gib (tuple[float, ...] | None): Memory sizes; default: ``WHAT_IF_GIB`` for the device kind.
-
-    Returns:
-        (list[dict]): One row per size: ``total_gib``, ``budget_bytes`` and ``{policy: batch}`` picks (0: none fits).
-
-    Examples:
-        >>> r = {"device": "cuda:0", "other_bytes": 0, "utilization": 0.5, "fixed_bytes": 2**30,
-        ...      "per_image_bytes": 2**28, "val_fixed_bytes": None, "val_per_image_bytes": None,
-        ...      "dataset_size": 10000, "settings": {"candidates": [16, 32, 64], "min_batch": 1, "max_batch": 512}}
-        >>> [(row["total_gib"], row["picks"]) for row in what_if(r, (8, 40))]
-        [(8, {'ladder': 12, 'fit': 8}), (40, {'ladder': 64, 'fit': 72})]
-    """
-    from yolo_batch.policy import GIB, Law, MemoryModel, decide
-
-    kind = str(record["device"]).split(":")[0]
-    sizes = sizes_gib or WHAT_IF_GIB.get(kind, WHAT_IF_GIB["cuda"])
-    val = None
-    if record.get("val_per_image_bytes") is not None:
-        val = Law(record["val_fixed_bytes"], record["val_per_image_bytes"])
-    model = MemoryModel(Law(record["fixed_bytes"], record["per_image_bytes"]), val, record.get("val_batch_factor", 2))
-    s = record["settings"]
-    rows = []
-    for size in sizes:
-        budget = record["utilization"] * max(size * GIB - record["other_bytes"], 0)
-        picks = {
-            p: decide(
-                model,
-                budget,
-                policy=p,
-                candidates=tuple(s["candidates"]),
-                min_batch=s["min_batch"],
-                max_batch=s["max_batch"],
-                dataset_size=record.get("dataset_size"),
-            ).batch
-            for p in POLICIES
-        }
-        rows.append({"total_gib": size, "budget_bytes": int(budget), "picks": picks})
-    return rows
-
-
-def what_if_table(record: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
-    """The what-if rows as text lines, labelled as an extrapolation."""
-    from yolo_batch.policy import gib
-
-    kind = str(record["device"]).split(":")[0]
-    lines = [
-        f"what if: other {kind} memory sizes, extrapolated from this device's law "
-        f"({gib(record['fixed_bytes'])} + {record['per_image_bytes'] / 2**20:.1f} MiB/image, "
-        f"utilization {record['utilization']:.2f}, training set {record.get('dataset_size')} images)",
-        f"{'memory':>8} {'budget':>11} " + " ".join(f"{p:>7}" for p in POLICIES),
-    ]
-    for row in rows:
-        picks = " ".join(f"{row['picks'][p] or '-':>7}" for p in POLICIES)
-        lines.append(f"{row['total_gib']:>4} GiB {gib(row['budget_bytes']):>11} {picks}")
-    return lines
-
-
 def _split(args: list[str]) -> tuple[list[str], dict[str, str], bool]:
-    """(training words, plan's own project/name, --json) from the command line; one-line errors."""
+    """(training words, plan's own project/name/exist_ok, --json) from the command line; one-line errors."""
     json_out = False
     words, own = [], {}
     for a in args:
@@ -129,16 +61,21 @@ def _split(args: list[str]) -> tuple[list[str], dict[str, str], bool]:
             raise AutoPlusError(f"plan: argument {a!r} must be key=value (as with yolo train)")
         else:
             key, _, value = a.partition("=")
-            if key in {"project", "name"}:
+            if key in {"project", "name", "exist_ok"}:
                 own[key] = value
-            elif key in {"mode", "resume", "exist_ok"}:
+            elif key in {"mode", "resume"}:
                 raise AutoPlusError(f"plan: {key}= does not apply: plan sets up a new training run and stops")
             else:
                 words.append(a)
+    if "exist_ok" in own:
+        try:
+            own["exist_ok"] = boolean(own["exist_ok"])
+        except ValueError:
+            raise AutoPlusError(f"plan: exist_ok={own['exist_ok']!r} is invalid: expected true or false") from None
     pairs = dict(w.split("=", 1) for w in words)
     batch = pairs.get("batch", "auto-plus")
     if not looks_like_auto_plus(batch):
-        raise AutoPlusError(f"plan: batch={batch} is not an auto-plus value; use batch=auto-plus[:POLICY][:FRACTION]")
+        raise AutoPlusError(f"plan: batch={batch} is not an auto-plus value; use batch={VALUE}")
     if "," in pairs.get("device", "") or pairs.get("device", "").strip() in {"-1", "cuda:-1"}:
         raise AutoPlusError(
             f"plan: device={pairs['device']} names several devices; plan measures one: pass one device (device=0)"
@@ -148,6 +85,53 @@ def _split(args: list[str]) -> tuple[list[str], dict[str, str], bool]:
     if "model" not in pairs:
         raise AutoPlusError("plan: model= is required (for example model=yolo11n.yaml or model=yolo11n.pt)")
     return words, own, json_out
+
+
+def _check(pairs: dict[str, str]) -> None:
+    """Refuse in one line what would stop the set-up with a traceback.
+
+    That is: the plugin off, a key ``yolo`` does not know, a missing model or dataset file, a device that torch
+    does not see here.
+    """
+    from yolo_batch.activate import env_switch
+
+    if env_switch(DISABLE_ENV):
+        raise AutoPlusError(
+            f"plan: {DISABLE_ENV}={os.environ.get(DISABLE_ENV)} turns yolo-batch off, so there is no auto-plus "
+            f"decision to plan; unset {DISABLE_ENV} (or set it to 0)"
+        )
+    from ultralytics.cfg import DEFAULT_CFG_DICT
+
+    for key in pairs:
+        if key not in DEFAULT_CFG_DICT:
+            raise AutoPlusError(
+                f"plan: unknown argument {key!r}{_closest(key, list(DEFAULT_CFG_DICT))}; valid: project, name, "
+                "exist_ok, --json and any yolo train key (`yolo cfg` lists them)"
+            )
+    for key in ("model", "data"):
+        problem = missing_input(key, pairs[key]) if key in pairs else None
+        if problem:
+            raise AutoPlusError(f"plan: {problem}")
+    _check_device(pairs.get("device"))
+
+
+def _check_device(raw: str | None) -> None:
+    """A CUDA or MPS ``device=`` that torch does not see here: one line."""
+    import torch
+
+    cuda = cuda_devices(raw)
+    mps = torch.backends.mps.is_available()
+    other = "device=cpu" + (" or device=mps" if mps else "")
+    if cuda:
+        count = torch.cuda.device_count()
+        if count == 0:
+            raise AutoPlusError(f"plan: device={raw} asks for a CUDA GPU, but torch sees none here; use {other}")
+        if max(cuda) >= count:
+            raise AutoPlusError(
+                f"plan: device={raw} asks for CUDA GPU {max(cuda)}, but torch sees {count} here (0..{count - 1})"
+            )
+    elif cuda == [] and str(raw).strip().lower().startswith("mps") and not mps:
+        raise AutoPlusError(f"plan: device={raw} asks for Apple's MPS, which torch does not see here; use device=cpu")
 
 
 class _Help(Exception):
@@ -181,6 +165,12 @@ def plan(words: list[str]) -> tuple[dict[str, Any], str]:
         ultralytics.cfg.entrypoint()
     except _Planned as done:
         return done.record, done.task
+    except (FileNotFoundError, ConnectionError, SyntaxError) as e:  # what _check could not foresee, as one line
+        raise AutoPlusError(f"plan: {_line(e)}") from None
+    except RuntimeError as e:
+        if not str(e).startswith("Dataset "):
+            raise
+        raise AutoPlusError(f"plan: {_line(e)}") from None
     finally:
         decide.auto_batch = real
         integrations.add_integration_callbacks = add_integrations
@@ -193,15 +183,43 @@ def _no_loggers(instance) -> None:
     """Stands in for Ultralytics' ``add_integration_callbacks`` while a plan runs."""
 
 
-def _out_dir(own: dict[str, str], task: str) -> Path:
-    """The run folder ``yolo train project=... name=...`` would use (without numbering a new one)."""
+def _line(e: BaseException) -> str:
+    """An Ultralytics error as one line: its first non-empty line, without emoji."""
+    lines = [x.strip() for x in str(e).splitlines() if x.strip()] or [type(e).__name__]
+    return " ".join(w for w in lines[0].split() if w.isascii())
+
+
+RUN_FILES = ("weights", "results.csv", "args.yaml")  # what marks a training run's folder
+
+
+def _out_dir(own: dict, pairs: dict[str, str]) -> Path:
+    """The folder for ``batch_decision.json``: ``yolo train``'s for the same project/name, never another run's.
+
+    As with ``yolo train``, a folder that exists gets a numbered sibling (``name-2`` on 8.4) unless ``exist_ok``; a
+    folder that holds a training run is refused even then (one line, before the probe runs).
+    """
     from types import SimpleNamespace
 
     from ultralytics.cfg import get_save_dir
+    from ultralytics.nn.tasks import guess_model_task, yaml_model_load
 
+    model = pairs["model"]
+    if pairs.get("task") or own.get("project"):  # the project's own folder: the task does not enter the path
+        task = pairs.get("task") or "detect"
+    elif model.lower().endswith((".yaml", ".yml")):
+        task = guess_model_task(yaml_model_load(model))  # from the model's head, without a warning on stdout
+    else:
+        task = _quiet(guess_model_task, model)
     ns = SimpleNamespace(project=own.get("project"), name=own.get("name") or "plan", task=task, mode="train")
-    ns.exist_ok = True
-    return Path(get_save_dir(ns))
+    ns.exist_ok = own.get("exist_ok", False)
+    folder = Path(get_save_dir(ns))
+    held = [f for f in RUN_FILES if (folder / f).exists()]
+    if held:
+        raise AutoPlusError(
+            f"plan: {folder} holds a training run ({', '.join(held)}); plan never writes into another run's folder: "
+            "leave exist_ok out (plan then numbers a new folder, as yolo train does) or choose another name="
+        )
+    return folder
 
 
 def cmd_plan(args: list[str]) -> int:
@@ -211,6 +229,9 @@ def cmd_plan(args: list[str]) -> int:
     except _Help:
         print(USAGE, end="")
         return 0
+    pairs = dict(w.split("=", 1) for w in words)
+    _check(pairs)
+    folder = _out_dir(own, pairs) if own.keys() & {"project", "name"} else None
     out = sys.stdout
     if json_out:  # Ultralytics logs to stdout: keep stdout for the JSON alone
         sys.stdout = sys.stderr
@@ -219,10 +240,9 @@ def cmd_plan(args: list[str]) -> int:
     finally:
         sys.stdout = out
     record = {**record, "what_if": what_if(record)}
-    if own:
+    if folder is not None:
         from yolo_batch.effect import write_json
 
-        folder = _out_dir(own, task)
         folder.mkdir(parents=True, exist_ok=True)
         write_json(folder / "batch_decision.json", record)
     if json_out:
@@ -232,7 +252,7 @@ def cmd_plan(args: list[str]) -> int:
 
     for line in [*decision_table(record), "", *what_if_table(record, record["what_if"])]:
         print(line)
-    if own:
+    if folder is not None:
         print(f"\nwrote {folder / 'batch_decision.json'}")
     return 0
 

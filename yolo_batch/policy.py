@@ -115,12 +115,16 @@ class MemoryModel:
 
 @dataclass(frozen=True)
 class Candidate:
-    """One batch that was considered: its predicted peak, whether it fits, its predicted images/s (if known)."""
+    """One batch that was considered: its predicted peak, whether it fits, its predicted images/s (if known).
+
+    ``fits`` is False above a cap too (``max_batch``, the training set), and ``cap`` then names it.
+    """
 
     batch: int
     predicted_peak_bytes: float
     fits: bool
     images_per_s: float | None = None
+    cap: str | None = None
 
 
 @dataclass(frozen=True)
@@ -152,10 +156,10 @@ def decide(
 
     ``ladder`` takes the largest candidate whose predicted peak fits the budget; when none fits it auto-fits
     the largest batch >= ``min_batch`` that does. ``fit`` takes the largest batch that fits, rounded down
-    to a multiple of 8 when >= 8. ``speed`` takes the smallest batch that fits and reaches
-    ``speed_threshold`` of the best predicted images/s among the batches that fit (``pace``), rounded up to a
-    multiple of 8 when >= 8 and that still fits. Never above ``max_batch`` or ``dataset_size``. The reason
-    names the limit that decided: memory (the budget), ``max_batch``, or the training set (after
+    to a multiple of 8 when >= 8, but never below ladder's pick. ``speed`` takes the smallest batch that fits
+    and reaches ``speed_threshold`` of the best predicted images/s among the batches that fit (``pace``),
+    rounded up to a multiple of 8 when >= 8 and that still fits. Never above ``max_batch`` or ``dataset_size``.
+    The reason names the limit that decided: memory (the budget), ``max_batch``, or the training set (after
     ``fraction``), and for ``speed`` the dataloader when it is the ceiling.
 
     Args:
@@ -182,15 +186,19 @@ def decide(
     cap = min(max_batch, dataset_size) if dataset_size else max_batch
     by_data = bool(dataset_size) and dataset_size < max_batch
     after = f" after fraction={fraction:g}" if fraction < 1 else ""
-    data_note = f"capped by the training set of {dataset_size} images{after}"
+    data_note = f"capped by the training set of {images(dataset_size)}{after}"
     cap_note = data_note if by_data else f"capped by max_batch {max_batch}"
+    cap_name = f"the training set, {images(dataset_size)}{after}" if by_data else f"max_batch {max_batch}"
     fit_n = min(model.max_batch(budget_bytes), cap)
     if policy in SPEEDS and fit_n >= min_batch:
         candidates = (*candidates, fit_n)  # the table shows the largest that fits beside the rungs
-    rungs = tuple(
-        Candidate(b, model.peak(b), model.peak(b) <= budget_bytes, pace.images_per_s(b) if pace else None)
-        for b in sorted(set(candidates), reverse=True)
-    )
+    rungs = _rungs(model, budget_bytes, candidates, (cap, cap_name), pace)
+    if min_batch > cap:  # no memory can help: say which cap rules min_batch out
+        reason = (
+            f"min_batch {min_batch} is above {cap_name}: no batch can be picked; lower min_batch to {cap} or less"
+            + (", or train on more images" if by_data else ", or raise max_batch")
+        )
+        return Decision(0, policy, budget_bytes, model.peak(min_batch), reason, rungs)
     if policy == "ladder":
         too_big = [c for c in rungs if c.batch > cap]
         tried = []
@@ -221,9 +229,13 @@ def decide(
         b = fit_n - fit_n % 8 if fit_n >= 8 else fit_n
         if b < min_batch <= fit_n:  # rounding must not fall below the floor the user set
             b = min_batch
+        rungs_in = [c.batch for c in rungs if c.fits and c.batch >= min_batch]
+        ladder = max(rungs_in) if rungs_in else fit_n  # ladder's pick: fit, the largest, never picks below it
+        floor = f" (not rounded below ladder's {ladder})" if b < ladder else ""
+        b = max(b, ladder) if fit_n >= min_batch else b
         if b >= min_batch:
             limit = cap_note if fit_n == cap else f"{fit_n + 1} would need {gib(model.peak(fit_n + 1))}"
-            rounding = f", rounded down to {b}" if b != fit_n else ""
+            rounding = f", rounded down to {b}{floor}" if b != fit_n else floor
             reason = f"largest that fits is {fit_n} ({limit}){rounding}; {b} fits at {gib(model.peak(b))}"
             return Decision(b, policy, budget_bytes, model.peak(b), reason, rungs)
         return _none_fits(model, budget_bytes, policy, min_batch, rungs)
@@ -241,6 +253,31 @@ def decide(
         note = pace.note(b)
         return Decision(b, policy, budget_bytes, model.peak(b), f"{note}; {reason}" if note else reason, rungs)
     raise ValueError(f"policy must be 'ladder', 'fit', 'speed' or 'goodput', got {policy!r}")
+
+
+def images(n: int | None) -> str:
+    """``"1 image"``, ``"64 images"``.
+
+    Examples:
+        >>> images(1), images(64)
+        ('1 image', '64 images')
+    """
+    return f"{n} image{'' if n == 1 else 's'}"
+
+
+def _rungs(model: MemoryModel, budget: float, sizes: tuple[int, ...], cap: tuple[int, str], pace) -> tuple:
+    """The candidates, largest first; one above the cap (``(batch, its name)``) does not fit and names the cap."""
+    top, name = cap
+    return tuple(
+        Candidate(
+            b,
+            model.peak(b),
+            model.peak(b) <= budget and b <= top,
+            pace.images_per_s(b) if pace else None,
+            name if b > top else None,
+        )
+        for b in sorted(set(sizes), reverse=True)
+    )
 
 
 SPEED_SCAN = 65536  # `speed` compares at most this many batch sizes

@@ -104,6 +104,11 @@ class BatchSpec:
 
 
 KEYS = tuple(f.name for f in fields(BatchSpec) if f.name != "config")
+# Settings people look for in the plugin YAML that live elsewhere, with where to set them.
+ELSEWHERE = {
+    "val_batch": "the validation batch is set with `yolo-batch sweep ... val_batch=N` (every run of a sweep) or "
+    "the environment variable YOLO_BATCH_VAL_BATCH=N (one run)",
+}
 
 
 def _check(key: str, value: Any, where: str = "") -> Any:
@@ -274,6 +279,8 @@ def _flatten(data: dict[str, Any], where: str = "") -> dict[str, Any]:
                 out[name] = v
         elif key in KEYS:
             out[key] = value
+        elif key in ELSEWHERE:
+            raise AutoPlusError(f"{key!r}{where} is not a plugin setting: {ELSEWHERE[key]}")
         else:
             raise AutoPlusError(f"unknown key {key!r}{where}; valid: {', '.join(KEYS)}{_closest(key, KEYS)}")
     return out

@@ -13,7 +13,6 @@ and ``project/comparison.png``. ``engine=ray`` runs the same commands as Ray tas
 
 from __future__ import annotations
 
-import re
 import shlex
 import shutil
 import sys
@@ -21,10 +20,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from yolo_batch.cmdline import parse_pairs, positive, run_child, run_env, yolo_command
-from yolo_batch.spec import AutoPlusError, _closest, looks_like_auto_plus, parse_batch_value
+from yolo_batch.activate import env_switch
+from yolo_batch.cmdline import missing_input, parse_pairs, positive, run_child, run_env, yolo_command
+from yolo_batch.spec import DISABLE_ENV, AutoPlusError, _closest
 from yolo_batch.sweep_engine import split_engine
-from yolo_batch.sweep_state import _trim_results, check_record, label, run_state, write_record
+from yolo_batch.sweep_state import _trim_results, check_record, label, parse_batches, run_state, write_record
 
 USAGE = (
     "usage: yolo-batch sweep model=... data=... batches=16,32,64,auto-plus epochs=N [project=runs/sweep] "
@@ -32,7 +32,6 @@ USAGE = (
 )
 VAL_BATCH = 32  # every run's validation batch unless val_batch= says: stock training's at its default batch 16
 REQUIRED = ("model", "data", "batches", "epochs")
-FORMS = "an integer >= 1 or an auto-plus value (auto-plus, auto-plus:fit, auto-plus:0.8, auto-plus:fit:0.8)"
 # Keys the sweep sets itself, with what to do instead.
 SET_BY_SWEEP = {
     "batch": "list the batches in batches=, e.g. batches=16,32,auto-plus",
@@ -42,44 +41,6 @@ SET_BY_SWEEP = {
     "mode": "a sweep trains",
     "time": "a sweep compares runs of equal epochs; use epochs=",
 }
-
-
-def parse_batches(raw: str) -> list[str]:
-    """Split and check ``batches=``: each an integer >= 1 or an auto-plus value; no label twice.
-
-    Args:
-        raw (str): The comma-separated list as typed, e.g. ``"16,32,auto-plus:fit"``.
-
-    Returns:
-        (list[str]): The batch values, integers as digits and auto-plus values in lower case.
-
-    Raises:
-        ValueError: For an empty list or item, a bad item, or a batch listed twice (one line each).
-
-    Examples:
-        >>> parse_batches("16, 32,Auto-Plus:fit")
-        ['16', '32', 'auto-plus:fit']
-    """
-    items = [x.strip() for x in str(raw).split(",")]
-    if not any(items):
-        raise ValueError(f"no batches given; each must be {FORMS}")
-    values: list[str] = []
-    for item in items:
-        if not item:
-            raise ValueError(f"an empty item in the list; each must be {FORMS}")
-        if re.fullmatch(r"[+-]?\d+", item):
-            if int(item) < 1:
-                raise ValueError(f"{item} is not a batch; each must be {FORMS}")
-            value = str(int(item))
-        elif looks_like_auto_plus(item):
-            parse_batch_value(item)  # raises a one-line AutoPlusError (a ValueError) naming the valid forms
-            value = item.lower()
-        else:
-            raise ValueError(f"{item!r} is not a batch; each must be {FORMS}")
-        if label(value) in map(label, values):
-            raise ValueError(f"batch {value} is listed twice")
-        values.append(value)
-    return values
 
 
 def plan(args: list[str]) -> tuple[dict[str, Any], list[str], Path]:
@@ -126,6 +87,7 @@ def plan(args: list[str]) -> tuple[dict[str, Any], list[str], Path]:
         if key in opts and not opts[key].strip():
             raise AutoPlusError(f"sweep: {key}= is empty; {USAGE}")
     batches = opts.pop("batches")
+    _check_inputs(opts, batches)
     project = Path(opts.pop("project", "runs/sweep")).expanduser().resolve()
     others = {k: smart_value(v) for k, v in opts.items() if k not in own}  # as yolo reads them: amp=false == False
     others = {k: list(v) if isinstance(v, tuple) else v for k, v in others.items()}
@@ -141,6 +103,20 @@ def plan(args: list[str]) -> tuple[dict[str, Any], list[str], Path]:
     recipe = {**files, "epochs": opts["epochs"], "seed": opts.get("seed", 0)}
     recipe["val_batch"] = opts.get("val_batch", VAL_BATCH)
     return {**recipe, **dict(sorted(others.items()))}, batches, project
+
+
+def _check_inputs(opts: dict[str, Any], batches: list[str]) -> None:
+    """Refuse a missing model or dataset file, and auto-plus runs with the plugin off, before anything is written."""
+    for key in ("model", "data"):
+        problem = missing_input(key, opts[key])
+        if problem:
+            raise AutoPlusError(f"sweep: {problem}")
+    auto = [b for b in batches if not b.isdigit()]
+    if auto and env_switch(DISABLE_ENV):
+        raise AutoPlusError(
+            f"sweep: {DISABLE_ENV} is on, which turns yolo-batch off, so batches={','.join(auto)} cannot run; unset "
+            f"{DISABLE_ENV}, or list integer batches only"
+        )
 
 
 def train_command(recipe: dict[str, Any], value: str, project: Path) -> list[str]:

@@ -11,11 +11,10 @@ against the recipe's ``device=`` (`resources`); with a cluster (``address=``), t
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any
 
-from yolo_batch.cmdline import parse_pairs, positive
+from yolo_batch.cmdline import cuda_devices, parse_pairs, positive
 from yolo_batch.spec import AutoPlusError, _closest
 from yolo_batch.sweep_state import SWEEP_FILE, check_record
 
@@ -65,42 +64,65 @@ def split_engine(args: list[str]) -> tuple[dict[str, Any], list[str]]:
     return {"engine": engine, **opts}, rest
 
 
-def cuda_devices(device: Any) -> list[int] | None:
-    """The CUDA devices a ``device=`` value names: None when unset or unknown, [] for cpu and mps.
+def check_address(address: str | None, timeout: float = 5.0) -> None:
+    """``address=HOST:PORT`` (or ``ray://HOST:PORT``): refuse, in one line, an address where nothing listens.
 
-    Examples:
-        >>> cuda_devices("0,1"), cuda_devices("cpu"), cuda_devices(None), cuda_devices("cuda:1")
-        ([0, 1], [], None, [1])
+    Ray itself retries a dead address for minutes, a warning every few seconds; one TCP connection tells first.
+    ``auto`` (Ray finds the running cluster, or says in one line that there is none) and no address pass.
+
+    Raises:
+        AutoPlusError: For an address that is not HOST:PORT, or one that does not answer within ``timeout``.
     """
-    if device is None or str(device).strip() == "":
-        return None
-    text = ",".join(map(str, device)) if isinstance(device, (list, tuple)) else str(device)
-    text = text.lower().replace(" ", "").strip("[]()").replace("cuda:", "")
-    if text in {"cpu", "mps"} or text.startswith("mps:"):
-        return []
-    if text == "cuda":
-        return [0]
-    parts = text.split(",")
-    return [int(p) for p in parts] if all(re.fullmatch(r"-?\d+", p) for p in parts) else None
+    import socket
+
+    if address is None or address.strip().lower() in {"auto", "local"}:
+        return
+    text = address.strip()
+    host, _, port = text.split("://", 1)[-1].rpartition(":")
+    if not host or not port.isdigit():
+        raise AutoPlusError(f"sweep: address={text} is not auto or HOST:PORT (e.g. address=10.0.0.5:6379)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        why = "timed out" if isinstance(e, socket.timeout) else (e.strerror or type(e).__name__).lower()
+        raise AutoPlusError(
+            f"sweep: nothing answers at address={text} ({why}); start the cluster there (ray start --head "
+            f"--port={port}), or use address=auto for the cluster running on this machine"
+        ) from None
 
 
-def resources(opts: dict[str, Any], recipe: dict[str, Any]) -> dict[str, Any]:
+def resources(
+    opts: dict[str, Any], recipe: dict[str, Any], batches: tuple[str, ...] | list[str] = ()
+) -> dict[str, Any]:
     """Each run's CPUs and GPUs, refusing a contradiction with the recipe's ``device=``.
 
     ``gpus_per_run`` defaults to 0 for ``device=cpu`` (or mps), to the GPUs ``device=`` names, and, with no
     ``device=``, to None (decided by `_fit`: 1 when a node has a GPU). Ray gives each run its own GPUs,
     numbered from 0, so ``device=`` counts from 0 too.
 
+    A fraction of a GPU with an auto-plus run is refused: runs side by side on one card would each plan for the
+    card's whole free memory at once.
+
     Args:
         opts (dict): From `split_engine`.
         recipe (dict): From `yolo_batch.sweep.plan`.
+        batches (list[str]): The batch values, from `yolo_batch.sweep.plan`.
 
     Returns:
         (dict): ``{"cpus_per_run": int, "gpus_per_run": int | float | None}``.
 
     Raises:
-        AutoPlusError: For GPUs asked with a CPU device, none with a GPU device, or fewer than the device needs.
+        AutoPlusError: For GPUs asked with a CPU device, none with a GPU device, fewer than the device needs, or
+            a share of a GPU with an auto-plus run.
     """
+    auto = [b for b in batches if not str(b).isdigit()]
+    share = opts.get("gpus_per_run")
+    if auto and share is not None and 0 < share < 1:
+        raise AutoPlusError(
+            f"sweep: gpus_per_run={share} puts several runs on one GPU, but the auto-plus run(s) {','.join(auto)} plan "
+            "for the free memory of the GPU they start on, and runs side by side would each plan for the same memory; "
+            "give gpus_per_run=1, or list integer batches only"
+        )
     cuda = cuda_devices(recipe.get("device"))
     g = opts.get("gpus_per_run")
     device = recipe.get("device")

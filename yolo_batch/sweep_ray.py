@@ -26,7 +26,7 @@ from typing import Any
 from yolo_batch.cmdline import STOP_SECONDS, run_child
 from yolo_batch.spec import AutoPlusError
 from yolo_batch.sweep import finish, member_command, plan, prepare, stopped, sweep_env
-from yolo_batch.sweep_engine import SHARED, check_shared, resources, unseen
+from yolo_batch.sweep_engine import SHARED, check_address, check_shared, resources, unseen
 from yolo_batch.sweep_state import check_record, label, run_state
 
 INSTALL = 'pip install "yolo-batch[ray]"'
@@ -69,10 +69,11 @@ def ray_sweep(args: list[str], rest: list[str], opts: dict[str, Any]) -> int:
             or failed runs (after the others ended; finished runs are kept).
     """
     recipe, batches, project = plan(rest)
-    need = resources(opts, recipe)
+    need = resources(opts, recipe, batches)
     if "address" in opts:
         check_shared(rest, recipe)
     check_record(project, recipe, batches)  # refused before Ray starts; prepare() checks again and records
+    check_address(opts.get("address"))
     try:
         import ray
     except ImportError:

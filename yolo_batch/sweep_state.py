@@ -1,6 +1,7 @@
 """Where a sweep's project and each of its runs stand: ``project/sweep.yaml`` and the run states.
 
-``sweep.yaml`` records the recipe and every batch the project has run: a different recipe in the same project
+The members of a sweep (`parse_batches`: values that train the same run are one member) and their folders
+(`label`). ``sweep.yaml`` records the recipe and every batch the project has run: a different recipe in the same project
 is refused, so that every run of a project trains the same recipe. A run is ``new``, ``finished`` (reused),
 ``interrupted`` (resumed from its ``weights/last.pt``) or ``partial`` (started over). Every engine of
 `yolo_batch.sweep` reads the project through these functions, on the machine that starts the sweep and, for
@@ -14,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from yolo_batch.effect import atomic_write, read_csv
-from yolo_batch.spec import AutoPlusError
+from yolo_batch.spec import AutoPlusError, looks_like_auto_plus, parse_batch_value, resolve_spec
 
 SWEEP_FILE = "sweep.yaml"
+FORMS = "an integer >= 1 or an auto-plus value (auto-plus, auto-plus:fit, auto-plus:0.8, auto-plus:fit:0.8)"
 
 
 def label(value: str) -> str:
@@ -29,6 +31,72 @@ def label(value: str) -> str:
         (str): The value with ``:`` replaced by ``_``.
     """
     return value.replace(":", "_")
+
+
+def parse_batches(raw: str) -> list[str]:
+    """Split and check ``batches=``: each an integer >= 1 or an auto-plus value; no label twice.
+
+    Args:
+        raw (str): The comma-separated list as typed, e.g. ``"16,32,auto-plus:fit"``.
+
+    Returns:
+        (list[str]): The batch values, integers as digits and auto-plus values in lower case.
+
+    Raises:
+        ValueError: For an empty list or item, a bad item, or a run listed twice (one line each): values that
+            train the same run count as one, as ``auto-plus`` and ``auto-plus:ladder`` with the shipped settings.
+
+    Examples:
+        >>> parse_batches("16, 32,Auto-Plus:fit:0.80")
+        ['16', '32', 'auto-plus:fit:0.8']
+    """
+    items = [x.strip() for x in str(raw).split(",")]
+    if not any(items):
+        raise ValueError(f"no batches given; each must be {FORMS}")
+    values: list[str] = []
+    for item in items:
+        if not item:
+            raise ValueError(f"an empty item in the list; each must be {FORMS}")
+        if re.fullmatch(r"[+-]?\d+", item):
+            if int(item) < 1:
+                raise ValueError(f"{item} is not a batch; each must be {FORMS}")
+            value = str(int(item))
+        elif looks_like_auto_plus(item):
+            parse_batch_value(item)  # raises a one-line AutoPlusError (a ValueError) naming the valid forms
+            value = _canonical(item.lower())
+        else:
+            raise ValueError(f"{item!r} is not a batch; each must be {FORMS}")
+        twin = next((v for v in values if _same_run(v, value)), None)
+        if twin == value == item.lower():
+            raise ValueError(f"batch {value} is listed twice")
+        if twin is not None:
+            raise ValueError(f"{twin} and {item} are the same run ({_meaning(value)}); list it once")
+        values.append(value)
+    return values
+
+
+def _canonical(value: str) -> str:
+    """An auto-plus value with its fraction written one way (``0.80`` as ``0.8``); digits as they are.
+
+    Examples:
+        >>> _canonical("auto-plus:fit:0.80"), _canonical("16")
+        ('auto-plus:fit:0.8', '16')
+    """
+    head, *parts = value.split(":")
+    return ":".join([head, *(f"{float(p):g}" if re.fullmatch(r"[0-9.]+", p) else p for p in parts)])
+
+
+def _meaning(value: str) -> str:
+    """What a batch value trains with: ``"batch 16"`` or ``"policy ladder, utilization 0.9"``."""
+    if value.isdigit():
+        return f"batch {value}"
+    spec = resolve_spec(value)  # the defaults and the user's YOLO_BATCH_CONFIG, as every run reads them
+    return f"policy {spec.policy}, utilization {spec.utilization:g}"
+
+
+def _same_run(a: str, b: str) -> bool:
+    """Two batch values that train the same run: equal, or auto-plus values naming the same policy and share."""
+    return a == b or (not a.isdigit() and not b.isdigit() and _meaning(a) == _meaning(b))
 
 
 def check_record(project: Path, recipe: dict[str, Any], batches: list[str]) -> list[str]:

@@ -21,7 +21,7 @@ from tests.conftest import train_in_process, yolo_train
 from yolo_batch.effect import read_csv
 from yolo_batch.loggers import FIGURES, params
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("loggers_on_path")]  # the packages: .loggers (conftest)
 
 INTEGRATIONS = ("clearml", "comet", "dvc", "mlflow", "raytune", "tensorboard", "wandb")
 

@@ -47,7 +47,10 @@ def test_plan_prints_the_decision_and_the_what_if_table_and_leaves_nothing(tiny_
     assert any(line.startswith("batch=32 (fit): largest that fits is 32 (capped by the training set") for line in out)
     i = next(i for i, line in enumerate(out) if line.startswith("what if: other cpu memory sizes, extrapolated"))
     assert out[i + 1].split() == ["memory", "budget", "ladder", "fit"]
-    assert [line.split()[0] for line in out[i + 2 :]] == ["8", "16", "32", "64", "128", "256"]
+    assert [line.split()[0] for line in out[i + 2 : i + 8]] == ["8", "16", "32", "64", "128", "256"]
+    assert out[i + 8 :] == [
+        "* decided by the training set, 32 images, not by memory: memory would allow a larger batch"
+    ]
     assert "Epoch" not in r.stdout + r.stderr  # no epoch started
     assert list(cwd.iterdir()) == [] and ours(tmp) == []  # no run folder, no temporary folder left
 
@@ -97,7 +100,7 @@ def test_plan_help(dirs):
     assert "--json" in r.stdout and "batch=auto-plus" in r.stdout
 
 
-def test_plan_opens_no_logger_run(tiny_data, dirs):
+def test_plan_opens_no_logger_run(tiny_data, dirs, loggers_on_path):
     """Ultralytics' fresh settings turn the integrations on (DVCLive, MLflow...): a plan must not log a run."""
     cwd, tmp = dirs
     fresh = tmp / "fresh-settings"  # Ultralytics' defaults, as a new user has them
@@ -105,3 +108,49 @@ def test_plan_opens_no_logger_run(tiny_data, dirs):
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads((fresh / "Ultralytics" / "settings.json").read_text())["dvc"] is True
     assert list(cwd.iterdir()) == []  # no dvclive/, mlruns/, wandb/ ... left by a logger
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_plan_aimed_at_an_existing_run_leaves_it_byte_identical(tiny_data, dirs):
+    """issue 14: plan project=P name=N where N holds a run: a numbered sibling as yolo train, never the run's files."""
+    from tests.conftest import yolo_train
+
+    cwd, tmp = dirs
+    r = yolo_train(tiny_data, cwd, "8")  # a stock run in cwd/run: weights/, results.csv, args.yaml
+    assert r.returncode == 0, r.stderr[-2000:]
+    run = cwd / "run"
+    before = _tree(run)
+    assert {"args.yaml", "results.csv", "weights/last.pt"} <= set(before)
+    words = _train_words(tiny_data)
+    r = plan(*words, f"project={cwd}", "name=run", cwd=cwd, tmp=tmp)
+    assert r.returncode == 0, r.stderr[-2000:]
+    (sibling,) = set(cwd.iterdir()) - {run}  # Ultralytics' own numbering of a taken name (8.4: run-2)
+    assert sibling.name.startswith("run") and sibling.name != "run"
+    assert r.stdout.splitlines()[-1] == f"wrote {sibling / 'batch_decision.json'}"
+    assert sorted(p.name for p in sibling.iterdir()) == ["batch_decision.json"]
+    r = plan(*words, f"project={cwd}", "name=run", "exist_ok=True", cwd=cwd, tmp=tmp)
+    assert r.returncode == 2 and r.stderr.splitlines() == [
+        f"yolo-batch: error: plan: {run} holds a training run (weights, results.csv, args.yaml); plan never writes "
+        "into another run's folder: leave exist_ok out (plan then numbers a new folder, as yolo train does) or "
+        "choose another name="
+    ]
+    assert _tree(run) == before  # byte-identical: no batch_decision.json of a policy the run never used
+
+
+@pytest.mark.slow
+def test_min_batch_above_the_training_set_names_the_training_set(tiny_data, dirs):
+    """Before: "batch 100 needs 1.02 GiB > budget 21.00 GiB" and advice about memory."""
+    cwd, tmp = dirs
+    config = tmp / "plugin.yaml"
+    config.write_text("min_batch: 100\n")
+    r = plan(*_train_words(tiny_data), cwd=cwd, tmp=tmp, YOLO_BATCH_CONFIG=str(config))
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert r.stderr.splitlines()[-1] == (
+        "yolo-batch: error: no batch fits: min_batch 100 is above the training set, 32 images: no batch can be "
+        "picked; lower min_batch to 32 or less, or train on more images"
+    )
+    assert "Traceback" not in r.stderr and list(cwd.iterdir()) == []

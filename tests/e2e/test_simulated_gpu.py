@@ -58,8 +58,8 @@ def _run(data, tmp_path, batch="auto-plus", **kw):
         pytest.param(8, "auto-plus", 16, id="8GiB-ladder-16"),
         # 0.9 x 4 GiB = 3865 MB: 16 needs 4132 > budget; auto-fit floor((3865 - 324) / 238) = 14
         pytest.param(4, "auto-plus", 14, id="4GiB-ladder-autofit-14"),
-        # fit: 14 rounded down to a multiple of 8
-        pytest.param(4, "auto-plus:fit", 8, id="4GiB-fit-8"),
+        # fit: 14, not rounded down to 8 below ladder's pick (ladder auto-fits 14)
+        pytest.param(4, "auto-plus:fit", 14, id="4GiB-fit-14-not-below-ladder"),
         # 0.9 x 24 GiB = 23193 MB: 64 fits (15556); fit: min(96, 64 images) = 64
         pytest.param(24, "auto-plus:fit", 64, id="24GiB-fit-capped-by-dataset"),
     ],
@@ -256,7 +256,8 @@ def test_plan_on_a_simulated_gpu_gives_the_what_if_rows_of_its_law(data64, tmp_p
         budget = 0.9 * gib * 2**30  # the simulated card has no context outside the pool
         fits = min(int((budget - 324 * MB) // (238 * MB)), int((budget - VAL.fixed_bytes) // (2 * VAL.per_image_bytes)))
         fits = min(fits, 512)  # max_batch
-        assert picks["fit"] == (fits - fits % 8 if fits >= 8 else fits)
-        assert picks["ladder"] == max((c for c in (16, 32, 64) if c <= fits), default=fits)
+        ladder = max((c for c in (16, 32, 64) if c <= fits), default=fits)
+        assert picks["ladder"] == ladder
+        assert picks["fit"] == max(fits - fits % 8 if fits >= 8 else fits, ladder)  # never below ladder
     assert rows[16]["ladder"] == 32 and rows[80]["ladder"] == 64
     assert not list(tmp_path.iterdir())  # nothing written
