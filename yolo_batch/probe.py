@@ -6,6 +6,7 @@ scaler, the random-number generators, train/eval mode, and the trainer's optimiz
 
 from __future__ import annotations
 
+import gc
 import math
 import random
 import time
@@ -173,13 +174,55 @@ def _set_switches(s: tuple) -> None:
 
 
 @contextmanager
-def borrowed(trainer):
-    """Lend the trainer to the probe; afterwards the trainer is as it was (see `_Snapshot`), bit for bit."""
-    snapshot = _Snapshot(trainer)
+def borrowed(trainer, phases=None):
+    """Lend the trainer to the probe; afterwards the trainer is as it was (see `_Snapshot`), bit for bit.
+
+    Inside, the objects that existed before are frozen out of Python's garbage collector (`frozen_gc`), so the
+    collection before each measured step sees only what the probe made. ``phases`` (a `phases.Phases`) times
+    the snapshot and the restore.
+    """
+    from yolo_batch.phases import Phases
+
+    phases = phases or Phases()
+    with phases("snapshot"):
+        snapshot = _Snapshot(trainer)
+    try:
+        with frozen_gc(phases):
+            yield
+    finally:
+        with phases("restore"):
+            snapshot.restore()
+
+
+@contextmanager
+def frozen_gc(phases=None):
+    """Freeze the objects alive now out of the garbage collector's scans, and thaw them afterwards.
+
+    The peak meters collect garbage before each measured step (`memory`'s ``empty_cache``), so that tensors held
+    by reference cycles are freed before the peak is counted. A full collection walks every object of the
+    process: inside a ``yolo train`` process that took 0.27 s a call, 2.2 s of a 3.4 s decision on the CPU. Objects
+    that were alive before the probe cannot be the probe's garbage, so the collection only needs the new ones.
+    A process that froze objects itself is left as it is. ``phases`` times the one full collection (``collect``).
+
+    Examples:
+        >>> import gc
+        >>> with frozen_gc():
+        ...     inside = gc.get_freeze_count() > 0
+        >>> inside, gc.get_freeze_count()
+        (True, 0)
+    """
+    if gc.get_freeze_count():
+        yield
+        return
+    from yolo_batch.phases import Phases
+
+    with (phases or Phases())("collect"):
+        gc.collect()
+    gc.freeze()
     try:
         yield
     finally:
-        snapshot.restore()
+        gc.unfreeze()
 
 
 class Prober:
