@@ -1,4 +1,4 @@
-"""The ``yolo-batch`` command: ``demo``, ``make-data``, ``compare``, ``sweep``, ``plan`` and ``defaults``.
+"""The ``yolo-batch`` command: ``demo``, ``make-data``, ``compare``, ``sweep``, ``plan``, ``defaults`` and ``cache``.
 
 The command line follows the standard library's `argparse` (``--help`` and ``--version``, ``COMMAND --help``),
 while a command's own arguments are ``key=value`` words, as with ``yolo``; a bad one gets one line naming it and
@@ -161,6 +161,16 @@ COMMANDS = {
             ("KEY=VALUE", "any other yolo train argument (imgsz, device, amp, ...), except resume and mode"),
         ),
         (("--json", "print the record as JSON instead of the tables"),),
+    ),
+    "cache": Command(
+        "yolo_batch.lawcache:cache_cli",
+        "list the law cache (repeat decisions skip the probe), or clear it",
+        "[list|clear]",
+        "List the memory laws that earlier decisions saved beside Ultralytics' settings (one per set-up: model, "
+        "imgsz, task, AMP, optimizer, device and its memory, versions, the densest images), or remove them all. "
+        "A repeat run on the same set-up checks the cached law with one verified step at the pick instead of "
+        "probing; probe.cache: false turns the cache off.",
+        (("list", "the entries, oldest first (the default)"), ("clear", "remove every entry")),
     ),
 }
 
@@ -327,6 +337,7 @@ def cmd_defaults(args: list[str]) -> int:
     d = BatchSpec().as_dict()
     d.pop("config")
     d["probe"] = {"batches": d.pop("probe_batches"), "val": d.pop("probe_val"), "verify": d.pop("verify")}
+    d["probe"]["cache"] = d.pop("probe_cache")
     print(yaml.safe_dump(d, sort_keys=False), end="")
     return 0
 
