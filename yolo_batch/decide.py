@@ -95,6 +95,7 @@ def auto_batch(trainer, world: int = 1) -> int:
         "phase_seconds": phases.record(seconds),
         "cache": found.record(),
         "probe_points": {"train": result.train, "val": result.val, "used": used, "oom": result.oom},
+        "allocated_peaks": [list(a) for a in prober.allocated] or None,  # CUDA: every probe and verified step
         "dataset_size": prober.dataset_size,
         "task": prober.task,
         "worst_case": prober.worst_case,

@@ -270,6 +270,7 @@ class Prober:
             )
         trainer.optimizer, trainer.ema = self.optimizer, ModelEMA(trainer.model)
         self._items: list = []
+        self.allocated: list[tuple[int, str, int]] = []  # (images, "train" or "val", allocated peak) where measured
         self.last_seconds = (0.0, 0.0)  # the last training step: (forward + loss + backward, optimizer + EMA)
 
     @property
@@ -333,7 +334,7 @@ class Prober:
         t.optimizer_step()
         self.last_seconds = (mid - start, self._clock() - mid)
         del loss, batch
-        return self.backend.peak_bytes()
+        return self._peak(n, "train") if reset else self.backend.peak_bytes()
 
     def val_step(self, n: int) -> int:
         """The validation forward and loss on the EMA model, as the validator runs them (for classify a classifier).
@@ -352,6 +353,13 @@ class Prober:
             model.loss(batch, preds)
         del preds, batch, img
         ema.float()
+        return self._peak(n, "val")
+
+    def _peak(self, n: int, kind: str) -> int:
+        """The step's peak (the meter's), noting the allocated peak beside it where the device has one (CUDA)."""
+        allocated = getattr(self.backend, "allocated_peak_bytes", None)
+        if allocated is not None:
+            self.allocated.append((n, kind, allocated()))
         return self.backend.peak_bytes()
 
     def run(self, batches: tuple[int, ...], val: bool, result: ProbeResult | None = None) -> ProbeResult:

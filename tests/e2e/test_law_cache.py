@@ -68,6 +68,10 @@ def test_a_repeat_run_checks_the_cached_law_with_one_step_and_picks_the_same(dat
     assert second["per_image_bytes"] == pytest.approx(first["per_image_bytes"], abs=2)
     assert [x for x in device.seen if x[1]] == [(32, True)]  # one verified training step at the pick, no probe
     assert (64, False) in device.seen  # and its validation forward
+    # the allocated peak beside the reserved one, for every probe and verified step (simulated: 0.9 x reserved)
+    assert [a[:2] for a in second["allocated_peaks"]] == [[32, "train"], [64, "val"]]
+    assert second["allocated_peaks"][0][2] == int(0.9 * YOLOV8S_640.at(32))
+    assert [a[:2] for a in first["allocated_peaks"]][:4] == [[2, "train"], [2, "train"], [4, "val"], [4, "train"]]
     assert "probe_steps" not in second["phase_seconds"] and second["phase_seconds"]["verify"] > 0
     assert second["probe_seconds"] == 0.0 and "law from the cache" in second["reason"]
     assert sum(first["phase_seconds"].values()) == pytest.approx(first["decision_seconds"], abs=0.01)
