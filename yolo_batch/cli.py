@@ -152,7 +152,8 @@ COMMANDS = {
         "Set the run up exactly as `yolo train` would (model, device, AMP, optimizer, augmentation), run the "
         "auto-plus probe, policy and verification, print the decision table and a what-if table for other "
         "memory sizes of the same device kind (an extrapolation from the measured law), then stop: no epoch "
-        "is trained and nothing is written unless project= or name= is given.",
+        "is trained and nothing is written unless project= or name= is given (but the law cache, as any decision: "
+        "yolo-batch cache).",
         (
             ("model=PATH", "the model (required), e.g. yolo11s.yaml or yolo11s.pt"),
             ("data=PATH", "the dataset, e.g. coco8.yaml"),

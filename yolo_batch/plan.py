@@ -34,7 +34,8 @@ USAGE = """usage: yolo-batch plan model=MODEL data=DATA [imgsz=640] [device=0] [
 
 Runs the auto-plus probe, policy and verification in the trainer's own set-up, prints the decision and a
 what-if table for other memory sizes, and stops before the first epoch. Nothing is written unless project=
-or name= is given (then batch_decision.json, with the what-if table, goes to that run folder). --json prints
+or name= is given (then batch_decision.json, with the what-if table, goes to that run folder), but the law
+cache, as by any decision (yolo-batch cache). --json prints
 the record instead of the tables.
 """
 
