@@ -525,6 +525,9 @@ def _targets(results: list[dict], by: dict) -> list[str]:
         mark(ok, f"cached decision {cached['decision_s']}s ({cached.get('cache')}) <= 5 s")
         if speed and speed.get("pick") is not None:
             mark(cached.get("pick") == speed["pick"], f"cached pick {cached.get('pick')} == first pick {speed['pick']}")
+    hooks = {r["hook"] for r in results if r.get("hook")}
+    if hooks:  # a `pip install --target` skips .pth files: the plugin then loads only by the explicit import
+        mark(hooks == {"startup .pth"}, f"the startup hook ran in every training job ({', '.join(sorted(hooks))})")
     for r in results:
         if r.get("verified_peak") and r.get("predicted_peak") and "auto-plus" in r["job"]:
             err = r["predicted_peak"] / r["verified_peak"] - 1
