@@ -6,6 +6,7 @@ test changes the card; the probe's steps are seen by the card (``device.seen``),
 
 from __future__ import annotations
 
+import gc
 import json
 
 import pytest
@@ -75,6 +76,7 @@ def test_a_repeat_run_checks_the_cached_law_with_one_step_and_picks_the_same(dat
     assert "probe_steps" not in second["phase_seconds"] and second["phase_seconds"]["verify"] > 0
     assert second["probe_seconds"] == 0.0 and "law from the cache" in second["reason"]
     assert sum(first["phase_seconds"].values()) == pytest.approx(first["decision_seconds"], abs=0.01)
+    assert gc.get_freeze_count() == 0  # the probe thawed what it froze out of the garbage collector
 
 
 @pytest.mark.parametrize(
