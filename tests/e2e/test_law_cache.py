@@ -141,3 +141,31 @@ def test_probe_cache_false_always_probes_and_saves_nothing(data64, gpu, tmp_path
         assert record["cache"] == {"used": False, "status": "off", "key": None, "detail": "probe.cache is false"}
         assert PROBED <= set(device.seen)
     assert not lawcache.folder().exists() or not list(lawcache.folder().iterdir())
+
+
+def test_a_cached_decision_trains_as_the_stock_run_at_its_pick(data64, gpu, tmp_path):
+    import csv
+
+    import torch
+    from ultralytics import YOLO
+
+    from tests.conftest import train_in_process
+
+    def train(batch, folder):
+        model = YOLO("yolo11n.yaml")
+        train_in_process(model, data64, tmp_path / folder, batch=batch, deterministic=True, nbs=32)
+        run = tmp_path / folder / "run"
+        with open(run / "results.csv", newline="") as f:
+            rows = [{k.strip(): v.strip() for k, v in r.items() if k.strip() != "time"} for r in csv.DictReader(f)]
+        ckpt = torch.load(run / "weights" / "last.pt", map_location="cpu", weights_only=False)
+        return run, rows, {k: v for k, v in ckpt["model"].state_dict().items()}
+
+    gpu()
+    train("auto-plus", "first")
+    gpu()
+    run, ours, weights = train("auto-plus", "cached")
+    decision = json.loads((run / "batch_decision.json").read_text())
+    assert decision["cache"]["used"] is True and decision["batch"] == 32
+    _, theirs, stock = train(32, "stock")
+    assert ours == theirs
+    assert weights.keys() == stock.keys() and all(torch.equal(weights[k], stock[k]) for k in weights)
