@@ -73,6 +73,14 @@ def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_CONFIG_DIR, ignore_errors=True)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_law_cache():
+    """Every test starts with an empty law cache (it lives in the session's settings folder, shared by all tests)."""
+    from ultralytics.utils import USER_CONFIG_DIR
+
+    shutil.rmtree(Path(USER_CONFIG_DIR) / "yolo_batch_laws", ignore_errors=True)
+
+
 def ultralytics_84() -> bool:
     """True on Ultralytics 8.4 (YOLO26 models, the in-epoch OOM handler that auto-plus extends)."""
     import ultralytics

@@ -27,6 +27,7 @@ class SimulatedGPU:
     val_ceiling: int | None = None  # the same, for no-grad (validation) forwards only
     oom_at: set[int] = field(default_factory=set)  # extra: batch sizes that fail whatever the ceiling
     kind: str = "cuda"
+    allocated_share: float = 0.9  # allocated / reserved peak
     seen: list[tuple[int, bool]] = field(default_factory=list)
     _peak: float = 0.0
     _handle: object = None
@@ -67,6 +68,10 @@ class SimulatedGPU:
 
     def peak_bytes(self) -> int:
         return int(self._peak)
+
+    def allocated_peak_bytes(self) -> int:
+        """The tensors' peak: a fixed share of the reserved one (``allocated_share``), as a CUDA allocator reports."""
+        return int(self._peak * self.allocated_share)
 
     def current_bytes(self) -> int:
         return int(self.train.fixed_bytes)

@@ -1,4 +1,4 @@
-"""The ``yolo-batch`` command: ``demo``, ``make-data``, ``compare``, ``sweep``, ``plan`` and ``defaults``.
+"""The ``yolo-batch`` command: ``demo``, ``make-data``, ``compare``, ``sweep``, ``plan``, ``defaults`` and ``cache``.
 
 The command line follows the standard library's `argparse` (``--help`` and ``--version``, ``COMMAND --help``),
 while a command's own arguments are ``key=value`` words, as with ``yolo``; a bad one gets one line naming it and
@@ -152,7 +152,8 @@ COMMANDS = {
         "Set the run up exactly as `yolo train` would (model, device, AMP, optimizer, augmentation), run the "
         "auto-plus probe, policy and verification, print the decision table and a what-if table for other "
         "memory sizes of the same device kind (an extrapolation from the measured law), then stop: no epoch "
-        "is trained and nothing is written unless project= or name= is given.",
+        "is trained and nothing is written unless project= or name= is given (but the law cache, as any decision: "
+        "yolo-batch cache).",
         (
             ("model=PATH", "the model (required), e.g. yolo11s.yaml or yolo11s.pt"),
             ("data=PATH", "the dataset, e.g. coco8.yaml"),
@@ -165,6 +166,16 @@ COMMANDS = {
             ("KEY=VALUE", "any other yolo train argument (imgsz, device, amp, ...), except resume and mode"),
         ),
         (("--json", "print the record as JSON instead of the tables"),),
+    ),
+    "cache": Command(
+        "yolo_batch.lawcache:cache_cli",
+        "list the law cache (repeat decisions skip the probe), or clear it",
+        "[list|clear]",
+        "List the memory laws that earlier decisions saved beside Ultralytics' settings (one per set-up: model, "
+        "imgsz, task, AMP, optimizer, device and its memory, versions, the densest images), or remove them all. "
+        "A repeat run on the same set-up checks the cached law with one verified step at the pick instead of "
+        "probing; probe.cache: false turns the cache off.",
+        (("list", "the entries, oldest first (the default)"), ("clear", "remove every entry")),
     ),
 }
 
@@ -331,6 +342,7 @@ def cmd_defaults(args: list[str]) -> int:
     d = BatchSpec().as_dict()
     d.pop("config")
     d["probe"] = {"batches": d.pop("probe_batches"), "val": d.pop("probe_val"), "verify": d.pop("verify")}
+    d["probe"]["cache"] = d.pop("probe_cache")
     print(yaml.safe_dump(d, sort_keys=False), end="")
     return 0
 

@@ -12,102 +12,42 @@ from typing import Any
 
 from yolo_batch.policy import gib
 from yolo_batch.session import log, session
-from yolo_batch.spec import AutoPlusError, BatchSpec
+from yolo_batch.spec import AutoPlusError, BatchSpec, with_overrides
 
 VERIFY_MARGIN = 0.5  # verify: auto proves picks whose predicted peak is above this share of the budget...
 VERIFY_CHEAP_S = 1.0  # ...or whose step (estimated from the probe) takes at most this long
 
 
 def auto_batch(trainer, world: int = 1) -> int:
-    """Probe, decide, verify and report; return the batch the run trains at (per GPU when ``world`` > 1)."""
-    from yolo_batch import ddp, policy, records, valbatch
-    from yolo_batch.loader import measure_pace
+    """Probe (or check the law cache), decide, verify and report; return the batch (per GPU when ``world`` > 1)."""
+    from yolo_batch import lawcache, records
     from yolo_batch.memory import backend_for
+    from yolo_batch.phases import Phases
     from yolo_batch.probe import Prober, borrowed
     from yolo_batch.throughput import record_fields
 
     s, (logger, prefix) = session(trainer), log()
     spec = s.spec
     s.backend = s.backend or backend_for(trainer.device)
-    t0 = time.perf_counter()
-    logger.info(f"{prefix}probing real training steps at batch {', '.join(map(str, spec.probe_batches))}...")
-    with borrowed(trainer):
-        prober = Prober(trainer, s.backend)
+    phases = Phases()
+    t0 = phases.start
+    with phases("cache"):
+        found = lawcache.lookup(trainer, spec, s.backend, _versions(), world)
+    with borrowed(trainer, phases):
+        with phases("setup"):
+            prober = Prober(trainer, s.backend)
         setup_seconds = time.perf_counter() - t0
-        result = prober.run(spec.probe_batches, spec.probe_val)
-        if len(result.train) < 2 and result.oom:  # the device is small: probe again at the smallest sizes
-            result = prober.run((1, 2), spec.probe_val, result)
-        if len(result.train) < 2:
-            raise AutoPlusError(
-                f"out of memory while probing batch {min(result.oom or [1])} at imgsz={trainer.args.imgsz}; "
-                "lower imgsz, use a smaller model, enable AMP, or free device memory"
-            )
-        train_law, used, flat = _fit(prober, result, spec)
-        val_law = _fit_val(result)
-        model = policy.MemoryModel(train_law, val_law, val_factor=prober.val_factor, val_batch=valbatch.wanted())
-        s.backend.empty_cache()
-        head = s.backend.headroom()
-        budget = head.budget(spec.utilization)
-        limit = _fit_bound(model, budget, prober, spec)
-        # the time law and the dataloader's images/s: timing steps and a loader cost seconds: `speed`, `goodput` pay
-        pace = measure_pace(trainer, prober, result, limit) if spec.policy in policy.SPEEDS else None
-        decision = ddp.per_gpu_decision(
-            model,
-            budget,
-            spec,
-            world=world,
-            dataset_size=prober.dataset_size,
-            fraction=trainer.args.fraction,
-            pace=pace,
-        )
-        if decision.batch == 0:
-            raise AutoPlusError(f"no batch fits: {decision.reason}")
-        batch, verified, notes, lead = decision.batch, None, [], []
-        t_verify = time.perf_counter()
-        step_s = _step_estimate(result, batch)
-        near = model.peak(batch) > VERIFY_MARGIN * budget
-        checking = spec.verify is True or (spec.verify == "auto" and (near or step_s <= VERIFY_CHEAP_S))
-        if spec.verify == "auto" and not checking:
-            notes.append(
-                f"not verified: the predicted peak is under {VERIFY_MARGIN:.0%} of the budget and a step at "
-                f"{batch} would take ~{step_s:.0f}s"
-            )
-        probe_law, refined, good = model, False, None  # good: the last verified (batch, peaks, model)
-        while checking:
-            peaks = prober.verify(batch, spec.probe_val)
-            if peaks is None and good is not None:  # a refitted, larger pick ran out of memory: keep the proven one
-                notes.append(f"verification at {batch} ran out of memory; back to the verified {good[0]}")
-                batch, peaks, model, decision = good
-                break
-            if peaks is None:
-                lower = policy.next_lower(
-                    batch, policy=spec.policy, candidates=spec.candidates, min_batch=spec.min_batch
-                )
-                notes.append(f"verification at {batch} ran out of memory, stepped down to {lower}")
-                if lower == 0:
-                    raise AutoPlusError(
-                        f"batch {spec.min_batch} runs out of memory at imgsz={trainer.args.imgsz}; lower imgsz, use "
-                        "a smaller model, enable AMP, or free device memory"
-                    )
-                batch, refined = lower, True  # no refit toward a batch that ran out of memory
-                continue
-            if not refined:  # the verified step is a point far from the probe's: refit the law through it, once
-                refined = True
-                refit = refit_law(model, result, batch, peaks)
-                again = refit and ddp.per_gpu_decision(
-                    refit, budget, spec, world=world, dataset_size=prober.dataset_size, pace=pace
-                )
-                if again and again.batch not in (0, batch):
-                    err = model.train.at(batch) / peaks[0] - 1
-                    lead.append(
-                        f"the probe's law put a step at {batch} at {gib(model.train.at(batch))}, it measured "
-                        f"{gib(peaks[0])} ({err:+.1%}): law refitted through it"
-                    )
-                    good, model, batch, decision = (batch, peaks, model, decision), refit, again.batch, again
-                    continue
-            break
-        verified = max(p for p in peaks if p is not None) if checking else None
-    verify_seconds = time.perf_counter() - t_verify
+        picked = lawcache.cached_pick(trainer, prober, spec, s.backend, found, phases) if found.entry else None
+        if picked is None:
+            forced = found.status == "miss" and found.entry is not None  # the cache disagreed: prove the new law
+            picked = _full(trainer, prober, with_overrides(spec, verify=True) if forced else spec, world, phases)
+    batch, model, probe_law, result, used, flat = (
+        picked.batch, picked.model, picked.probe_law, picked.result, picked.used, picked.flat,
+    )  # fmt: skip
+    pace, decision, head, budget, verified = picked.pace, picked.decision, picked.head, picked.budget, picked.verified
+    notes, lead, verify_seconds = picked.notes, picked.lead, picked.verify_seconds
+    if found.status == "miss" and found.entry is not None:
+        notes.append(f"law cache not used: {found.detail}")
     bound = _fit_bound(model, budget, prober, spec)  # goodput's ceiling, from the law as refitted
     s.goodput = {"pace": pace, "fit_bound": bound} if spec.policy == "goodput" and world == 1 else None
     lr = _scale_lr(trainer, spec, batch) if world == 1 else {}  # DDP: scaled at the global batch, after agreeing
@@ -153,7 +93,10 @@ def auto_batch(trainer, world: int = 1) -> int:
         "probe_warmup_seconds": round(result.warmup_seconds, 3),
         "verify_seconds": round(verify_seconds, 3),
         "decision_seconds": round(seconds, 3),
+        "phase_seconds": phases.record(seconds),
+        "cache": found.record(),
         "probe_points": {"train": result.train, "val": result.val, "used": used, "oom": result.oom},
+        "allocated_peaks": [list(a) for a in prober.allocated] or None,  # CUDA: every probe and verified step
         "dataset_size": prober.dataset_size,
         "task": prober.task,
         "worst_case": prober.worst_case,
@@ -168,6 +111,10 @@ def auto_batch(trainer, world: int = 1) -> int:
         **lr,
         "versions": _versions(),
     }
+    if found.setup is not None and found.status != "hit":  # the law through the verified step, when there is one
+        law = picked.peaks and refit_law(model, result, batch, picked.peaks)
+        lawcache.save(found, prober, picked, s.record, law or model)
+        s.record["cache"] = found.record()
     if s.goodput:
         s.record["goodput"]["lr_scales"] = s.lr_scales  # a plain resume rescales lr0 on from here
     if world > 1:
@@ -176,6 +123,109 @@ def auto_batch(trainer, world: int = 1) -> int:
     for line in decision_table(s.record):
         logger.info(f"{prefix}{line}")
     return batch
+
+
+def _full(trainer, prober, spec: BatchSpec, world: int, phases):
+    """The full decision: probe the memory law (and the pace), pick, verify (stepping down, refitting once)."""
+    from yolo_batch import ddp, policy, valbatch
+    from yolo_batch.loader import measure_pace
+
+    logger, prefix = log()
+    logger.info(f"{prefix}probing real training steps at batch {', '.join(map(str, spec.probe_batches))}...")
+    backend = prober.backend
+    result = prober.run(spec.probe_batches, spec.probe_val)
+    if len(result.train) < 2 and result.oom:  # the device is small: probe again at the smallest sizes
+        result = prober.run((1, 2), spec.probe_val, result)
+    if len(result.train) < 2:
+        raise AutoPlusError(
+            f"out of memory while probing batch {min(result.oom or [1])} at imgsz={trainer.args.imgsz}; "
+            "lower imgsz, use a smaller model, enable AMP, or free device memory"
+        )
+    phases.add("warmup", result.warmup_seconds)
+    phases.add("probe_steps", result.seconds - result.warmup_seconds)
+    with phases("fit"):  # a flat law's extra probe steps count here
+        train_law, used, flat = _fit(prober, result, spec)
+        val_law = _fit_val(result)
+        model = policy.MemoryModel(train_law, val_law, val_factor=prober.val_factor, val_batch=valbatch.wanted())
+        backend.empty_cache()
+        head = backend.headroom()
+        budget = head.budget(spec.utilization)
+        limit = _fit_bound(model, budget, prober, spec)
+    # the time law and the dataloader's images/s: timing steps and a loader cost seconds: `speed`, `goodput` pay
+    with phases("pace"):
+        pace = measure_pace(trainer, prober, result, limit) if spec.policy in policy.SPEEDS else None
+    with phases("policy"):
+        decision = ddp.per_gpu_decision(
+            model,
+            budget,
+            spec,
+            world=world,
+            dataset_size=prober.dataset_size,
+            fraction=trainer.args.fraction,
+            pace=pace,
+        )
+    if decision.batch == 0:
+        raise AutoPlusError(f"no batch fits: {decision.reason}")
+    with phases("verify"):
+        picked = _verified(trainer, prober, spec, world, model, decision, budget, result, pace)
+    picked.result, picked.used, picked.flat, picked.pace, picked.head, picked.budget = (
+        result, used, flat, pace, head, budget,
+    )  # fmt: skip
+    picked.verify_seconds = phases.seconds["verify"]
+    return picked
+
+
+def _verified(trainer, prober, spec: BatchSpec, world: int, model, decision, budget, result, pace):
+    """Verify the pick (`spec.verify`): step down on out-of-memory, refit the law through the verified step once."""
+    from yolo_batch import ddp, lawcache, policy
+
+    batch, notes, lead = decision.batch, [], []
+    step_s = _step_estimate(result, batch)
+    near = model.peak(batch) > VERIFY_MARGIN * budget
+    checking = spec.verify is True or (spec.verify == "auto" and (near or step_s <= VERIFY_CHEAP_S))
+    if spec.verify == "auto" and not checking:
+        notes.append(
+            f"not verified: the predicted peak is under {VERIFY_MARGIN:.0%} of the budget and a step at "
+            f"{batch} would take ~{step_s:.0f}s"
+        )
+    probe_law, refined, good = model, False, None  # good: the last verified (batch, peaks, model)
+    while checking:
+        peaks = prober.verify(batch, spec.probe_val)
+        if peaks is None and good is not None:  # a refitted, larger pick ran out of memory: keep the proven one
+            notes.append(f"verification at {batch} ran out of memory; back to the verified {good[0]}")
+            batch, peaks, model, decision = good
+            break
+        if peaks is None:
+            lower = policy.next_lower(batch, policy=spec.policy, candidates=spec.candidates, min_batch=spec.min_batch)
+            notes.append(f"verification at {batch} ran out of memory, stepped down to {lower}")
+            if lower == 0:
+                raise AutoPlusError(
+                    f"batch {spec.min_batch} runs out of memory at imgsz={trainer.args.imgsz}; lower imgsz, use "
+                    "a smaller model, enable AMP, or free device memory"
+                )
+            batch, refined = lower, True  # no refit toward a batch that ran out of memory
+            continue
+        if not refined:  # the verified step is a point far from the probe's: refit the law through it, once
+            refined = True
+            refit = refit_law(model, result, batch, peaks)
+            again = refit and ddp.per_gpu_decision(
+                refit, budget, spec, world=world, dataset_size=prober.dataset_size, pace=pace
+            )
+            if again and again.batch not in (0, batch):
+                err = model.train.at(batch) / peaks[0] - 1
+                lead.append(
+                    f"the probe's law put a step at {batch} at {gib(model.train.at(batch))}, it measured "
+                    f"{gib(peaks[0])} ({err:+.1%}): law refitted through it"
+                )
+                good, model, batch, decision = (batch, peaks, model, decision), refit, again.batch, again
+                continue
+        break
+    verified = max(p for p in peaks if p is not None) if checking else None
+    picked = lawcache.Picked(
+        batch, model, probe_law, None, [], False, pace, decision, None, budget, verified, notes, lead
+    )
+    picked.peaks = peaks if checking else None
+    return picked
 
 
 def ddp_auto_batch(trainer) -> int:

@@ -199,6 +199,10 @@ class CUDAMemory:
         """Peak of torch's reserved pool: max allocated plus the allocator's overhead."""
         return int(self.torch.cuda.max_memory_reserved(self.index))
 
+    def allocated_peak_bytes(self) -> int:
+        """Peak of the tensors themselves (max allocated), beside the reserved pool's `peak_bytes`."""
+        return int(self.torch.cuda.max_memory_allocated(self.index))
+
     def current_bytes(self) -> int:
         """Reserved now."""
         return int(self.torch.cuda.memory_reserved(self.index))

@@ -34,7 +34,8 @@ Runs the auto-plus probe, policy and verification in the trainer's own set-up, p
 what-if table for other memory sizes, and stops before the first epoch. Nothing is written unless project=
 or name= is given (then batch_decision.json, with the what-if table, goes to that run folder; a folder that
 exists already gets a numbered sibling, as with yolo train, unless exist_ok=True; a folder holding a training
-run is never written to). --json prints the record instead of the tables.
+run is never written to), but the law cache, as by any decision (yolo-batch cache). --json prints the record
+instead of the tables.
 """
 
 

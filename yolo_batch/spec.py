@@ -51,6 +51,8 @@ class BatchSpec:
         max_batch (int): Largest batch auto-plus may pick (also never above the training-set size).
         probe_batches (tuple[int, ...]): Batch sizes of the real training steps that measure the memory law.
         probe_val (bool): Also measure the validation forward at twice the batch.
+        probe_cache (bool): Use the law cache (`lawcache`): a repeat run on the same set-up checks the cached law
+            with one verified step at the pick instead of probing; ``false`` always probes and saves nothing.
         verify (bool | str): Prove the pick with one real training step (and the validation forward at 2x):
             ``auto`` when its predicted peak is above half the budget (where a misprediction could matter) or
             the step is cheap (at most 1 s, estimated from the probe),
@@ -76,6 +78,7 @@ class BatchSpec:
     max_batch: int = 512
     probe_batches: tuple[int, ...] = (2, 4, 8)
     probe_val: bool = True
+    probe_cache: bool = True
     verify: bool | str = "auto"
     lr_scaling: str = "none"
     speed_threshold: float = 0.97
@@ -109,6 +112,7 @@ ELSEWHERE = {
     "val_batch": "the validation batch is set with `yolo-batch sweep ... val_batch=N` (every run of a sweep) or "
     "the environment variable YOLO_BATCH_VAL_BATCH=N (one run)",
 }
+PROBE_KEYS = {"batches": "probe_batches", "val": "probe_val", "verify": "verify", "cache": "probe_cache"}  # probe:
 
 
 def _check(key: str, value: Any, where: str = "") -> Any:
@@ -163,7 +167,7 @@ def _check(key: str, value: Any, where: str = "") -> Any:
     elif key == "verify":
         if value not in (True, False, "auto") or not isinstance(value, (bool, str)):
             raise bad("auto, true or false")
-    elif key in {"probe_val", "noise_scale"}:
+    elif key in {"probe_val", "probe_cache", "noise_scale"}:
         if not isinstance(value, bool):
             raise bad("true or false")
     return value
@@ -261,20 +265,21 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def _flatten(data: dict[str, Any], where: str = "") -> dict[str, Any]:
-    """Accept ``probe: {batches, val, verify}`` as a nested block; refuse unknown keys by name."""
+    """Accept ``probe: {batches, val, verify, cache}`` as a nested block; refuse unknown keys by name."""
     out: dict[str, Any] = {}
     for key, value in data.items():
         if key == "probe" and not isinstance(value, dict):
             raise AutoPlusError(
-                f"probe={value!r}{where} must be a mapping, e.g. probe: {{batches: [2, 4, 8], val: true, verify: true}}"
+                f"probe={value!r}{where} must be a mapping, e.g. probe: {{batches: [2, 4, 8], val: true, verify: true, "
+                "cache: true}}"
             )
         if key == "probe":
             for sub, v in value.items():
-                name = {"batches": "probe_batches", "val": "probe_val", "verify": "verify"}.get(sub)
+                name = PROBE_KEYS.get(sub)
                 if name is None:
                     raise AutoPlusError(
-                        f"unknown key 'probe.{sub}'{where}; valid: probe.batches, probe.val, probe.verify"
-                        f"{_closest(sub, ['batches', 'val', 'verify'])}"
+                        f"unknown key 'probe.{sub}'{where}; valid: probe.batches, probe.val, probe.verify, probe.cache"
+                        f"{_closest(sub, list(PROBE_KEYS))}"
                     )
                 out[name] = v
         elif key in KEYS:

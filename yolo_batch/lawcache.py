@@ -1,0 +1,288 @@
+"""The law cache: a repeat decision on the same set-up checks the cached memory law with one step at the pick.
+
+A decision that probed saves its laws (memory, and time when measured) to one JSON file per set-up in
+``<Ultralytics settings folder>/yolo_batch_laws/`` (the folder of ``settings.json``, ``YOLO_CONFIG_DIR`` when
+set). The set-up is what the memory law depends on, in two parts:
+
+- ``setup`` (the file's name is its hash): the model definition, imgsz and multi_scale, task, AMP, optimizer,
+  compile and deterministic, the device's name and total memory, the probe settings, the validation batch,
+  and the torch, Ultralytics and yolo-batch versions;
+- ``check`` (needs the training set): the worst-case batch (the densest images' label counts) and the
+  optimizer Ultralytics built (``optimizer=auto`` picks by the training set's size).
+
+A hit runs one verified step at the pick; if its peak is more than `TOLERANCE` off the cached law, or
+anything above differs, the full probe runs (and saves). ``probe.cache: false`` turns the cache off.
+``yolo-batch cache`` lists the entries and ``yolo-batch cache clear`` removes them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+FOLDER = "yolo_batch_laws"
+FORMAT = 1
+TOLERANCE = 0.05  # a verified step further than this from the cached law runs the full probe
+
+
+@dataclass
+class Picked:
+    """What a decision path (the full probe, or the cache) hands the record."""
+
+    batch: int
+    model: Any  # policy.MemoryModel, refitted through the verified step when it was
+    probe_law: Any
+    result: Any  # probe.ProbeResult (the cache's stored points, no seconds, on a hit)
+    used: list
+    flat: bool
+    pace: Any
+    decision: Any
+    head: Any
+    budget: float
+    verified: int | None
+    notes: list[str] = field(default_factory=list)
+    lead: list[str] = field(default_factory=list)
+    verify_seconds: float = 0.0
+    peaks: tuple | None = None  # the verified step's (training, validation) peaks at the pick
+
+
+def folder() -> Path:
+    """The cache's folder: ``yolo_batch_laws`` beside Ultralytics' ``settings.json``."""
+    from ultralytics.utils import USER_CONFIG_DIR
+
+    return Path(USER_CONFIG_DIR) / FOLDER
+
+
+def _digest(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def setup_of(trainer, spec, backend, versions: dict[str, str]) -> dict[str, Any] | None:
+    """The set-up part of the key (no dataset needed); None when the model has no definition to hash."""
+    import torch
+
+    from yolo_batch import valbatch
+
+    model = trainer.model.module if hasattr(trainer.model, "module") else trainer.model
+    definition = getattr(model, "yaml", None)
+    if not isinstance(definition, dict):
+        return None
+    a, device = trainer.args, trainer.device
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+    return {
+        "model": _digest(definition),
+        "model_name": str(definition.get("yaml_file") or a.model),
+        "imgsz": a.imgsz,
+        "multi_scale": float(a.multi_scale),
+        "task": a.task,
+        "amp": [bool(trainer.amp), str(a.amp)],
+        "optimizer": str(a.optimizer),
+        "compile": str(a.compile),
+        "deterministic": bool(a.deterministic),
+        "device": name,
+        "total_bytes": int(backend.headroom().total_bytes),
+        "probe_batches": list(spec.probe_batches),
+        "probe_val": spec.probe_val,
+        "val_batch": valbatch.wanted(),
+        "versions": versions,
+    }
+
+
+def check_of(prober) -> dict[str, Any]:
+    """The part of the key that needs the training set: the worst-case batch and the optimizer built."""
+    labels = getattr(prober.dataset, "labels", None) if prober.max_labels is not None else None
+    densest = [len(labels[i]["cls"]) for i in prober.order[:16]] if labels is not None else []
+    return {"densest_labels": densest, "optimizer_built": type(prober.optimizer).__name__}
+
+
+@dataclass
+class Lookup:
+    """One decision's cache state: the key, the entry found (if any) and what happened, for the record."""
+
+    setup: dict[str, Any] | None
+    entry: dict[str, Any] | None = None
+    status: str = "off"
+    detail: str = ""
+
+    @property
+    def key(self) -> str | None:
+        """The set-up's hash (the entry's file name), or None when not cacheable."""
+        return _digest(self.setup) if self.setup else None
+
+    def record(self) -> dict[str, Any]:
+        """``batch_decision.json``'s ``cache`` field."""
+        out = {"used": self.status == "hit", "status": self.status, "key": self.key, "detail": self.detail}
+        if self.entry is not None:
+            out["saved"] = self.entry.get("saved")
+        return out
+
+
+def lookup(trainer, spec, backend, versions: dict[str, str], world: int = 1) -> Lookup:
+    """Read the entry of this set-up (no dataset needed); ``status`` ``off``, ``miss`` or ``found``."""
+    if not spec.probe_cache:
+        return Lookup(None, detail="probe.cache is false")
+    if world > 1:
+        return Lookup(None, detail="not used with several GPUs")
+    setup = setup_of(trainer, spec, backend, versions)
+    if setup is None:
+        return Lookup(None, detail="the model has no definition to key on")
+    found = Lookup(setup, status="miss", detail="no entry for this set-up")
+    path = folder() / f"{found.key}.json"
+    try:
+        entry = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return found
+    if entry.get("format") != FORMAT or entry.get("setup") != setup:
+        found.detail = "the entry's set-up differs"
+        return found
+    found.entry, found.status, found.detail = entry, "found", ""
+    return found
+
+
+def cached_pick(trainer, prober, spec, backend, found: Lookup, phases) -> Picked | None:
+    """The pick from the cached law, proven by one verified step; None (and ``found`` says why) to probe."""
+    from yolo_batch import ddp, policy
+    from yolo_batch.probe import ProbeResult
+    from yolo_batch.throughput import pace_from_record
+
+    entry = found.entry
+    if entry["check"] != check_of(prober):
+        found.status, found.detail = "miss", "the worst-case batch or the optimizer differs"
+        return None
+    pace = pace_from_record(entry) if spec.policy in policy.SPEEDS else None
+    if spec.policy in policy.SPEEDS and pace is None:
+        found.status, found.detail = "miss", "no time law cached for this policy"
+        return None
+    law = entry["law"]
+    val = policy.Law(*law["val"]) if law["val"] else None
+    model = policy.MemoryModel(policy.Law(*law["train"]), val, law["val_factor"], law["val_batch"])
+    backend.empty_cache()
+    head = backend.headroom()
+    budget = head.budget(spec.utilization)
+    decision = ddp.per_gpu_decision(
+        model, budget, spec, world=1, dataset_size=prober.dataset_size, fraction=trainer.args.fraction, pace=pace
+    )
+    if decision.batch == 0:
+        found.status, found.detail = "miss", "no batch fits the cached law"
+        return None
+    with phases("verify"):
+        peaks = prober.verify(decision.batch, spec.probe_val)
+    off = _disagreement(model, decision.batch, peaks)
+    if off is not None:
+        found.status, found.detail = "miss", off
+        return None
+    points = entry["probe_points"]
+    result = ProbeResult(train=[tuple(p) for p in points["train"]], val=[tuple(p) for p in points["val"]])
+    result.oom = list(points["oom"])
+    found.status = "hit"
+    found.detail = f"the cached law (saved {entry['saved']}), checked by one verified step at {decision.batch}"
+    return Picked(
+        decision.batch,
+        model,
+        policy.MemoryModel(policy.Law(*entry["probe_law"])),
+        result,
+        points["used"],
+        bool(entry.get("flat")),
+        pace,
+        decision,
+        head,
+        budget,
+        max(p for p in peaks if p is not None),
+        notes=[f"law from the cache ({found.key}), verified at {decision.batch}"],
+        verify_seconds=phases.seconds.get("verify", 0.0),
+    )
+
+
+def _disagreement(model, batch: int, peaks) -> str | None:
+    """Why the verified step does not confirm the cached law (out of memory, or more than `TOLERANCE` off)."""
+    if peaks is None:
+        return f"the verified step at {batch} ran out of memory"
+    laws = [(model.train, batch, peaks[0], "training")]
+    if model.val is not None and peaks[1] is not None:
+        images = model.val_batch or batch * model.val_factor
+        laws.append((model.val, images, peaks[1], "validation"))
+    for law, images, peak, what in laws:
+        err = law.at(images) / peak - 1
+        if abs(err) > TOLERANCE:
+            return f"the cached {what} law was {err:+.1%} off the verified step at {batch} (tolerance {TOLERANCE:.0%})"
+    return None
+
+
+def save(found: Lookup, prober, picked: Picked, record: dict[str, Any], model=None) -> None:
+    """Write this decision's laws as the set-up's entry (atomically); a failure to write is only logged.
+
+    ``model`` is the memory law to save (default: the pick's), e.g. one refitted through the verified step.
+    """
+    from yolo_batch.effect import write_json
+
+    if found.setup is None:
+        return
+    m = model or picked.model
+    entry = {
+        "format": FORMAT,
+        "key": found.key,
+        "saved": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "setup": found.setup,
+        "check": check_of(prober),
+        "law": {
+            "train": [m.train.fixed_bytes, m.train.per_image_bytes],
+            "val": [m.val.fixed_bytes, m.val.per_image_bytes] if m.val else None,
+            "val_factor": m.val_factor,
+            "val_batch": m.val_batch,
+        },
+        "probe_law": [picked.probe_law.train.fixed_bytes, picked.probe_law.train.per_image_bytes],
+        "probe_points": record["probe_points"],
+        "flat": picked.flat,
+        "speed": record.get("speed"),
+        "pick": picked.batch,
+        "verified_peak_bytes": picked.verified,
+    }
+    try:
+        folder().mkdir(parents=True, exist_ok=True)
+        write_json(folder() / f"{found.key}.json", entry)
+        found.detail = (found.detail + "; " if found.detail else "") + "saved this decision's laws"
+    except OSError as e:
+        from yolo_batch.session import log
+
+        logger, prefix = log()
+        logger.warning(f"{prefix}law cache not written ({e})")
+
+
+def entries() -> list[dict[str, Any]]:
+    """The cache's readable entries, oldest first (unreadable files are left out)."""
+    out = []
+    for path in sorted(folder().glob("*.json")) if folder().is_dir() else []:
+        try:
+            out.append({**json.loads(path.read_text(encoding="utf-8")), "path": str(path)})
+        except (OSError, ValueError):
+            continue
+    return sorted(out, key=lambda e: str(e.get("saved")))
+
+
+def cache_cli(args: list[str]) -> int:
+    """``yolo-batch cache [list|clear]``: list the cached laws, or remove them all."""
+    from yolo_batch.spec import AutoPlusError
+
+    if len(args) > 1 or (args and args[0] not in ("list", "clear")):
+        raise AutoPlusError(f"cache: unknown argument {' '.join(args)!r}; valid: list (the default) or clear")
+    if args == ["clear"]:
+        paths = list(folder().glob("*.json")) if folder().is_dir() else []
+        for p in paths:
+            p.unlink(missing_ok=True)
+        print(f"removed {len(paths)} cached law(s) from {folder()}")
+        return 0
+    rows = entries()
+    print(f"{len(rows)} cached law(s) in {folder()}")
+    for e in rows:
+        s, law = e.get("setup", {}), e.get("law", {})
+        train = law.get("train") or [0, 0]
+        print(
+            f"{e.get('key')}  {e.get('saved')}  {s.get('model_name')} {s.get('task')} imgsz={s.get('imgsz')} "
+            f"amp={s.get('amp', [None])[0]} {s.get('device')} {int(s.get('total_bytes') or 0) / 2**30:.1f} GiB: "
+            f"{train[0] / 2**30:.2f} GiB + {train[1] / 2**20:.1f} MiB/image, pick {e.get('pick')}"
+        )
+    return 0
