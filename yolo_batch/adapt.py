@@ -140,7 +140,6 @@ def switch(trainer, s) -> None:
     trainer.args.batch = trainer.batch_size = new
     lr = _rescale_lr(trainer, s, new)
     effective = goodput.effective(new, trainer.args.nbs)
-    s.change = (old, new, f"goodput: {choice.reason}")
     s.last_batch = new
     entry = {
         "source": "goodput",
@@ -153,8 +152,7 @@ def switch(trainer, s) -> None:
         "reason": choice.reason,
         "from_epoch": trainer.epoch + 1,
     }
-    s.history.append(entry)
-    records.write(trainer, s)
+    records.changed(trainer, s, entry, f"goodput: {choice.reason}")  # joins the history once the epoch finished
     logger.warning(
         f"{prefix}goodput: batch {old} -> {new} from epoch {trainer.epoch + 1} (effective batch {effective}, "
         f"lr0 {trainer.args.lr0:.6g}{lr}): {choice.reason}"

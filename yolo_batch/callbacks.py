@@ -79,8 +79,7 @@ def on_train_start(trainer, s: Session) -> None:
     from yolo_batch import records
 
     s.last_batch = trainer.batch_size
-    records.flush(trainer, s, started=True)
-    records.given_on_resume(trainer, s)
+    records.started(trainer, s)
     if not s.spec.noise_scale:
         return
     from yolo_batch.effect import GradientNoise, GradientTap
@@ -150,6 +149,7 @@ def on_train_epoch_end(trainer, s: Session) -> None:
 @_safe
 def on_fit_epoch_end(trainer, s: Session) -> None:
     """Write the epoch's row of batch_effect.csv, or the ``final`` row after the best-model evaluation."""
+    from yolo_batch import records
     from yolo_batch.ddp import rank
     from yolo_batch.effect import EffectLog
 
@@ -186,10 +186,11 @@ def on_fit_epoch_end(trainer, s: Session) -> None:
                 f"(out-of-memory events so far: {s.oom_events})"
             )
         row["oom_events"] = s.oom_events
-        if s.goodput is not None or s.change:  # goodput runs have the columns from the first epoch on
-            row["batch_change"] = f"{s.change[0]} -> {s.change[1]}" if s.change else None
-            row["change_reason"] = s.change[2] if s.change else None
-        s.last_batch, s.change = trainer.batch_size, None
+        change = records.epoch_end(trainer, s)  # the epoch finished: its batch changes join the history
+        if s.goodput is not None or change:  # goodput runs have the columns from the first epoch on
+            row["batch_change"] = f"{change[0]} -> {change[1]}" if change else None
+            row["change_reason"] = change[2] if change else None
+        s.last_batch = trainer.batch_size
     s.effect.add(row)
     if not final:
         from yolo_batch import adapt

@@ -42,7 +42,7 @@ def step_down(trainer, original):
 
     A goodput switch comes through here too (`adapt`): the same restart, at the batch goodput chose.
     """
-    from yolo_batch import policy
+    from yolo_batch import policy, records
 
     s = session(trainer)
     if s.worker and s.train_batch is None:  # DDP worker, first build: agree on the batch with the other ranks
@@ -65,8 +65,9 @@ def step_down(trainer, original):
         s.oom_events += 1
         trainer.args.batch = trainer.batch_size = new
         adapt.after_oom(s, new)
-        first, why = (s.change[0], f"{s.change[2]}; then ") if s.change else (old, "")
-        s.change = (first, new, f"{why}out of memory at {old}")
+        words = f"out of memory at {old}"
+        entry = {"source": "oom", "batch": new, "previous_batch": old, "reason": words, "from_epoch": trainer.epoch + 1}
+        records.changed(trainer, s, entry, words)  # joins the history once the epoch at `new` finished
         logger, prefix = log()
         logger.warning(
             f"{prefix}out of memory at batch {old} in epoch {trainer.epoch + 1}; redoing the epoch at batch {new} "

@@ -43,7 +43,8 @@ class Session:
         self.headroom = None
         self.record: dict[str, Any] | None = None  # the latest auto-plus decision (batch_decision.json)
         self.history: list[dict[str, Any]] = []  # every batch choice of the run, oldest first
-        self.pending = False  # a decision made on resume, written once its first epoch is known
+        self.pending = False  # a decision made on resume, queued once its first epoch is known
+        self.waiting: list[dict[str, Any]] = []  # history entries whose first epoch has not finished (`records`)
         self.given: Any = None  # the batch given with a resume, when one was
         self.earlier_run: str | None = None  # the run folder a rerun of its args.yaml did not write into
         self.effect = None

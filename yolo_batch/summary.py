@@ -132,8 +132,15 @@ def metric_line(rows: list[dict[str, Any]]) -> str | None:
     return f"{lead}: {', '.join(shown)}"
 
 
+HOW = {"given": "given on resume", "goodput": "switched by goodput", "oom": "stepped down after out of memory"}
+
+
 def chosen(decision: dict | None, first: int | None = None) -> str:
     """How the batches were chosen, from ``batch_decision.json`` and its ``history``, in the epochs' order.
+
+    ``first``: the batch of epoch 1 when the effect log holds that epoch. Epochs before the history's first
+    entry trained at a batch the plugin did not choose (a stock run resumed with auto-plus): named with it when
+    known, never as one of the history's batches.
 
     Examples:
         >>> chosen(None)
@@ -143,18 +150,23 @@ def chosen(decision: dict | None, first: int | None = None) -> str:
         >>> h = [{"batch": 8, "policy": "fit", "from_epoch": 1}, {"source": "given", "batch": 4, "from_epoch": 3}]
         >>> chosen({"history": h})
         '(8 from epoch 1, picked by auto-plus (fit); 4 from epoch 3, given on resume)'
+        >>> chosen({"history": [{"batch": 32, "policy": "fit", "from_epoch": 3}]})
+        '(epochs 1-2 before auto-plus, at a batch it did not log; 32 from epoch 3, picked by auto-plus (fit))'
     """
     if not decision:
         return "as given"
     history = decision.get("history") or [decision]
     if len(history) == 1 and history[0].get("from_epoch", 1) == 1:
         return f"picked by auto-plus ({history[0]['policy']})"
-    steps = [] if history[0].get("from_epoch", 1) == 1 else [f"{first} from epoch 1, as given"]
-    for h in history:
-        source = h.get("source")
-        how = {"given": "given on resume", "goodput": "switched by goodput"}.get(source) or (
-            f"picked by auto-plus ({h['policy']})"
+    start = history[0].get("from_epoch", 1)
+    steps = []
+    if start > 1:
+        span = "epoch 1" if start == 2 else f"epochs 1-{start - 1}"
+        steps.append(
+            f"{first} from epoch 1, as given" if first else f"{span} before auto-plus, at a batch it did not log"
         )
+    for h in history:
+        how = HOW.get(h.get("source")) or f"picked by auto-plus ({h['policy']})"
         steps.append(f"{h['batch']} from epoch {h.get('from_epoch', 1)}, {how}")
     return f"({'; '.join(steps)})"
 
@@ -166,7 +178,7 @@ def summarize(rows: list[dict[str, Any]], decision: dict | None, noise: float | 
         return []
     last = epochs[-1]
     batches = [b for b, _ in groupby(int(r["batch"]) for r in epochs)]  # in the epochs' order
-    how = chosen(decision, batches[0])
+    how = chosen(decision, int(epochs[0]["batch"]) if str(epochs[0]["epoch"]) == "1" else None)
     speeds = [v for r in epochs if (v := number(r.get("images_per_s"))) is not None]
     peaks = [v for r in epochs if (v := number(r.get("peak_mem_bytes"))) is not None]
     utils = [v for r in epochs if (v := number(r.get("mem_utilization"))) is not None]
