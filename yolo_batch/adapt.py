@@ -123,7 +123,7 @@ def pending(trainer, s) -> bool:
 
 def switch(trainer, s) -> None:
     """Called by `recovery.step_down` before the rebuild: set the new batch, rescale lr0, record and log it."""
-    from yolo_batch import goodput, records
+    from yolo_batch import goodput, lrscale, records
 
     logger, prefix = log()
     if getattr(s, "switch_filter", None) is not None:
@@ -138,7 +138,7 @@ def switch(trainer, s) -> None:
             group["momentum"] = momentum
     new = choice.batch
     trainer.args.batch = trainer.batch_size = new
-    lr = _rescale_lr(trainer, s, new)
+    lr = lrscale.follow(trainer, s)  # lr_scaling at the new batch, from the base lr0
     effective = goodput.effective(new, trainer.args.nbs)
     s.last_batch = new
     entry = {
@@ -147,7 +147,7 @@ def switch(trainer, s) -> None:
         "batch": new,
         "previous_batch": old,
         "effective_batch": effective,
-        "lr0": trainer.args.lr0,
+        "lr0": lrscale.lr0_now(trainer, s),
         "lr_scaling": s.spec.lr_scaling,
         "reason": choice.reason,
         "from_epoch": trainer.epoch + 1,
@@ -155,29 +155,8 @@ def switch(trainer, s) -> None:
     records.changed(trainer, s, entry, f"goodput: {choice.reason}")  # joins the history once the epoch finished
     logger.warning(
         f"{prefix}goodput: batch {old} -> {new} from epoch {trainer.epoch + 1} (effective batch {effective}, "
-        f"lr0 {trainer.args.lr0:.6g}{lr}): {choice.reason}"
+        f"lr0 {lrscale.lr0_now(trainer, s):.6g}{lr}): {choice.reason}"
     )
-
-
-def _rescale_lr(trainer, s, batch: int) -> str:
-    """Apply ``lr_scaling`` at the new batch to the live optimizer and scheduler; the words for the log."""
-    from yolo_batch.goodput import lr_factor
-
-    if not s.lr_scales:
-        return f", lr_scaling {s.spec.lr_scaling}: unchanged"
-    factor = lr_factor(s.spec.lr_scaling, batch, trainer.args.nbs)
-    ratio = factor / s.lr_factor
-    if ratio == 1:
-        return f", lr_scaling {s.spec.lr_scaling}: unchanged"
-    for group in trainer.optimizer.param_groups:
-        group["initial_lr"] = group.get("initial_lr", group["lr"]) * ratio
-        group["lr"] *= ratio
-    scheduler = getattr(trainer, "scheduler", None)
-    if scheduler is not None:
-        scheduler.base_lrs = [b * ratio for b in scheduler.base_lrs]
-    trainer.args.lr0 *= ratio
-    s.lr_factor = factor
-    return f", lr_scaling {s.spec.lr_scaling}: x{ratio:.3g}"
 
 
 def resumes_goodput(resume, s) -> bool:
@@ -206,15 +185,12 @@ def resumes_goodput(resume, s) -> bool:
 
 
 def resume(trainer, s) -> None:
-    """A resumed goodput run: the pace and fit bound from its decision, lr_scaling's factor at the batch it is at."""
-    from yolo_batch.goodput import lr_factor
+    """A resumed goodput run: the pace and fit bound from its decision (`lrscale` carries its lr_scaling on)."""
     from yolo_batch.throughput import pace_from_record
 
     record = s.record or {}
     kept = record.get("goodput") or {}
     s.goodput = {"pace": pace_from_record(record), "fit_bound": int(kept.get("fit_bound") or trainer.batch_size)}
-    s.lr_scales = bool(kept.get("lr_scales"))
-    s.lr_factor = lr_factor(s.spec.lr_scaling, trainer.batch_size, trainer.args.nbs) if s.lr_scales else 1.0
 
 
 def after_oom(s, new: int) -> None:

@@ -9,8 +9,8 @@ torch and Ultralytics are imported when a hook runs.
 integer batch the hooks measure and log only), ``for event, fn in callbacks.items(): model.add_callback(event, fn)``.
 
     >>> from yolo_batch.callbacks import callbacks
-    >>> sorted(callbacks)[:2]
-    ['on_fit_epoch_end', 'on_pretrain_routine_start']
+    >>> sorted(callbacks)[:3]
+    ['on_fit_epoch_end', 'on_pretrain_routine_end', 'on_pretrain_routine_start']
 """
 
 from __future__ import annotations
@@ -51,10 +51,12 @@ def _safe(fn):
 @_safe
 def on_pretrain_routine_start(trainer, s: Session) -> None:
     """Put the auto-plus value in args.yaml, read a resumed run's earlier choices, log the memory headroom."""
-    from yolo_batch import records
+    from yolo_batch import lrscale, records
     from yolo_batch.memory import backend_for
 
     records.note_start(trainer, s)
+    if getattr(trainer, "resume", False) and not s.decides:  # lr_scaling goes on as the run's decision set it
+        lrscale.from_record(trainer, s, records.latest(s.history))
     if s.adapts:
         from yolo_batch import adapt
 
@@ -63,6 +65,14 @@ def on_pretrain_routine_start(trainer, s: Session) -> None:
     s.headroom = s.backend.headroom()
     logger, prefix = log()
     logger.info(f"{prefix}{records.start_line(trainer, s)}; {s.headroom.line()}")
+
+
+@_safe
+def on_pretrain_routine_end(trainer, s: Session) -> None:
+    """The optimizer is built and a checkpoint loaded: apply lr_scaling at the batch that trains (`lrscale`)."""
+    from yolo_batch import lrscale
+
+    lrscale.start(trainer, s)
 
 
 def _grad_scale(trainer) -> float:
@@ -247,6 +257,7 @@ def on_train_end(trainer, s: Session) -> None:
 
 callbacks = {
     "on_pretrain_routine_start": on_pretrain_routine_start,
+    "on_pretrain_routine_end": on_pretrain_routine_end,
     "on_train_start": on_train_start,
     "on_train_epoch_start": on_train_epoch_start,
     "on_train_batch_end": on_train_batch_end,

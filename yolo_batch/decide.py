@@ -20,7 +20,7 @@ VERIFY_CHEAP_S = 1.0  # ...or whose step (estimated from the probe) takes at mos
 
 def auto_batch(trainer, world: int = 1) -> int:
     """Probe, decide, verify and report; return the batch the run trains at (per GPU when ``world`` > 1)."""
-    from yolo_batch import ddp, policy, records, valbatch
+    from yolo_batch import ddp, lrscale, policy, records, valbatch
     from yolo_batch.loader import measure_pace
     from yolo_batch.memory import backend_for
     from yolo_batch.probe import Prober, borrowed
@@ -110,7 +110,8 @@ def auto_batch(trainer, world: int = 1) -> int:
     verify_seconds = time.perf_counter() - t_verify
     bound = _fit_bound(model, budget, prober, spec)  # goodput's ceiling, from the law as refitted
     s.goodput = {"pace": pace, "fit_bound": bound} if spec.policy == "goodput" and world == 1 else None
-    lr = _scale_lr(trainer, spec, batch) if world == 1 else {}  # DDP: scaled at the global batch, after agreeing
+    # lr_scaling at the pick (DDP: at the global batch, after agreeing); lrscale applies it once the optimizer is built
+    lr = lrscale.plan(trainer, s, spec.lr_scaling, batch) if world == 1 else {}
     seconds = time.perf_counter() - t0
     if flat:
         notes.insert(0, "memory grew below the meter's resolution between probe sizes: per-image memory taken as 0")
@@ -168,7 +169,7 @@ def auto_batch(trainer, world: int = 1) -> int:
         "versions": _versions(),
     }
     if s.goodput:
-        s.record["goodput"]["lr_scales"] = s.lr_scales  # a plain resume rescales lr0 on from here
+        s.record["goodput"]["lr_scales"] = s.lr.applies  # a plain resume rescales lr0 on from here
     if world > 1:
         return batch  # this rank's verified per-GPU pick: ddp_auto_batch agrees, scales lr0 and writes
     records.decided(trainer, s)
@@ -179,7 +180,7 @@ def auto_batch(trainer, world: int = 1) -> int:
 
 def ddp_auto_batch(trainer) -> int:
     """DDP worker: probe this rank's GPU alone, agree on the smallest per-GPU pick; return per-GPU x world."""
-    from yolo_batch import ddp, records
+    from yolo_batch import ddp, lrscale, records
     from yolo_batch.memory import backend_for
 
     s, world = session(trainer), trainer.world_size
@@ -188,7 +189,7 @@ def ddp_auto_batch(trainer) -> int:
         per_gpu, picks = ddp.agree(lambda: auto_batch(trainer, world=world), world)
     batch = per_gpu * world
     s.record.update(ddp.record_fields(s.record, picks, ddp.rank()))
-    s.record.update(_scale_lr(trainer, s.spec, batch))
+    s.record.update(lrscale.plan(trainer, s, s.spec.lr_scaling, batch))
     records.decided(trainer, s)  # rank 0 writes
     if ddp.rank() == 0:
         logger, prefix = log()
@@ -243,28 +244,6 @@ def _step_estimate(result, batch: int) -> float:
 def _fit_bound(model, budget: float, prober, spec: BatchSpec) -> int:
     """The largest batch the memory law puts within the budget, capped by the training set and ``max_batch``."""
     return min(model.max_batch(budget), prober.dataset_size, spec.max_batch)
-
-
-def _scale_lr(trainer, spec: BatchSpec, batch: int) -> dict[str, Any]:
-    """Apply ``lr_scaling`` above the nominal batch: lr0 x (effective / nbs) or its square root."""
-    nbs, lr0 = trainer.args.nbs, trainer.args.lr0
-    effective = batch * max(round(nbs / batch), 1)
-    factor = 1.0
-    if spec.lr_scaling != "none" and effective > nbs:
-        factor = effective / nbs if spec.lr_scaling == "linear" else (effective / nbs) ** 0.5
-        if trainer.args.optimizer == "auto":
-            logger, prefix = log()
-            logger.warning(
-                f"{prefix}lr_scaling={spec.lr_scaling} has no effect with optimizer=auto, which picks its own lr; "
-                "set optimizer=SGD or AdamW and lr0"
-            )
-            factor = 1.0
-        trainer.args.lr0 = lr0 * factor
-    s = session(trainer)
-    if s is not None:  # goodput rescales lr0 from here when it switches the batch
-        s.lr_factor = factor
-        s.lr_scales = spec.lr_scaling != "none" and trainer.args.optimizer != "auto"
-    return {"lr_scaling": spec.lr_scaling, "lr0": lr0, "lr0_scaled": lr0 * factor, "effective_batch": effective}
 
 
 def _fit(prober, result, spec):

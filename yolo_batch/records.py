@@ -28,7 +28,8 @@ def fresh_save_dir(overrides: dict[str, Any]) -> tuple[dict[str, Any], str | Non
     r"""Drop a ``save_dir`` that already holds a run (``cfg=`` of a run's own args.yaml names its folder).
 
     Ultralytics then names the new folder from ``project`` and ``name`` as for any new run (``run`` ->
-    ``run2``). A resume keeps its folder.
+    ``run2``), with ``exist_ok`` off: a file whose run had ``exist_ok=True`` would otherwise name its own folder
+    again. A resume keeps its folder.
 
     Returns:
         (tuple): The overrides (a copy without ``save_dir`` when dropped) and the folder not written into, or None.
@@ -39,7 +40,7 @@ def fresh_save_dir(overrides: dict[str, Any]) -> tuple[dict[str, Any], str | Non
         >>> fresh_save_dir({"save_dir": str(folder), "epochs": 3})[1] is None  # an empty folder is used as named
         True
         >>> _ = (folder / "args.yaml").write_text("batch: auto-plus\n")
-        >>> fresh_save_dir({"save_dir": str(folder), "epochs": 3}) == ({"epochs": 3}, str(folder))
+        >>> fresh_save_dir({"save_dir": str(folder), "epochs": 3}) == ({"epochs": 3, "exist_ok": False}, str(folder))
         True
         >>> fresh_save_dir({"save_dir": str(folder), "resume": "last.pt"})[1] is None
         True
@@ -47,7 +48,7 @@ def fresh_save_dir(overrides: dict[str, Any]) -> tuple[dict[str, Any], str | Non
     folder = overrides.get("save_dir")
     if not folder or overrides.get("resume") or not (Path(str(folder)) / ARGS_FILE).is_file():
         return overrides, None
-    return {k: v for k, v in overrides.items() if k != "save_dir"}, str(folder)
+    return {**{k: v for k, v in overrides.items() if k != "save_dir"}, "exist_ok": False}, str(folder)
 
 
 def write_args(trainer, s: Session) -> None:

@@ -42,7 +42,7 @@ def step_down(trainer, original):
 
     A goodput switch comes through here too (`adapt`): the same restart, at the batch goodput chose.
     """
-    from yolo_batch import policy, records
+    from yolo_batch import lrscale, policy, records
 
     s = session(trainer)
     if s.worker and s.train_batch is None:  # DDP worker, first build: agree on the batch with the other ranks
@@ -76,6 +76,7 @@ def step_down(trainer, original):
     s.retries_seen = retries
     result = original()
     s.train_batch = trainer.batch_size
+    lrscale.follow(trainer, s)  # lr_scaling follows the batch that trains (a no-op before the optimizer is scaled)
     return result
 
 

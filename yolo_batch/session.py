@@ -16,6 +16,7 @@ library and `spec`, so none of them needs another for the per-run state, and no 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from yolo_batch.spec import BatchSpec
@@ -31,6 +32,23 @@ def log():
     from ultralytics.utils import LOGGER, colorstr
 
     return LOGGER, colorstr("AutoPlus: ")
+
+
+@dataclass
+class LrScale:
+    """``lr_scaling`` of the run, written by `yolo_batch.lrscale` alone.
+
+    Attributes:
+        scaling (str): ``none``, ``linear`` or ``sqrt``.
+        applies (bool): Scaling is on and the optimizer uses lr0 (not ``optimizer=auto``).
+        factor (float): The factor applied now.
+        base_lrs (list[float] | None): The scheduler's ``base_lrs`` at factor 1 (from the base lr0), once known.
+    """
+
+    scaling: str = "none"
+    applies: bool = False
+    factor: float = 1.0
+    base_lrs: list[float] | None = None
 
 
 class Session:
@@ -71,8 +89,7 @@ class Session:
         self.switch_filter: Any = None  # the log filter that hides Ultralytics' restart warning of a switch
         self.switch_state: Any = None  # the optimizer's lr and momentum before the switch's stand-in iteration
         self.change: tuple[int, int, str] | None = None  # the batch change of this epoch: (old, new, reason)
-        self.lr_factor = 1.0  # lr_scaling's factor applied to lr0 now
-        self.lr_scales = False  # lr_scaling applies (not none, and an optimizer whose lr0 is used)
+        self.lr = LrScale()  # lr_scaling's factor on the optimizer (`lrscale`)
 
 
 def session(trainer) -> Session | None:

@@ -108,8 +108,9 @@ def test_yaml_way_in_scales_lr_with_the_switch(tiny_data, tmp_path, recorded, mo
     ]
     entry = json.loads((run / "batch_decision.json").read_text())["history"][1]
     assert (entry["lr0"], entry["lr_scaling"], entry["effective_batch"]) == (0.02, "linear", 32)
-    assert model.trainer.args.lr0 == 0.02
+    assert model.trainer.args.lr0 == 0.01  # the base stays in args (last.pt, args.yaml); the optimizer is scaled
     assert [g["initial_lr"] for g in model.trainer.optimizer.param_groups] == [0.02] * 3
+    assert model.trainer.scheduler.base_lrs == [0.02] * 3
     _assert_effect_matches_results(run)
 
 
