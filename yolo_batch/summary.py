@@ -171,6 +171,61 @@ def chosen(decision: dict | None, first: int | None = None) -> str:
     return f"({'; '.join(steps)})"
 
 
+def batch_spans(history: list[dict[str, Any]], epochs: int, before: int | None = None) -> list[tuple]:
+    """Each batch of a run with its first and last epoch, ``(batch, first, last)``, from a decision's history.
+
+    ``epochs``: the run's finished epochs (an entry from a later epoch never trained). ``before``: the batch of
+    the epochs before the first entry, when known (a stock run resumed with auto-plus: None).
+
+    Examples:
+        >>> batch_spans([{"batch": 8, "from_epoch": 1}, {"batch": 32, "from_epoch": 2}], 3)
+        [(8, 1, 1), (32, 2, 3)]
+        >>> batch_spans([{"batch": 32, "from_epoch": 3}], 4)
+        [(None, 1, 2), (32, 3, 4)]
+    """
+    entries = sorted((h for h in history if h.get("from_epoch", 1) <= epochs), key=lambda h: h.get("from_epoch", 1))
+    if not entries:
+        return []
+    starts = [h.get("from_epoch", 1) for h in entries]
+    spans = [(before, 1, starts[0] - 1)] if starts[0] > 1 else []
+    for i, h in enumerate(entries):
+        end = starts[i + 1] - 1 if i + 1 < len(entries) else epochs
+        if end >= starts[i]:
+            spans.append((h["batch"], starts[i], end))
+    merged: list[tuple] = []
+    for span in spans:  # a given batch equal to the one before it is one span
+        if merged and merged[-1][0] == span[0] and span[0] is not None:
+            merged[-1] = (span[0], merged[-1][1], span[2])
+        else:
+            merged.append(span)
+    return merged
+
+
+def row_spans(rows: list[dict[str, Any]]) -> list[tuple]:
+    """``(batch, first, last)`` epochs of each batch in the effect rows, in order.
+
+    Examples:
+        >>> row_spans([{"epoch": "1", "batch": "8"}, {"epoch": "2", "batch": "32"}, {"epoch": "3", "batch": "32"}])
+        [(8, 1, 1), (32, 2, 3)]
+    """
+    epochs = [r for r in rows if str(r.get("epoch")) != "final"]
+    spans: list[tuple] = []
+    for batch, group in groupby(epochs, key=lambda r: int(r["batch"])):
+        numbers = [int(r["epoch"]) for r in group]
+        spans.append((batch, numbers[0], numbers[-1]))
+    return spans
+
+
+def spans_words(spans: list[tuple]) -> str:
+    """The spans in a few characters: ``8 (1), 32 (2-3)``; ``?`` for a batch not logged.
+
+    Examples:
+        >>> spans_words([(None, 1, 2), (32, 3, 4)]), spans_words([(16, 1, 5)])
+        ('? (1-2), 32 (3-4)', '16 (1-5)')
+    """
+    return ", ".join(f"{'?' if b is None else b} ({a}{f'-{z}' if z != a else ''})" for b, a, z in spans)
+
+
 def summarize(rows: list[dict[str, Any]], decision: dict | None, noise: float | None = None) -> list[str]:
     """Log lines summarising a run from its effect rows (epochs, then ``final``) and its decision."""
     epochs = [r for r in rows if str(r.get("epoch")) != "final"]
@@ -283,11 +338,25 @@ def effect_figure(rows: list[dict[str, Any]], decision: dict | None):
             ax.plot(x, [math.nan if y is None else y for y in ys], "o-", label=label or None)
         if len(drawn) > 1:
             ax.legend(fontsize=8)
-    facts = f"batch {epochs[-1]['batch']}, effective {epochs[-1]['effective_batch']}" if epochs else ""
-    if decision:
-        facts += f" — auto-plus {decision['policy']}: {decision['reason']}"
+    facts = _facts(epochs, decision)
     fig.suptitle(textwrap.fill(facts, 150), fontsize=10)
     return fig
+
+
+def _facts(epochs: list[dict[str, Any]], decision: dict | None) -> str:
+    """The figure's title: each batch with its epochs and how it was chosen, or the one batch and its reason."""
+    if not epochs:
+        return ""
+    spans = row_spans(epochs)
+    facts = f"batch {spans_words(spans) if len(spans) > 1 else epochs[-1]['batch']}"
+    facts += f", effective {epochs[-1]['effective_batch']}"
+    first = int(epochs[0]["batch"]) if str(epochs[0]["epoch"]) == "1" else None
+    how = chosen(decision, first)
+    if how.startswith("("):  # more than one batch, or epochs before the history: each batch and how it came
+        return f"{facts} {how}"
+    if decision:
+        facts += f" — auto-plus {decision['policy']}: {decision['reason']}"
+    return facts
 
 
 def _scaled(v: Any, unit: float) -> float | None:

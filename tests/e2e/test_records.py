@@ -162,3 +162,29 @@ def test_lr_scaling_starts_from_the_base_lr0_once_and_follows_the_batch_that_tra
     assert model.trainer.batch_size == 8
     assert _lrs(model.trainer) == (0.01, [0.01] * 3, [0.01] * 3)
     assert yaml.safe_load((run / "args.yaml").read_text())["lr0"] == 0.01
+
+
+def test_a_stock_run_resumed_with_auto_plus_never_claims_its_first_epochs(tiny_data, tmp_path, caplog):
+    from yolo_batch.report import compare
+    from yolo_batch.summary import effect_figure
+
+    run, last = tmp_path / "run", tmp_path / "run" / "weights" / "last.pt"
+    stock = YOLO("yolo11n.yaml")  # the plugin is not asked for: epoch 1 at 8, nothing of ours written
+    stock.add_callback("on_train_epoch_start", _stop_at(1))
+    with pytest.raises(_Stop):
+        train_in_process(stock, tiny_data, tmp_path, batch=8, epochs=3)
+    assert not (run / "batch_effect.csv").exists()
+    caplog.clear()
+    model = YOLO(str(last))
+    model.train(resume=True, batch="auto-plus")
+    log = caplog.text
+    assert _history(run) == [(32, 2, "auto-plus")]
+    assert "32 from epoch 1" not in log and "as given" not in log
+    assert (
+        "batch 32 (epoch 1 before auto-plus, at a batch it did not log; 32 from epoch 2, picked by auto-plus (" in log
+    )
+    decision = json.loads((run / "batch_decision.json").read_text())
+    title = effect_figure(read_csv(run / "batch_effect.csv"), decision)._suptitle.get_text()
+    assert "epoch 1 before auto-plus, at a batch it did not log; 32 from epoch 2" in title.replace("\n", " ")
+    (row,) = compare([run])
+    assert (row["epochs"], row["batch"], row["batches"]) == (3, 32, "? (1), 32 (2-3)")
