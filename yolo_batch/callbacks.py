@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from yolo_batch.goodput import accumulate
 from yolo_batch.session import ATTR, DECISION_FILE, EFFECT_FILE, PLOT_FILE, Session, log, session
 from yolo_batch.spec import AutoPlusError
 
@@ -221,7 +222,7 @@ def _to_loggers(trainer, row: dict[str, Any], record: dict[str, Any] | None) -> 
 
 def nominal_accumulate(trainer) -> int:
     """Batches per optimizer step once warm-up is over, as Ultralytics sets it: ``round(nbs / batch)``."""
-    acc = max(round(trainer.args.nbs / trainer.batch_size), 1)
+    acc = accumulate(trainer.batch_size, trainer.args.nbs)
     if not trainer.args.time and getattr(trainer, "train_loader", None) is not None:
         acc = min(acc, len(trainer.train_loader) * trainer.epochs)
     return acc

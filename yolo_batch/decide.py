@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from yolo_batch.policy import gib
+from yolo_batch.policy import ADVICE, gib
 from yolo_batch.session import log, session
 from yolo_batch.spec import AutoPlusError, BatchSpec
 
@@ -39,8 +39,7 @@ def auto_batch(trainer, world: int = 1) -> int:
             result = prober.run((1, 2), spec.probe_val, result)
         if len(result.train) < 2:
             raise AutoPlusError(
-                f"out of memory while probing batch {min(result.oom or [1])} at imgsz={trainer.args.imgsz}; "
-                "lower imgsz, use a smaller model, enable AMP, or free device memory"
+                f"out of memory while probing batch {min(result.oom or [1])} at imgsz={trainer.args.imgsz}; {ADVICE}"
             )
         train_law, used, flat = _fit(prober, result, spec)
         val_law = _fit_val(result)
@@ -86,8 +85,7 @@ def auto_batch(trainer, world: int = 1) -> int:
                 notes.append(f"verification at {batch} ran out of memory, stepped down to {lower}")
                 if lower == 0:
                     raise AutoPlusError(
-                        f"batch {spec.min_batch} runs out of memory at imgsz={trainer.args.imgsz}; lower imgsz, use "
-                        "a smaller model, enable AMP, or free device memory"
+                        f"batch {spec.min_batch} runs out of memory at imgsz={trainer.args.imgsz}; {ADVICE}"
                     )
                 batch, refined = lower, True  # no refit toward a batch that ran out of memory
                 continue

@@ -60,7 +60,7 @@ def step_down(trainer, original):
         if new == 0:
             raise AutoPlusError(
                 f"out of memory at batch {old} and no smaller batch >= min_batch {spec.min_batch} is left; "
-                "lower imgsz, use a smaller model, enable AMP, or free device memory"
+                f"{policy.ADVICE}"
             )
         s.oom_events += 1
         trainer.args.batch = trainer.batch_size = new
