@@ -8,6 +8,9 @@ validation forward (stepping down on out-of-memory), scale lr0 if asked, then re
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from yolo_batch.policy import ADVICE, gib
@@ -16,6 +19,35 @@ from yolo_batch.spec import AutoPlusError, BatchSpec
 
 VERIFY_MARGIN = 0.5  # verify: auto proves picks whose predicted peak is above this share of the budget...
 VERIFY_CHEAP_S = 1.0  # ...or whose step (estimated from the probe) takes at most this long
+
+
+_PLANNING: ContextVar[bool] = ContextVar("yolo_batch_planning", default=False)
+
+
+class Planned(Exception):
+    """Raised by `auto_batch` inside `planning` once the decision is made and recorded: nothing trains."""
+
+    def __init__(self, record: dict[str, Any], task: str) -> None:
+        super().__init__("decision made")
+        self.record, self.task = record, task
+
+
+@contextmanager
+def planning() -> Iterator[None]:
+    """Within it, `auto_batch` stops the run with `Planned` after deciding (``yolo-batch plan``'s seam).
+
+    Examples:
+        >>> with planning():
+        ...     _PLANNING.get()
+        True
+        >>> _PLANNING.get()
+        False
+    """
+    token = _PLANNING.set(True)
+    try:
+        yield
+    finally:
+        _PLANNING.reset(token)
 
 
 def auto_batch(trainer, world: int = 1) -> int:
@@ -173,6 +205,8 @@ def auto_batch(trainer, world: int = 1) -> int:
     records.decided(trainer, s)
     for line in decision_table(s.record):
         logger.info(f"{prefix}{line}")
+    if _PLANNING.get():
+        raise Planned(s.record, trainer.args.task)
     return batch
 
 
