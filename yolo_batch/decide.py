@@ -146,60 +146,46 @@ def auto_batch(trainer, world: int = 1) -> int:
     if flat:
         notes.insert(0, "memory grew below the meter's resolution between probe sizes: per-image memory taken as 0")
     reason = "; ".join([*lead, decision.reason, *notes])
-    s.record = {
-        "batch": batch,
-        "value": s.value,
-        "policy": spec.policy,
-        "utilization": spec.utilization,
-        "device": head.device,
-        "total_bytes": head.total_bytes,
-        "free_bytes": head.free_bytes,
-        "held_bytes": head.held_bytes,
-        "other_bytes": head.other_bytes,
-        "memory_source": head.source,
-        "budget_bytes": int(budget),
-        "fixed_bytes": int(model.train.fixed_bytes),
-        "per_image_bytes": int(model.train.per_image_bytes),
-        "val_fixed_bytes": int(model.val.fixed_bytes) if model.val else None,
-        "val_per_image_bytes": int(model.val.per_image_bytes) if model.val else None,
-        "probe_law": {
-            "fixed_bytes": int(probe_law.train.fixed_bytes),
-            "per_image_bytes": int(probe_law.train.per_image_bytes),
+    s.record = records.build(
+        batch=batch,
+        value=s.value,
+        spec=spec,
+        head=head,
+        budget=budget,
+        model=model,
+        probe_law=probe_law,
+        candidates=decision.candidates,
+        verified=verified,
+        reason=reason,
+        seconds={
+            "probe_seconds": result.seconds,
+            "probe_setup_seconds": setup_seconds,
+            "probe_warmup_seconds": result.warmup_seconds,
+            "verify_seconds": verify_seconds,
+            "decision_seconds": seconds,
         },
-        "candidates": [
-            {
-                "batch": c.batch,
-                "predicted_peak_bytes": int(c.predicted_peak_bytes),
-                "fits": c.fits,
-                "predicted_images_per_s": round(c.images_per_s, 1) if c.images_per_s else None,
-            }
-            for c in decision.candidates
-        ],
-        "predicted_peak_bytes": int(model.peak(batch)),
-        "verified_peak_bytes": verified,
-        "reason": reason,
-        "probe_seconds": round(result.seconds, 3),
-        "probe_setup_seconds": round(setup_seconds, 3),
-        "probe_warmup_seconds": round(result.warmup_seconds, 3),
-        "verify_seconds": round(verify_seconds, 3),
-        "decision_seconds": round(seconds, 3),
-        "probe_points": {"train": result.train, "val": result.val, "used": used, "oom": result.oom},
-        "dataset_size": prober.dataset_size,
-        "task": prober.task,
-        "worst_case": prober.worst_case,
-        "val_batch_factor": prober.val_factor,
-        "max_labels_per_image": prober.max_labels,
-        "imgsz": prober.max_size,
-        "amp": bool(trainer.amp),
-        "config": spec.config,
-        "settings": {**spec.as_dict(), "val_batch": model.val_batch},
-        **record_fields(pace, batch, result),
-        **({"goodput": {"fit_bound": bound, "goodput_gain": spec.goodput_gain}} if s.goodput else {}),
-        **lr,
-        "versions": _versions(),
-    }
-    if s.goodput:
-        s.record["goodput"]["lr_scales"] = s.lr.applies  # a plain resume rescales lr0 on from here
+        probe_points={"train": result.train, "val": result.val, "used": used, "oom": result.oom},
+        facts={
+            "dataset_size": prober.dataset_size,
+            "task": prober.task,
+            "worst_case": prober.worst_case,
+            "val_batch_factor": prober.val_factor,
+            "max_labels_per_image": prober.max_labels,
+            "imgsz": prober.max_size,
+            "amp": bool(trainer.amp),
+        },
+        extra={
+            **record_fields(pace, batch, result),
+            # goodput: a plain resume rescales lr0 on from here when lr_scales
+            **(
+                {"goodput": {"fit_bound": bound, "goodput_gain": spec.goodput_gain, "lr_scales": s.lr.applies}}
+                if s.goodput
+                else {}
+            ),
+            **lr,
+            "versions": _versions(),
+        },
+    )
     if world > 1:
         return batch  # this rank's verified per-GPU pick: ddp_auto_batch agrees, scales lr0 and writes
     records.decided(trainer, s)
