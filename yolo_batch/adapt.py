@@ -71,10 +71,16 @@ class _QuietRestart(logging.Filter):
         return not ("Reducing to batch=" in message and "retrying" in message)
 
 
+def begin(s, pace, fit_bound: int) -> None:
+    """Policy goodput from here: switch at epoch ends on ``pace``, up to ``fit_bound``."""
+    s.switching.on, s.switching.pace, s.switching.fit_bound = True, pace, fit_bound
+
+
 def after_epoch(trainer, s) -> None:
     """Note the epoch's noise scale; for ``goodput``, decide the batch of the next epoch (not after the last)."""
-    s.noise_readings.append(s.noise.value if s.noise is not None else None)
-    if s.goodput is None or s.goodput.get("pace") is None or not (s.decides or s.adapts) or s.worker:
+    state, noise = s.switching, s.meter.noise
+    state.readings.append(noise.value if noise is not None else None)
+    if not state.on or state.pace is None or not (s.decides or s.adapts) or s.worker:
         return
     if trainer.stop or trainer.epoch + 1 >= trainer.epochs:
         return
@@ -82,43 +88,43 @@ def after_epoch(trainer, s) -> None:
 
     spec = s.spec
     choice = goodput.choose(
-        s.goodput["pace"],
+        state.pace,
         current=trainer.batch_size,
         low=spec.min_batch,
-        high=s.goodput["fit_bound"],
+        high=state.fit_bound,
         nbs=trainer.args.nbs,
-        readings=list(s.noise_readings),
+        readings=list(state.readings),
         gain=spec.goodput_gain,
     )
     logger, prefix = log()
     if choice.batch is None:
         logger.info(f"{prefix}goodput after epoch {trainer.epoch + 1}: {choice.reason}")
         return
-    s.switch = choice
+    state.choice = choice
     logger.info(f"{prefix}goodput after epoch {trainer.epoch + 1}: switching {trainer.batch_size} -> {choice.batch}")
 
 
 def arm(trainer, s) -> None:
     """At an epoch's start: put the stand-in loader in place for a switch decided at the last epoch's end."""
-    if s.switch is None or isinstance(trainer.train_loader, _StandIn):
+    state = s.switching
+    if state.choice is None or isinstance(trainer.train_loader, _StandIn):
         return
     logger, prefix = log()
     if not hasattr(trainer, "_build_train_pipeline") or getattr(trainer, "_oom_retries", 0) >= 3:
-        logger.warning(f"{prefix}goodput: no switch to {s.switch.batch}: the out-of-memory restarts are used up")
-        s.switch = None
+        logger.warning(f"{prefix}goodput: no switch to {state.choice.batch}: the out-of-memory restarts are used up")
+        state.choice = None
         return
-    filt = _QuietRestart()
-    logger.addFilter(filt)
-    s.switch_filter = filt
+    state.log_filter = _QuietRestart()
+    logger.addFilter(state.log_filter)
     # the loop's warm-up step runs once for the stand-in's iteration: `switch` puts back what it set
     groups = [(g.get("lr"), g.get("momentum")) for g in trainer.optimizer.param_groups]
-    s.switch_state = (groups, trainer.accumulate)
-    trainer.train_loader = _StandIn(trainer.train_loader, trainer.batch_size, s.switch.batch)
+    state.saved = (groups, trainer.accumulate)
+    trainer.train_loader = _StandIn(trainer.train_loader, trainer.batch_size, state.choice.batch)
 
 
 def pending(trainer, s) -> bool:
     """True inside ``_build_train_pipeline`` when the restart was a goodput switch."""
-    return s.switch is not None and isinstance(getattr(trainer, "train_loader", None), _StandIn)
+    return s.switching.choice is not None and isinstance(getattr(trainer, "train_loader", None), _StandIn)
 
 
 def switch(trainer, s) -> None:
@@ -126,12 +132,13 @@ def switch(trainer, s) -> None:
     from yolo_batch import goodput, lrscale, records
 
     logger, prefix = log()
-    if getattr(s, "switch_filter", None) is not None:
-        logger.removeFilter(s.switch_filter)
-        s.switch_filter = None
-    old, choice = trainer.train_loader.old, s.switch
-    s.switch = None
-    groups, trainer.accumulate = s.switch_state
+    state = s.switching
+    if state.log_filter is not None:
+        logger.removeFilter(state.log_filter)
+        state.log_filter = None
+    old, choice = trainer.train_loader.old, state.choice
+    state.choice = None
+    groups, trainer.accumulate = state.saved
     for group, (lr, momentum) in zip(trainer.optimizer.param_groups, groups):
         group["lr"] = lr
         if momentum is not None:
@@ -140,7 +147,6 @@ def switch(trainer, s) -> None:
     trainer.args.batch = trainer.batch_size = new
     lr = lrscale.follow(trainer, s)  # lr_scaling at the new batch, from the base lr0
     effective = goodput.effective(new, trainer.args.nbs)
-    s.last_batch = new
     entry = {
         "source": "goodput",
         "policy": "goodput",
@@ -190,11 +196,12 @@ def resume(trainer, s) -> None:
 
     record = s.record or {}
     kept = record.get("goodput") or {}
-    s.goodput = {"pace": pace_from_record(record), "fit_bound": int(kept.get("fit_bound") or trainer.batch_size)}
+    begin(s, pace_from_record(record), int(kept.get("fit_bound") or trainer.batch_size))
 
 
 def after_oom(s, new: int) -> None:
     """After an out-of-memory step-down to ``new``: goodput never switches above it again."""
-    if s.goodput is not None:
-        s.goodput["fit_bound"] = min(s.goodput["fit_bound"], new)
-    s.switch = None
+    state = s.switching
+    if state.on:
+        state.fit_bound = min(state.fit_bound, new)
+    state.choice = None

@@ -52,7 +52,7 @@ def planning() -> Iterator[None]:
 
 def auto_batch(trainer, world: int = 1) -> int:
     """Probe, decide, verify and report; return the batch the run trains at (per GPU when ``world`` > 1)."""
-    from yolo_batch import ddp, lrscale, policy, records, valbatch
+    from yolo_batch import adapt, ddp, lrscale, policy, records, valbatch
     from yolo_batch.loader import measure_pace
     from yolo_batch.memory import backend_for
     from yolo_batch.probe import Prober, borrowed
@@ -139,7 +139,8 @@ def auto_batch(trainer, world: int = 1) -> int:
         verified = max(p for p in peaks if p is not None) if checking else None
     verify_seconds = time.perf_counter() - t_verify
     bound = _fit_bound(model, budget, prober, spec)  # goodput's ceiling, from the law as refitted
-    s.goodput = {"pace": pace, "fit_bound": bound} if spec.policy == "goodput" and world == 1 else None
+    if spec.policy == "goodput" and world == 1:
+        adapt.begin(s, pace, bound)
     # lr_scaling at the pick (DDP: at the global batch, after agreeing); lrscale applies it once the optimizer is built
     lr = lrscale.plan(trainer, s, spec.lr_scaling, batch) if world == 1 else {}
     seconds = time.perf_counter() - t0
@@ -179,7 +180,7 @@ def auto_batch(trainer, world: int = 1) -> int:
             # goodput: a plain resume rescales lr0 on from here when lr_scales
             **(
                 {"goodput": {"fit_bound": bound, "goodput_gain": spec.goodput_gain, "lr_scales": s.lr.applies}}
-                if s.goodput
+                if s.switching.on
                 else {}
             ),
             **lr,
