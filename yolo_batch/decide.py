@@ -52,7 +52,7 @@ def planning() -> Iterator[None]:
 
 def auto_batch(trainer, world: int = 1) -> int:
     """Probe, decide, verify and report; return the batch the run trains at (per GPU when ``world`` > 1)."""
-    from yolo_batch import adapt, ddp, lrscale, policy, records, valbatch
+    from yolo_batch import adapt, ddp, decision_record, lrscale, policy, records, valbatch
     from yolo_batch.loader import measure_pace
     from yolo_batch.memory import backend_for
     from yolo_batch.probe import Prober, borrowed
@@ -147,7 +147,7 @@ def auto_batch(trainer, world: int = 1) -> int:
     if flat:
         notes.insert(0, "memory grew below the meter's resolution between probe sizes: per-image memory taken as 0")
     reason = "; ".join([*lead, decision.reason, *notes])
-    s.record = records.build(
+    s.record = decision_record.build(
         batch=batch,
         value=s.value,
         spec=spec,
