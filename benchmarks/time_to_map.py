@@ -56,8 +56,9 @@ RUNS = {
     "ladder": ("auto-plus", {}),
     "speed": ("auto-plus:speed", {}),
     "goodput": ("auto-plus:goodput", {}),
-    "fixed-64-bn-auto": ("64", {"bn_momentum": "auto"}),
-    "fixed-128-bn-auto": ("128", {"bn_momentum": "auto"}),
+    # a fixed batch with bn_momentum auto: auto-plus with that one candidate (a measured integer run trains as stock)
+    "fixed-64-bn-auto": ("auto-plus", {"bn_momentum": "auto", "candidates": "[64]"}),
+    "fixed-128-bn-auto": ("auto-plus", {"bn_momentum": "auto", "candidates": "[128]"}),
     "speed-bn-auto": ("auto-plus:speed", {"bn_momentum": "auto"}),
     "goodput-bn-auto": ("auto-plus:goodput", {"bn_momentum": "auto"}),
 }

@@ -132,11 +132,14 @@ def test_plan_leaves_stock_values_alone(batch):
     ],
 )
 def test_lr_scaling(scaling, batch, optimizer, expected):
-    from yolo_batch.decide import _scale_lr
+    from yolo_batch import lrscale
+    from yolo_batch.session import Session
 
     t = SimpleNamespace(args=SimpleNamespace(nbs=64, lr0=0.01, optimizer=optimizer))
-    record = _scale_lr(t, BatchSpec(lr_scaling=scaling), batch)
-    assert t.args.lr0 == pytest.approx(expected)
+    s = Session(BatchSpec(lr_scaling=scaling), decides=True, value="auto-plus")
+    record = lrscale.plan(t, s, scaling, batch)
+    assert t.args.lr0 == 0.01  # the base stays in args (and so in last.pt and args.yaml)
+    assert s.lr.applies == (scaling != "none" and optimizer != "auto")
     assert record == {
         "lr_scaling": scaling,
         "lr0": 0.01,

@@ -31,7 +31,7 @@ from tests.memory_laws import (
 from yolo_batch.policy import GIB, Law, MemoryModel, decide, fit_law, next_lower
 
 YOLOV8S_SERIES = SERIES["yolov8s-640"]
-ADVICE = "lower imgsz, use a smaller model, enable AMP, or free memory"
+ADVICE = "lower imgsz, use a smaller model, enable AMP, or free device memory"
 
 
 def gib_text(n_bytes: float) -> str:

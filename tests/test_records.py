@@ -73,7 +73,9 @@ def test_every_choice_is_kept_in_order_across_resumes(tmp_path):
     records.load_history(t2, s2)
     assert records.start_line(t2, s2) == "batch=16 given on resume; auto-plus picked 8 (ladder) from epoch 1"
     t2.start_epoch = 2  # resume_training, before on_train_start
-    records.given_on_resume(t2, s2)
+    records.started(t2, s2)
+    assert len(json.loads((tmp_path / DECISION_FILE).read_text())["history"]) == 1  # not yet: no epoch at 16
+    records.epoch_end(t2, s2)
 
     # session 3: resumed after epoch 3 with batch=auto-plus:fit: decided before the epoch is known, written at start
     t3 = trainer(tmp_path, resume=True, batch=-1)
@@ -83,7 +85,9 @@ def test_every_choice_is_kept_in_order_across_resumes(tmp_path):
     records.decided(t3, s3)
     assert len(json.loads((tmp_path / DECISION_FILE).read_text())["history"]) == 2  # not yet: epoch unknown
     t3.start_epoch, t3.batch_size = 3, 32
-    records.flush(t3, s3, started=True)
+    records.started(t3, s3)
+    assert len(json.loads((tmp_path / DECISION_FILE).read_text())["history"]) == 2  # not yet: epoch 4 runs
+    records.epoch_end(t3, s3)
 
     data = json.loads((tmp_path / DECISION_FILE).read_text())
     assert [(h["batch"], h["from_epoch"], h["source"]) for h in data["history"]] == [
@@ -101,6 +105,37 @@ def test_every_choice_is_kept_in_order_across_resumes(tmp_path):
         "batch 8 -> 16 -> 32 (8 from epoch 1, picked by auto-plus (ladder); 16 from epoch 3, given on resume; "
         "32 from epoch 4, picked by auto-plus (fit)); "
     )
+
+
+def test_a_change_joins_the_history_once_its_epoch_finished_and_a_resume_drops_what_ran_ahead(tmp_path):
+    s = Session(BatchSpec(policy="goodput"), decides=True, value="auto-plus:goodput")
+    s.record = _decision(8, "goodput")
+    records.decided(trainer(tmp_path), s)
+    t = trainer(tmp_path, batch=32)
+    switch = {"source": "goodput", "batch": 32, "previous_batch": 8, "reason": "faster", "from_epoch": 2}
+    records.changed(t, s, switch, "goodput: faster")
+
+    def on_disk():
+        return [
+            (h["source"], h["batch"], h["from_epoch"])
+            for h in json.loads((tmp_path / DECISION_FILE).read_text())["history"]
+        ]
+
+    assert on_disk() == [("auto-plus", 8, 1)]  # epoch 2 runs at 32: not in the records yet
+    step = {"source": "oom", "batch": 24, "previous_batch": 32, "reason": "out of memory at 32", "from_epoch": 2}
+    records.changed(t, s, step, "out of memory at 32")  # the same epoch: only 24 trains it
+    assert records.epoch_end(t, s) == (8, 24, "goodput: faster; then out of memory at 32")
+    assert on_disk() == [("auto-plus", 8, 1), ("oom", 24, 2)]
+    assert s.history[-1]["previous_batch"] == 8 and s.history[-1]["reason"] == "faster; then out of memory at 32"
+    assert records.epoch_end(t, s) is None  # the next epoch changed nothing
+
+    # a history written ahead of the checkpoint (an older release, or a kill between the two): a resume after
+    # epoch 1 (start_epoch 1) keeps what finished by then
+    s2 = Session(BatchSpec(), decides=False, value=None)
+    t2 = trainer(tmp_path, resume=True, start_epoch=1, batch=8)
+    records.load_history(t2, s2)
+    records.started(t2, s2)
+    assert on_disk() == [("auto-plus", 8, 1)]
 
 
 def test_a_decision_file_without_history_reads_as_one_decision_from_epoch_1(tmp_path):
@@ -263,8 +298,14 @@ def _reaches(graph: dict[str, set[str]], start: str, goal: str) -> bool:
     return False
 
 
-@pytest.mark.parametrize("module", ["session", "callbacks", "wiring", "decide", "recovery", "records", "ddp", "adapt"])
-def test_no_import_cycle_runs_through_the_integration_layer(module):
+_KNOWN_CYCLE = pytest.mark.xfail(strict=True, reason="sweep <-> sweep_ray (engine=ray's dispatch): not yet broken")
+_MODULES = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")
+
+
+@pytest.mark.parametrize(
+    "module", [pytest.param(m, marks=_KNOWN_CYCLE) if m in {"sweep", "sweep_ray"} else m for m in _MODULES]
+)
+def test_no_import_cycle_runs_through_any_module(module):
     graph = _imports()
     assert not _reaches(graph, module, module), f"{module} imports itself through {sorted(graph[module])}"
     assert graph["session"] <= {"spec"}  # the per-run state stands on the brain only

@@ -89,6 +89,7 @@ def test_compare_rows_csv_and_png(runs, tmp_path):
     assert ours["wall_s"] == pytest.approx(20.0)
     # a stock run: batch from args.yaml, speed and memory unknown
     assert (stock["batch"], stock["effective_batch"], stock["policy"]) == (8, None, None)
+    assert (ours["batches"], stock["batches"]) == ("32 (1-2)", None)
     assert stock["images_per_s"] is None and stock["peak_mem_gib"] is None
     assert stock["final_train_loss"] == pytest.approx(0.75) and stock["wall_s"] == pytest.approx(9.0)
     # files land in the runs' common parent, whole
@@ -99,7 +100,7 @@ def test_compare_rows_csv_and_png(runs, tmp_path):
         tuple(table[0])
         == columns(rows)
         == (
-            *("run", "task", "batch", "effective_batch", "policy", "epochs"),
+            *("run", "task", "batch", "batches", "effective_batch", "policy", "epochs"),
             *("best_mAP50-95(B)", "final_mAP50-95(B)", "best_mAP50(B)", "final_mAP50(B)"),
             *("final_train_loss", "images_per_s", "peak_mem_gib", "wall_s", "dir"),
         )
@@ -125,6 +126,35 @@ def test_compare_cli_prints_table_and_writes_to_out(runs, tmp_path, capsys):
     assert lines[2].split() == "stock 8 - 2 0.100 0.100 0.200 0.200 0.750 - - 9.0".split()
     assert (out / "comparison.csv").is_file() and (out / "comparison.png").read_bytes()[:8] == PNG_MAGIC
     assert not (tmp_path / "runs" / "comparison.csv").exists()
+
+
+def test_compare_counts_a_redone_epoch_once_and_shows_each_batch_with_its_epochs(tmp_path, capsys):
+    """A goodput run (8, then 32 from epoch 2), stopped after epoch 2's row but before its checkpoint, resumed.
+
+    Ultralytics' results.csv then holds epoch 2 twice (the redone epoch's row last); the history holds each batch.
+    """
+    run = tmp_path / "runs" / "switched"
+    write_results(
+        run,
+        [
+            (1, 10.0, 1.0, 1.0, 1.0, 0.10, 0.05),
+            (2, 20.0, 0.9, 0.9, 0.9, 0.20, 0.10),  # then killed: no checkpoint of epoch 2
+            (2, 9.0, 0.8, 0.8, 0.8, 0.30, 0.15),  # redone after the resume
+            (3, 18.0, 0.5, 0.5, 0.5, 0.40, 0.20),
+        ],
+    )
+    write_effect(run, [(1, 8, 64, 50.0, 2**30), (2, 32, 64, 100.0, 2**31), (3, 32, 64, 100.0, 2**31)])
+    history = [
+        {"source": "auto-plus", "batch": 8, "policy": "goodput", "from_epoch": 1},
+        {"source": "goodput", "batch": 32, "previous_batch": 8, "from_epoch": 2},
+    ]
+    (run / "batch_decision.json").write_text(json.dumps({**history[0], "reason": "r", "history": history}))
+    (row,) = compare([run])
+    assert (row["epochs"], row["batch"], row["batches"]) == (3, 32, "8 (1), 32 (2-3)")
+    assert row["best_mAP50(B)"] == pytest.approx(0.40) and row["final_mAP50(B)"] == pytest.approx(0.40)
+    assert row["wall_s"] == pytest.approx(38.0)  # 20 s before the resume, 18 s after: every second that ran
+    assert cli.main(["compare", str(run)]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[:7] == "switched 8 (1), 32 (2-3) 64 3".split()
 
 
 @pytest.mark.parametrize(

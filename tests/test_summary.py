@@ -164,3 +164,22 @@ def test_a_real_run_with_plots_false_writes_no_png(tiny_data, tmp_path):
     run = tmp_path / "run"
     assert (run / "batch_effect.csv").is_file() and (run / "batch_decision.json").is_file()
     assert not (run / "batch_effect.png").exists()
+
+
+def test_title_of_a_run_whose_batch_changed_names_each_batch_and_how_it_came():
+    rows = [
+        {"epoch": e, "batch": b, "accumulate": 1, "effective_batch": b, "nbs": 8, "train/loss": 1.0}
+        for e, b in ((1, 8), (2, 32), (3, 32))
+    ]
+    history = [
+        {"source": "auto-plus", "batch": 8, "policy": "goodput", "from_epoch": 1},
+        {"source": "goodput", "batch": 32, "from_epoch": 2},
+    ]
+    decision = {**history[0], "reason": "the speed pick", "history": history}
+    title = effect_figure(rows, decision)._suptitle.get_text().replace("\n", " ")
+    assert title == (
+        "batch 8 (1), 32 (2-3), effective 32 (8 from epoch 1, picked by auto-plus (goodput); "
+        "32 from epoch 2, switched by goodput)"
+    )
+    one = effect_figure(rows[:1], {**decision, "history": history[:1]})._suptitle.get_text()
+    assert one == "batch 8, effective 8 — auto-plus goodput: the speed pick"

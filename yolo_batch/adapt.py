@@ -71,10 +71,16 @@ class _QuietRestart(logging.Filter):
         return not ("Reducing to batch=" in message and "retrying" in message)
 
 
+def begin(s, pace, fit_bound: int) -> None:
+    """Policy goodput from here: switch at epoch ends on ``pace``, up to ``fit_bound``."""
+    s.switching.on, s.switching.pace, s.switching.fit_bound = True, pace, fit_bound
+
+
 def after_epoch(trainer, s) -> None:
     """Note the epoch's noise scale; for ``goodput``, decide the batch of the next epoch (not after the last)."""
-    s.noise_readings.append(s.noise.value if s.noise is not None else None)
-    if s.goodput is None or s.goodput.get("pace") is None or not (s.decides or s.adapts) or s.worker:
+    state, noise = s.switching, s.meter.noise
+    state.readings.append(noise.value if noise is not None else None)
+    if not state.on or state.pace is None or not (s.decides or s.adapts) or s.worker:
         return
     if trainer.stop or trainer.epoch + 1 >= trainer.epochs:
         return
@@ -82,104 +88,81 @@ def after_epoch(trainer, s) -> None:
 
     spec = s.spec
     choice = goodput.choose(
-        s.goodput["pace"],
+        state.pace,
         current=trainer.batch_size,
         low=spec.min_batch,
-        high=s.goodput["fit_bound"],
+        high=state.fit_bound,
         nbs=trainer.args.nbs,
-        readings=list(s.noise_readings),
+        readings=list(state.readings),
         gain=spec.goodput_gain,
     )
     logger, prefix = log()
     if choice.batch is None:
         logger.info(f"{prefix}goodput after epoch {trainer.epoch + 1}: {choice.reason}")
         return
-    s.switch = choice
+    state.choice = choice
     logger.info(f"{prefix}goodput after epoch {trainer.epoch + 1}: switching {trainer.batch_size} -> {choice.batch}")
 
 
 def arm(trainer, s) -> None:
     """At an epoch's start: put the stand-in loader in place for a switch decided at the last epoch's end."""
-    if s.switch is None or isinstance(trainer.train_loader, _StandIn):
+    state = s.switching
+    if state.choice is None or isinstance(trainer.train_loader, _StandIn):
         return
     logger, prefix = log()
     if not hasattr(trainer, "_build_train_pipeline") or getattr(trainer, "_oom_retries", 0) >= 3:
-        logger.warning(f"{prefix}goodput: no switch to {s.switch.batch}: the out-of-memory restarts are used up")
-        s.switch = None
+        logger.warning(f"{prefix}goodput: no switch to {state.choice.batch}: the out-of-memory restarts are used up")
+        state.choice = None
         return
-    filt = _QuietRestart()
-    logger.addFilter(filt)
-    s.switch_filter = filt
+    state.log_filter = _QuietRestart()
+    logger.addFilter(state.log_filter)
     # the loop's warm-up step runs once for the stand-in's iteration: `switch` puts back what it set
     groups = [(g.get("lr"), g.get("momentum")) for g in trainer.optimizer.param_groups]
-    s.switch_state = (groups, trainer.accumulate)
-    trainer.train_loader = _StandIn(trainer.train_loader, trainer.batch_size, s.switch.batch)
+    state.saved = (groups, trainer.accumulate)
+    trainer.train_loader = _StandIn(trainer.train_loader, trainer.batch_size, state.choice.batch)
 
 
 def pending(trainer, s) -> bool:
     """True inside ``_build_train_pipeline`` when the restart was a goodput switch."""
-    return s.switch is not None and isinstance(getattr(trainer, "train_loader", None), _StandIn)
+    return s.switching.choice is not None and isinstance(getattr(trainer, "train_loader", None), _StandIn)
 
 
 def switch(trainer, s) -> None:
     """Called by `recovery.step_down` before the rebuild: set the new batch, rescale lr0, record and log it."""
-    from yolo_batch import goodput, records
+    from yolo_batch import goodput, lrscale, records
 
     logger, prefix = log()
-    if getattr(s, "switch_filter", None) is not None:
-        logger.removeFilter(s.switch_filter)
-        s.switch_filter = None
-    old, choice = trainer.train_loader.old, s.switch
-    s.switch = None
-    groups, trainer.accumulate = s.switch_state
+    state = s.switching
+    if state.log_filter is not None:
+        logger.removeFilter(state.log_filter)
+        state.log_filter = None
+    old, choice = trainer.train_loader.old, state.choice
+    state.choice = None
+    groups, trainer.accumulate = state.saved
     for group, (lr, momentum) in zip(trainer.optimizer.param_groups, groups):
         group["lr"] = lr
         if momentum is not None:
             group["momentum"] = momentum
     new = choice.batch
     trainer.args.batch = trainer.batch_size = new
-    lr = _rescale_lr(trainer, s, new)
+    lr = lrscale.follow(trainer, s)  # lr_scaling at the new batch, from the base lr0
     effective = goodput.effective(new, trainer.args.nbs)
-    s.change = (old, new, f"goodput: {choice.reason}")
-    s.last_batch = new
     entry = {
         "source": "goodput",
         "policy": "goodput",
         "batch": new,
         "previous_batch": old,
         "effective_batch": effective,
-        "lr0": trainer.args.lr0,
+        "lr0": lrscale.lr0_now(trainer, s),
         "lr_scaling": s.spec.lr_scaling,
         "reason": choice.reason,
         "from_epoch": trainer.epoch + 1,
     }
-    s.history.append(entry)
-    records.write(trainer, s)
+    records.changed(trainer, s, entry, f"goodput: {choice.reason}")  # joins the history once the epoch finished
     logger.warning(
         f"{prefix}goodput: batch {old} -> {new} from epoch {trainer.epoch + 1} (effective batch {effective}, "
-        f"lr0 {trainer.args.lr0:.6g}{lr}): {choice.reason}"
+        f"lr0 {lrscale.lr0_now(trainer, s):.6g}{lr}): {choice.reason}"
     )
-
-
-def _rescale_lr(trainer, s, batch: int) -> str:
-    """Apply ``lr_scaling`` at the new batch to the live optimizer and scheduler; the words for the log."""
-    from yolo_batch.goodput import lr_factor
-
-    if not s.lr_scales:
-        return f", lr_scaling {s.spec.lr_scaling}: unchanged"
-    factor = lr_factor(s.spec.lr_scaling, batch, trainer.args.nbs)
-    ratio = factor / s.lr_factor
-    if ratio == 1:
-        return f", lr_scaling {s.spec.lr_scaling}: unchanged"
-    for group in trainer.optimizer.param_groups:
-        group["initial_lr"] = group.get("initial_lr", group["lr"]) * ratio
-        group["lr"] *= ratio
-    scheduler = getattr(trainer, "scheduler", None)
-    if scheduler is not None:
-        scheduler.base_lrs = [b * ratio for b in scheduler.base_lrs]
-    trainer.args.lr0 *= ratio
-    s.lr_factor = factor
-    return f", lr_scaling {s.spec.lr_scaling}: x{ratio:.3g}"
 
 
 def resumes_goodput(resume, s) -> bool:
@@ -208,19 +191,17 @@ def resumes_goodput(resume, s) -> bool:
 
 
 def resume(trainer, s) -> None:
-    """A resumed goodput run: the pace and fit bound from its decision, lr_scaling's factor at the batch it is at."""
-    from yolo_batch.goodput import lr_factor
+    """A resumed goodput run: the pace and fit bound from its decision (`lrscale` carries its lr_scaling on)."""
     from yolo_batch.throughput import pace_from_record
 
     record = s.record or {}
     kept = record.get("goodput") or {}
-    s.goodput = {"pace": pace_from_record(record), "fit_bound": int(kept.get("fit_bound") or trainer.batch_size)}
-    s.lr_scales = bool(kept.get("lr_scales"))
-    s.lr_factor = lr_factor(s.spec.lr_scaling, trainer.batch_size, trainer.args.nbs) if s.lr_scales else 1.0
+    begin(s, pace_from_record(record), int(kept.get("fit_bound") or trainer.batch_size))
 
 
 def after_oom(s, new: int) -> None:
     """After an out-of-memory step-down to ``new``: goodput never switches above it again."""
-    if s.goodput is not None:
-        s.goodput["fit_bound"] = min(s.goodput["fit_bound"], new)
-    s.switch = None
+    state = s.switching
+    if state.on:
+        state.fit_bound = min(state.fit_bound, new)
+    state.choice = None

@@ -9,7 +9,8 @@ mAP lag of large batches to this).
 
 ``auto`` sets ``momentum_b = 1 - (1 - momentum_16) ** (b / 16)`` on the training model, which keeps the decay per
 image: 0.1147 at 64, 0.0151 at 8. The EMA model (what validation, ``last.pt`` and ``best.pt`` use) is never
-touched, so checkpoints keep Ultralytics' momentum. ``keep`` (the default) changes nothing.
+touched, so checkpoints keep Ultralytics' momentum. ``keep`` (the default) changes nothing, and so does a run
+the plugin only measures (an integer batch, ``YOLO_BATCH_OBSERVE=1``): measuring never changes training.
 """
 
 from __future__ import annotations
@@ -45,8 +46,10 @@ def apply(trainer, session) -> None:
     """Scale the training model's BatchNorm momentum to the batch it trains at (``bn_momentum: auto`` only).
 
     Runs at every epoch start (the batch may have stepped down after running out of memory); logs a change.
+    Only where the plugin chooses the batch (auto-plus, or a goodput run resumed): a run it only measures
+    (an integer batch, ``YOLO_BATCH_OBSERVE``) trains as stock.
     """
-    if session.spec.bn_momentum != "auto":
+    if session.spec.bn_momentum != "auto" or not (session.decides or session.adapts):
         return
     batch = trainer.batch_size
     if session.bn_batch == batch:

@@ -2,24 +2,25 @@
 
 The hooks read the trainer's epoch figures (``batch_size``, ``tloss``, ``metrics``, ``accumulate``) and write
 the effect log; `yolo_batch.wiring` decides at trainer construction whether a run is ours and adds them, and
-the per-run state lives in `yolo_batch.session`. The module imports only the standard library at import time;
-torch and Ultralytics are imported when a hook runs.
+the per-run state lives in `yolo_batch.session`. At import time the module needs only the standard library and
+the stdlib-only `session`, `adapt`, `recovery` and `goodput`; torch and Ultralytics are imported when a hook runs.
 
 ``callbacks`` is a plain ``{event: fn}`` dict: add it by hand like any Ultralytics integration (with an
 integer batch the hooks measure and log only), ``for event, fn in callbacks.items(): model.add_callback(event, fn)``.
 
     >>> from yolo_batch.callbacks import callbacks
-    >>> sorted(callbacks)[:2]
-    ['on_fit_epoch_end', 'on_pretrain_routine_start']
+    >>> sorted(callbacks)[:3]
+    ['on_fit_epoch_end', 'on_pretrain_routine_end', 'on_pretrain_routine_start']
 """
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Any
 
+from yolo_batch import adapt, recovery
+from yolo_batch.goodput import accumulate
 from yolo_batch.session import ATTR, DECISION_FILE, EFFECT_FILE, PLOT_FILE, Session, log, session
 from yolo_batch.spec import AutoPlusError
 
@@ -51,18 +52,26 @@ def _safe(fn):
 @_safe
 def on_pretrain_routine_start(trainer, s: Session) -> None:
     """Put the auto-plus value in args.yaml, read a resumed run's earlier choices, log the memory headroom."""
-    from yolo_batch import records
+    from yolo_batch import lrscale, records
     from yolo_batch.memory import backend_for
 
     records.note_start(trainer, s)
+    if getattr(trainer, "resume", False) and not s.decides:  # lr_scaling goes on as the run's decision set it
+        lrscale.from_record(trainer, s, records.latest(s.history))
     if s.adapts:
-        from yolo_batch import adapt
-
         adapt.resume(trainer, s)
     s.backend = backend_for(trainer.device)
     s.headroom = s.backend.headroom()
     logger, prefix = log()
     logger.info(f"{prefix}{records.start_line(trainer, s)}; {s.headroom.line()}")
+
+
+@_safe
+def on_pretrain_routine_end(trainer, s: Session) -> None:
+    """The optimizer is built and a checkpoint loaded: apply lr_scaling at the batch that trains (`lrscale`)."""
+    from yolo_batch import lrscale
+
+    lrscale.start(trainer, s)
 
 
 def _grad_scale(trainer) -> float:
@@ -78,25 +87,24 @@ def on_train_start(trainer, s: Session) -> None:
     """
     from yolo_batch import records
 
-    s.last_batch = trainer.batch_size
-    records.flush(trainer, s, started=True)
-    records.given_on_resume(trainer, s)
+    s.meter.last_batch = trainer.batch_size
+    records.started(trainer, s)
     if not s.spec.noise_scale:
         return
     from yolo_batch.effect import GradientNoise, GradientTap
 
-    s.noise = GradientNoise()
-    s.tap = GradientTap(trainer.model.parameters(), s.noise)
+    s.meter.noise = GradientNoise()
+    s.meter.tap = GradientTap(trainer.model.parameters(), s.meter.noise)
     original = trainer.optimizer_step
 
     def optimizer_step():
         try:
-            s.tap.before_step(trainer.batch_size, _grad_scale(trainer))
+            s.meter.tap.before_step(trainer.batch_size, _grad_scale(trainer))
         except Exception as e:  # noqa: BLE001 - measuring must never stop training
             log()[0].warning(f"{log()[1]}gradient-noise estimate off: {type(e).__name__}: {e}")
-            s.tap = None
+            s.meter.tap = None
             trainer.optimizer_step = original
-        s.stepped = True
+        s.meter.stepped = True
         return original()
 
     trainer.optimizer_step = optimizer_step
@@ -113,18 +121,9 @@ def on_train_epoch_start(trainer, s: Session) -> None:
 
     batchnorm.apply(trainer, s)  # bn_momentum: auto scales BatchNorm momentum to this epoch's batch
     s.backend.reset_peak()
-    s.epoch_start = time.perf_counter()
+    s.meter.started = time.perf_counter()
     if s.decides or s.adapts:
-        # Ultralytics recovers from OOM only while epoch == start_epoch: make every epoch eligible while it
-        # runs (restored at on_train_epoch_end, before anything else reads start_epoch), within oom_retries.
-        if s.start_epoch is None:
-            s.start_epoch = trainer.start_epoch
-        trainer.start_epoch = trainer.epoch
-        s.retries_seen = getattr(trainer, "_oom_retries", 0)
-        if s.oom_events >= s.spec.oom_retries:
-            trainer._oom_retries = 3  # Ultralytics' own cap: the next OOM is raised (and explained)
-        from yolo_batch import adapt
-
+        recovery.open_epoch(trainer, s)  # every epoch may step down after running out of memory
         adapt.arm(trainer, s)  # goodput: a switch decided at the last epoch's end
 
 
@@ -133,33 +132,33 @@ def on_train_batch_end(trainer, s: Session) -> None:
     """Sample memory where the device keeps no peak counter (MPS); feed the gradient-noise tap."""
     if hasattr(s.backend, "sample"):
         s.backend.sample()
-    if s.tap is not None:
-        s.tap.after_backward(s.stepped, trainer.batch_size, _grad_scale(trainer))
-    s.stepped = False
+    if s.meter.tap is not None:
+        s.meter.tap.after_backward(s.meter.stepped, trainer.batch_size, _grad_scale(trainer))
+    s.meter.stepped = False
 
 
 @_safe
 def on_train_epoch_end(trainer, s: Session) -> None:
     """Close the training part of the epoch (validation excluded from images/s)."""
-    s.train_seconds = time.perf_counter() - s.epoch_start
-    s.trained = True
-    if s.start_epoch is not None:
-        trainer.start_epoch, s.start_epoch = s.start_epoch, None
+    s.meter.train_seconds = time.perf_counter() - s.meter.started
+    s.meter.trained = True
+    recovery.close_epoch(trainer, s)
 
 
 @_safe
 def on_fit_epoch_end(trainer, s: Session) -> None:
     """Write the epoch's row of batch_effect.csv, or the ``final`` row after the best-model evaluation."""
+    from yolo_batch import records
     from yolo_batch.ddp import rank
     from yolo_batch.effect import EffectLog
 
     if s.worker and rank() > 0:  # DDP: rank 0 alone writes the effect log
         return
 
-    if s.effect is None:
-        s.effect = EffectLog(Path(trainer.save_dir) / EFFECT_FILE, keep_until=trainer.start_epoch)
-    final = not s.trained  # final_eval runs this hook with no training epoch before it (8.4: at epoch + 1)
-    s.trained = False
+    if s.meter.effect is None:
+        s.meter.effect = EffectLog(Path(trainer.save_dir) / EFFECT_FILE, keep_until=trainer.start_epoch)
+    final = not s.meter.trained  # final_eval runs this hook with no training epoch before it (8.4: at epoch + 1)
+    s.meter.trained = False
     row: dict[str, Any] = {"epoch": "final" if final else trainer.epoch + 1, "batch": trainer.batch_size}
     row["accumulate"] = accumulate = nominal_accumulate(trainer)
     row["effective_batch"] = trainer.batch_size * accumulate
@@ -172,32 +171,32 @@ def on_fit_epoch_end(trainer, s: Session) -> None:
         peak = s.backend.peak_bytes()
         total = s.headroom.total_bytes if s.headroom else 0
         images = len(trainer.train_loader.dataset)
-        row["epoch_seconds"] = round(time.perf_counter() - s.epoch_start, 3)
-        row["images_per_s"] = round(images / s.train_seconds, 3) if s.train_seconds else None
+        row["epoch_seconds"] = round(time.perf_counter() - s.meter.started, 3)
+        row["images_per_s"] = round(images / s.meter.train_seconds, 3) if s.meter.train_seconds else None
         row["peak_mem_bytes"] = peak
         row["mem_utilization"] = round(peak / total, 4) if total else None
-        row["grad_noise_scale"] = round(s.noise.value, 2) if s.noise and s.noise.value else None
-        if s.last_batch is not None and s.last_batch != trainer.batch_size:
-            if not (s.decides or s.adapts) and trainer.batch_size < s.last_batch:  # Ultralytics' halving, per half
-                s.oom_events += round(math.log2(s.last_batch / trainer.batch_size))
+        row["grad_noise_scale"] = round(s.meter.noise.value, 2) if s.meter.noise and s.meter.noise.value else None
+        change = records.epoch_end(trainer, s)  # the epoch finished: its batch changes join the history
+        last = s.meter.last_batch
+        if last is not None and last != trainer.batch_size and change is None:  # a change no one logged
+            if not (s.decides or s.adapts) and trainer.batch_size < last:  # Ultralytics' own halving
+                recovery.halved(s, last, trainer.batch_size)
             logger, prefix = log()
             logger.warning(
-                f"{prefix}batch changed from {s.last_batch} to {trainer.batch_size} this epoch "
-                f"(out-of-memory events so far: {s.oom_events})"
+                f"{prefix}batch changed from {last} to {trainer.batch_size} this epoch "
+                f"(out-of-memory events so far: {s.oom.events})"
             )
-        row["oom_events"] = s.oom_events
-        if s.goodput is not None or s.change:  # goodput runs have the columns from the first epoch on
-            row["batch_change"] = f"{s.change[0]} -> {s.change[1]}" if s.change else None
-            row["change_reason"] = s.change[2] if s.change else None
-        s.last_batch, s.change = trainer.batch_size, None
-    s.effect.add(row)
+        row["oom_events"] = s.oom.events
+        if s.switching.on or change:  # goodput runs have the columns from the first epoch on
+            row["batch_change"] = f"{change[0]} -> {change[1]}" if change else None
+            row["change_reason"] = change[2] if change else None
+        s.meter.last_batch = trainer.batch_size
+    s.meter.effect.add(row)
     if not final:
-        from yolo_batch import adapt
-
         adapt.after_epoch(trainer, s)
-        if s.noise is not None:
+        if s.meter.noise is not None:
             logger, prefix = log()
-            logger.info(f"{prefix}{s.noise.reading(trainer.batch_size, len(trainer.train_loader.dataset))}")
+            logger.info(f"{prefix}{s.meter.noise.reading(trainer.batch_size, len(trainer.train_loader.dataset))}")
         _to_loggers(trainer, row, s.record)
 
 
@@ -210,7 +209,7 @@ def _to_loggers(trainer, row: dict[str, Any], record: dict[str, Any] | None) -> 
 
 def nominal_accumulate(trainer) -> int:
     """Batches per optimizer step once warm-up is over, as Ultralytics sets it: ``round(nbs / batch)``."""
-    acc = max(round(trainer.args.nbs / trainer.batch_size), 1)
+    acc = accumulate(trainer.batch_size, trainer.args.nbs)
     if not trainer.args.time and getattr(trainer, "train_loader", None) is not None:
         acc = min(acc, len(trainer.train_loader) * trainer.epochs)
     return acc
@@ -227,13 +226,13 @@ def on_train_end(trainer, s: Session) -> None:
         return
 
     logger, prefix = log()
-    rows = s.effect.rows if s.effect else []
+    rows = s.meter.effect.rows if s.meter.effect else []
     if rows and str(rows[-1]["epoch"]) != "final" and trainer.best.exists():
         # an Ultralytics whose final_eval fires no on_fit_epoch_end: the best model's metrics are here now
         on_fit_epoch_end(trainer)
-        rows = s.effect.rows
+        rows = s.meter.effect.rows
     record = decision(s)  # the latest decision and the run's history
-    for line in summarize(rows, record, s.noise.value if s.noise else None):
+    for line in summarize(rows, record, s.meter.noise.value if s.meter.noise else None):
         logger.info(f"{prefix}{line}")
     if rows:
         plot_effect(rows, record, Path(trainer.save_dir) / PLOT_FILE, plots=trainer.args.plots)
@@ -246,6 +245,7 @@ def on_train_end(trainer, s: Session) -> None:
 
 callbacks = {
     "on_pretrain_routine_start": on_pretrain_routine_start,
+    "on_pretrain_routine_end": on_pretrain_routine_end,
     "on_train_start": on_train_start,
     "on_train_epoch_start": on_train_epoch_start,
     "on_train_batch_end": on_train_batch_end,

@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from yolo_batch.effect import atomic_write
 from yolo_batch.shapes import CLASS_NAMES, COLORS, background, boxes, draw, draw_rotated, outline
 
 __all__ = ["CLASS_NAMES", "TASKS", "count_images", "make_dataset"]
@@ -57,12 +58,6 @@ def _recorded(root: Path, task: str) -> dict | None:
     except (OSError, ValueError):
         pass
     return None
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _norm(points: np.ndarray, imgsz: int) -> list[str]:
@@ -246,13 +241,13 @@ def make_dataset(
     for split, n in (("train", n_train), ("val", n_val)):
         _split(root, task, split, n, params)
     if task == "classify":
-        _write_atomic(record, json.dumps(params) + "\n")
+        atomic_write(record, json.dumps(params) + "\n")
         return root
     names = "\n".join(f"  {i}: {json.dumps(CLASS_NAMES[i])}" for i in range(classes))
     extra = f"kpt_shape: {list(KPT_SHAPE)}\nflip_idx: {list(FLIP_IDX)}\n" if task == "pose" else ""
     if task == "depth":
         names, extra = '  0: "depth"', "depth_scale: 1000\n"
-    _write_atomic(
+    atomic_write(
         record,
         f"# Synthetic shapes dataset written by yolo_batch.datasets.make_dataset\npath: {json.dumps(str(root))}\n"
         f"train: images/train\nval: images/val\nnames:\n{names}\n{extra}{_PARAMS_KEY}: {json.dumps(params)}\n",

@@ -8,9 +8,12 @@ validation forward (stepping down on out-of-memory), scale lr0 if asked, then re
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
-from yolo_batch.policy import gib
+from yolo_batch.policy import ADVICE, gib
 from yolo_batch.session import log, session
 from yolo_batch.spec import AutoPlusError, BatchSpec, with_overrides
 
@@ -18,9 +21,38 @@ VERIFY_MARGIN = 0.5  # verify: auto proves picks whose predicted peak is above t
 VERIFY_CHEAP_S = 1.0  # ...or whose step (estimated from the probe) takes at most this long
 
 
+_PLANNING: ContextVar[bool] = ContextVar("yolo_batch_planning", default=False)
+
+
+class Planned(Exception):
+    """Raised by `auto_batch` inside `planning` once the decision is made and recorded: nothing trains."""
+
+    def __init__(self, record: dict[str, Any], task: str) -> None:
+        super().__init__("decision made")
+        self.record, self.task = record, task
+
+
+@contextmanager
+def planning() -> Iterator[None]:
+    """Within it, `auto_batch` stops the run with `Planned` after deciding (``yolo-batch plan``'s seam).
+
+    Examples:
+        >>> with planning():
+        ...     _PLANNING.get()
+        True
+        >>> _PLANNING.get()
+        False
+    """
+    token = _PLANNING.set(True)
+    try:
+        yield
+    finally:
+        _PLANNING.reset(token)
+
+
 def auto_batch(trainer, world: int = 1) -> int:
     """Probe (or check the law cache), decide, verify and report; return the batch (per GPU when ``world`` > 1)."""
-    from yolo_batch import lawcache, records
+    from yolo_batch import adapt, decision_record, lawcache, lrscale, records
     from yolo_batch.memory import backend_for
     from yolo_batch.phases import Phases
     from yolo_batch.probe import Prober, borrowed
@@ -49,79 +81,68 @@ def auto_batch(trainer, world: int = 1) -> int:
     if found.status == "miss" and found.entry is not None:
         notes.append(f"law cache not used: {found.detail}")
     bound = _fit_bound(model, budget, prober, spec)  # goodput's ceiling, from the law as refitted
-    s.goodput = {"pace": pace, "fit_bound": bound} if spec.policy == "goodput" and world == 1 else None
-    lr = _scale_lr(trainer, spec, batch) if world == 1 else {}  # DDP: scaled at the global batch, after agreeing
+    if spec.policy == "goodput" and world == 1:
+        adapt.begin(s, pace, bound)
+    # lr_scaling at the pick (DDP: at the global batch, after agreeing); lrscale applies it once the optimizer is built
+    lr = lrscale.plan(trainer, s, spec.lr_scaling, batch) if world == 1 else {}
     seconds = time.perf_counter() - t0
     if flat:
         notes.insert(0, "memory grew below the meter's resolution between probe sizes: per-image memory taken as 0")
     reason = "; ".join([*lead, decision.reason, *notes])
-    s.record = {
-        "batch": batch,
-        "value": s.value,
-        "policy": spec.policy,
-        "utilization": spec.utilization,
-        "device": head.device,
-        "total_bytes": head.total_bytes,
-        "free_bytes": head.free_bytes,
-        "held_bytes": head.held_bytes,
-        "other_bytes": head.other_bytes,
-        "memory_source": head.source,
-        "budget_bytes": int(budget),
-        "fixed_bytes": int(model.train.fixed_bytes),
-        "per_image_bytes": int(model.train.per_image_bytes),
-        "val_fixed_bytes": int(model.val.fixed_bytes) if model.val else None,
-        "val_per_image_bytes": int(model.val.per_image_bytes) if model.val else None,
-        "probe_law": {
-            "fixed_bytes": int(probe_law.train.fixed_bytes),
-            "per_image_bytes": int(probe_law.train.per_image_bytes),
+    s.record = decision_record.build(
+        batch=batch,
+        value=s.value,
+        spec=spec,
+        head=head,
+        budget=budget,
+        model=model,
+        probe_law=probe_law,
+        candidates=decision.candidates,
+        verified=verified,
+        reason=reason,
+        seconds={
+            "probe_seconds": result.seconds,
+            "probe_setup_seconds": setup_seconds,
+            "probe_warmup_seconds": result.warmup_seconds,
+            "verify_seconds": verify_seconds,
+            "decision_seconds": seconds,
         },
-        "candidates": [
-            {
-                "batch": c.batch,
-                "predicted_peak_bytes": int(c.predicted_peak_bytes),
-                "fits": c.fits,
-                "cap": c.cap,
-                "predicted_images_per_s": round(c.images_per_s, 1) if c.images_per_s else None,
-            }
-            for c in decision.candidates
-        ],
-        "predicted_peak_bytes": int(model.peak(batch)),
-        "verified_peak_bytes": verified,
-        "reason": reason,
-        "probe_seconds": round(result.seconds, 3),
-        "probe_setup_seconds": round(setup_seconds, 3),
-        "probe_warmup_seconds": round(result.warmup_seconds, 3),
-        "verify_seconds": round(verify_seconds, 3),
-        "decision_seconds": round(seconds, 3),
-        "phase_seconds": phases.record(seconds),
-        "cache": found.record(),
-        "probe_points": {"train": result.train, "val": result.val, "used": used, "oom": result.oom},
-        "allocated_peaks": [list(a) for a in prober.allocated] or None,  # CUDA: every probe and verified step
-        "dataset_size": prober.dataset_size,
-        "task": prober.task,
-        "worst_case": prober.worst_case,
-        "val_batch_factor": prober.val_factor,
-        "max_labels_per_image": prober.max_labels,
-        "imgsz": prober.max_size,
-        "amp": bool(trainer.amp),
-        "config": spec.config,
-        "settings": {**spec.as_dict(), "val_batch": model.val_batch},
-        **record_fields(pace, batch, result),
-        **({"goodput": {"fit_bound": bound, "goodput_gain": spec.goodput_gain}} if s.goodput else {}),
-        **lr,
-        "versions": _versions(),
-    }
+        probe_points={"train": result.train, "val": result.val, "used": used, "oom": result.oom},
+        facts={
+            "dataset_size": prober.dataset_size,
+            "task": prober.task,
+            "worst_case": prober.worst_case,
+            "val_batch_factor": prober.val_factor,
+            "max_labels_per_image": prober.max_labels,
+            "imgsz": prober.max_size,
+            "amp": bool(trainer.amp),
+        },
+        extra={
+            "phase_seconds": phases.record(seconds),
+            "cache": found.record(),
+            "allocated_peaks": [list(a) for a in prober.allocated] or None,  # CUDA: every probe and verified step
+            **record_fields(pace, batch, result),
+            # goodput: a plain resume rescales lr0 on from here when lr_scales
+            **(
+                {"goodput": {"fit_bound": bound, "goodput_gain": spec.goodput_gain, "lr_scales": s.lr.applies}}
+                if s.switching.on
+                else {}
+            ),
+            **lr,
+            "versions": _versions(),
+        },
+    )
     if found.setup is not None and found.status != "hit":  # the law through the verified step, when there is one
         law = picked.peaks and refit_law(model, result, batch, picked.peaks)
         lawcache.save(found, prober, picked, s.record, law or model)
         s.record["cache"] = found.record()
-    if s.goodput:
-        s.record["goodput"]["lr_scales"] = s.lr_scales  # a plain resume rescales lr0 on from here
     if world > 1:
         return batch  # this rank's verified per-GPU pick: ddp_auto_batch agrees, scales lr0 and writes
     records.decided(trainer, s)
     for line in decision_table(s.record):
         logger.info(f"{prefix}{line}")
+    if _PLANNING.get():
+        raise Planned(s.record, trainer.args.task)
     return batch
 
 
@@ -138,8 +159,7 @@ def _full(trainer, prober, spec: BatchSpec, world: int, phases):
         result = prober.run((1, 2), spec.probe_val, result)
     if len(result.train) < 2:
         raise AutoPlusError(
-            f"out of memory while probing batch {min(result.oom or [1])} at imgsz={trainer.args.imgsz}; "
-            "lower imgsz, use a smaller model, enable AMP, or free device memory"
+            f"out of memory while probing batch {min(result.oom or [1])} at imgsz={trainer.args.imgsz}; {ADVICE}"
         )
     phases.add("warmup", result.warmup_seconds)
     phases.add("probe_steps", result.seconds - result.warmup_seconds)
@@ -200,8 +220,7 @@ def _verified(trainer, prober, spec: BatchSpec, world: int, model, decision, bud
             notes.append(f"verification at {batch} ran out of memory, stepped down to {lower}")
             if lower == 0:
                 raise AutoPlusError(
-                    f"batch {spec.min_batch} runs out of memory at imgsz={trainer.args.imgsz}; lower imgsz, use "
-                    "a smaller model, enable AMP, or free device memory"
+                    f"batch {spec.min_batch} runs out of memory at imgsz={trainer.args.imgsz}; {ADVICE}"
                 )
             batch, refined = lower, True  # no refit toward a batch that ran out of memory
             continue
@@ -230,7 +249,7 @@ def _verified(trainer, prober, spec: BatchSpec, world: int, model, decision, bud
 
 def ddp_auto_batch(trainer) -> int:
     """DDP worker: probe this rank's GPU alone, agree on the smallest per-GPU pick; return per-GPU x world."""
-    from yolo_batch import ddp, records
+    from yolo_batch import ddp, lrscale, records
     from yolo_batch.memory import backend_for
 
     s, world = session(trainer), trainer.world_size
@@ -239,7 +258,7 @@ def ddp_auto_batch(trainer) -> int:
         per_gpu, picks = ddp.agree(lambda: auto_batch(trainer, world=world), world)
     batch = per_gpu * world
     s.record.update(ddp.record_fields(s.record, picks, ddp.rank()))
-    s.record.update(_scale_lr(trainer, s.spec, batch))
+    s.record.update(lrscale.plan(trainer, s, s.spec.lr_scaling, batch))
     records.decided(trainer, s)  # rank 0 writes
     if ddp.rank() == 0:
         logger, prefix = log()
@@ -294,28 +313,6 @@ def _step_estimate(result, batch: int) -> float:
 def _fit_bound(model, budget: float, prober, spec: BatchSpec) -> int:
     """The largest batch the memory law puts within the budget, capped by the training set and ``max_batch``."""
     return min(model.max_batch(budget), prober.dataset_size, spec.max_batch)
-
-
-def _scale_lr(trainer, spec: BatchSpec, batch: int) -> dict[str, Any]:
-    """Apply ``lr_scaling`` above the nominal batch: lr0 x (effective / nbs) or its square root."""
-    nbs, lr0 = trainer.args.nbs, trainer.args.lr0
-    effective = batch * max(round(nbs / batch), 1)
-    factor = 1.0
-    if spec.lr_scaling != "none" and effective > nbs:
-        factor = effective / nbs if spec.lr_scaling == "linear" else (effective / nbs) ** 0.5
-        if trainer.args.optimizer == "auto":
-            logger, prefix = log()
-            logger.warning(
-                f"{prefix}lr_scaling={spec.lr_scaling} has no effect with optimizer=auto, which picks its own lr; "
-                "set optimizer=SGD or AdamW and lr0"
-            )
-            factor = 1.0
-        trainer.args.lr0 = lr0 * factor
-    s = session(trainer)
-    if s is not None:  # goodput rescales lr0 from here when it switches the batch
-        s.lr_factor = factor
-        s.lr_scales = spec.lr_scaling != "none" and trainer.args.optimizer != "auto"
-    return {"lr_scaling": spec.lr_scaling, "lr0": lr0, "lr0_scaled": lr0 * factor, "effective_batch": effective}
 
 
 def _fit(prober, result, spec):

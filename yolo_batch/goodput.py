@@ -28,6 +28,18 @@ from dataclasses import dataclass
 SETTLE = 0.20  # the noise scale has settled when it moved less than this share between the last two epochs
 
 
+def accumulate(batch: int, nbs: int) -> int:
+    """Batches per optimizer step at ``batch``, as Ultralytics sets it: ``max(round(nbs / batch), 1)``.
+
+    The one place of the formula (`effective`, `throughput.Pace`, the effect log's ``accumulate``).
+
+    Examples:
+        >>> accumulate(16, 64), accumulate(24, 64), accumulate(128, 64)
+        (4, 3, 1)
+    """
+    return max(round(nbs / batch), 1)
+
+
 def effective(batch: int, nbs: int) -> int:
     """Images per optimizer step at ``batch``: ``batch x round(nbs / batch)`` (at least ``batch``), as Ultralytics.
 
@@ -35,7 +47,7 @@ def effective(batch: int, nbs: int) -> int:
         >>> effective(16, 64), effective(24, 64), effective(48, 64), effective(128, 64)
         (64, 72, 48, 128)
     """
-    return batch * max(round(nbs / batch), 1)
+    return batch * accumulate(batch, nbs)
 
 
 def efficiency(batch: int, nbs: int, noise: float) -> float:

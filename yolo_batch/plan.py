@@ -39,14 +39,6 @@ instead of the tables.
 """
 
 
-class _Planned(Exception):
-    """Raised from ``auto_batch`` once the decision is made: it stops the run before anything trains."""
-
-    def __init__(self, record: dict[str, Any], task: str) -> None:
-        super().__init__("decision made")
-        self.record, self.task = record, task
-
-
 def _split(args: list[str]) -> tuple[list[str], dict[str, str], bool]:
     """(training words, plan's own project/name/exist_ok, --json) from the command line; one-line errors."""
     json_out = False
@@ -148,23 +140,15 @@ def plan(words: list[str]) -> tuple[dict[str, Any], str]:
     from yolo_batch import decide
 
     yolo_batch.activate()
-    real = decide.auto_batch
-
-    def auto_batch(trainer, *a, **k):
-        real(trainer, *a, **k)
-        from yolo_batch.session import session
-
-        raise _Planned(session(trainer).record, trainer.args.task)
-
     tmp = tempfile.mkdtemp(prefix="yolo-batch-plan-")
     argv = list(sys.argv)  # Ultralytics keeps sys.argv itself as ARGV: edit the list in place
     sys.argv[:] = ["yolo", "train", *words, f"project={tmp}", "name=plan", "exist_ok=True", "plots=False"]
-    decide.auto_batch = auto_batch
     # a plan is no training run: no MLflow/W&B/DVC/... run is opened for it (DVCLive would leave dvclive/ behind)
     add_integrations, integrations.add_integration_callbacks = integrations.add_integration_callbacks, _no_loggers
     try:
-        ultralytics.cfg.entrypoint()
-    except _Planned as done:
+        with decide.planning():  # auto_batch raises Planned once the decision is made: nothing trains
+            ultralytics.cfg.entrypoint()
+    except decide.Planned as done:
         return done.record, done.task
     except (FileNotFoundError, ConnectionError, SyntaxError) as e:  # what _check could not foresee, as one line
         raise AutoPlusError(f"plan: {_line(e)}") from None
@@ -173,7 +157,6 @@ def plan(words: list[str]) -> tuple[dict[str, Any], str]:
             raise
         raise AutoPlusError(f"plan: {_line(e)}") from None
     finally:
-        decide.auto_batch = real
         integrations.add_integration_callbacks = add_integrations
         sys.argv[:] = argv
         shutil.rmtree(tmp, ignore_errors=True)

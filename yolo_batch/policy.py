@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+ADVICE = "lower imgsz, use a smaller model, enable AMP, or free device memory"  # every out-of-memory error ends so
+
 GIB = 2**30
 SPEEDS = ("speed", "goodput")  # the policies that need the measured pace
 
@@ -314,10 +316,7 @@ def _fastest(pace, low: int, high: int, threshold: float) -> tuple[int, str]:
 def _none_fits(model: MemoryModel, budget: float, policy: str, min_batch: int, rungs: tuple) -> Decision:
     """The decision when not even ``min_batch`` fits: batch 0 and advice."""
     need = model.peak(min_batch)
-    reason = (
-        f"batch {min_batch} needs {gib(need)} > budget {gib(budget)}; "
-        "lower imgsz, use a smaller model, enable AMP, or free memory"
-    )
+    reason = f"batch {min_batch} needs {gib(need)} > budget {gib(budget)}; {ADVICE}"
     return Decision(0, policy, budget, need, reason, rungs)
 
 

@@ -5,8 +5,10 @@
   `write_args` puts the auto-plus value back, so ``yolo train cfg=runs/.../args.yaml`` runs auto-plus again;
   `fresh_save_dir` gives such a rerun a new run folder instead of the one named by the file's ``save_dir``.
 - ``batch_decision.json``: the latest auto-plus decision at the top level and ``history``, every batch
-  choice of the run oldest first (each auto-plus decision, and each batch given with a resume), with
-  ``from_epoch``, the first epoch trained at it. A resume reads it back (`load_history`) and appends.
+  choice of the run oldest first (each auto-plus decision, each batch given with a resume, each goodput
+  switch and out-of-memory step-down), with ``from_epoch``, the first epoch trained at it. A choice enters
+  the history once an epoch at that batch has finished (`epoch_end`); a resume reads it back
+  (`load_history`), drops what ran past the checkpoint (`started`) and appends.
 - ``weights/last.pt``: Ultralytics' ``train_args`` hold the batch the run trains at (the pick, or its
   step-down), which is what a resume continues with; nothing here changes them.
 """
@@ -26,7 +28,8 @@ def fresh_save_dir(overrides: dict[str, Any]) -> tuple[dict[str, Any], str | Non
     r"""Drop a ``save_dir`` that already holds a run (``cfg=`` of a run's own args.yaml names its folder).
 
     Ultralytics then names the new folder from ``project`` and ``name`` as for any new run (``run`` ->
-    ``run2``). A resume keeps its folder.
+    ``run2``), with ``exist_ok`` off: a file whose run had ``exist_ok=True`` would otherwise name its own folder
+    again. A resume keeps its folder.
 
     Returns:
         (tuple): The overrides (a copy without ``save_dir`` when dropped) and the folder not written into, or None.
@@ -37,7 +40,7 @@ def fresh_save_dir(overrides: dict[str, Any]) -> tuple[dict[str, Any], str | Non
         >>> fresh_save_dir({"save_dir": str(folder), "epochs": 3})[1] is None  # an empty folder is used as named
         True
         >>> _ = (folder / "args.yaml").write_text("batch: auto-plus\n")
-        >>> fresh_save_dir({"save_dir": str(folder), "epochs": 3}) == ({"epochs": 3}, str(folder))
+        >>> fresh_save_dir({"save_dir": str(folder), "epochs": 3}) == ({"epochs": 3, "exist_ok": False}, str(folder))
         True
         >>> fresh_save_dir({"save_dir": str(folder), "resume": "last.pt"})[1] is None
         True
@@ -45,7 +48,7 @@ def fresh_save_dir(overrides: dict[str, Any]) -> tuple[dict[str, Any], str | Non
     folder = overrides.get("save_dir")
     if not folder or overrides.get("resume") or not (Path(str(folder)) / ARGS_FILE).is_file():
         return overrides, None
-    return {k: v for k, v in overrides.items() if k != "save_dir"}, str(folder)
+    return {**{k: v for k, v in overrides.items() if k != "save_dir"}, "exist_ok": False}, str(folder)
 
 
 def write_args(trainer, s: Session) -> None:
@@ -103,33 +106,68 @@ def decision(s: Session) -> dict[str, Any] | None:
 
 
 def decided(trainer, s: Session) -> None:
-    """Keep the decision just made (``s.record``); write it now, or on resume once its first epoch is known."""
-    s.pending = True
-    flush(trainer, s)
+    """Keep the decision just made (``s.record``): a new run's from epoch 1 now, a resumed run's once it trained.
 
-
-def flush(trainer, s: Session, started: bool = False) -> None:
-    """Append a pending decision to the history and write ``batch_decision.json``.
-
-    ``started``: called at ``on_train_start``, where a resumed run's first epoch is known (``trainer.auto_batch``
-    runs before Ultralytics reads the checkpoint's epoch).
+    A fresh run writes it at once (there is no checkpoint it could run ahead of); on resume ``trainer.auto_batch``
+    runs before Ultralytics reads the checkpoint's epoch, so `started` queues it with its first epoch.
     """
-    if not s.pending or (getattr(trainer, "resume", False) and not started):
-        return
-    s.pending = False
-    s.record = {**s.record, "source": "auto-plus", "from_epoch": trainer.start_epoch + 1}
-    s.history.append(s.record)
-    write(trainer, s)
+    s.pending = True
+    if not getattr(trainer, "resume", False):
+        s.pending = False
+        s.record = {**s.record, "source": "auto-plus", "from_epoch": 1}
+        s.history.append(s.record)
+        write(trainer, s)
 
 
-def given_on_resume(trainer, s: Session) -> None:
-    """A resume with an integer batch: add it to the history of a run that auto-plus decided."""
-    if not (getattr(trainer, "resume", False) and s.given is not None and s.history):
+def started(trainer, s: Session) -> None:
+    """At ``on_train_start`` (the checkpoint's epoch is known): trim the history to it, queue a resume's choice.
+
+    A resume continues after the checkpoint's last epoch: an entry from a later epoch never finished an epoch
+    (the run was stopped inside it) and is dropped. A decision made on resume, or a batch given with it, waits
+    for its first epoch to finish (`epoch_end`).
+    """
+    if not getattr(trainer, "resume", False):
         return
-    s.history.append(
-        {"source": "given", "batch": trainer.batch_size, "value": s.given, "from_epoch": trainer.start_epoch + 1}
-    )
-    write(trainer, s)
+    kept = [h for h in s.history if h.get("from_epoch", 1) <= trainer.start_epoch]
+    if len(kept) != len(s.history):
+        s.history = kept
+        write(trainer, s)
+    first = trainer.start_epoch + 1
+    if s.pending:
+        s.pending = False
+        s.record = {**s.record, "source": "auto-plus", "from_epoch": first}
+        s.waiting.append(s.record)
+    elif s.given is not None and s.history:
+        s.waiting.append({"source": "given", "batch": trainer.batch_size, "value": s.given, "from_epoch": first})
+
+
+def changed(trainer, s: Session, entry: dict[str, Any], words: str) -> None:
+    """A batch change inside the epoch now running (a goodput switch, an out-of-memory step-down).
+
+    It waits for the epoch to finish (`epoch_end`). A second change in the same epoch (a switch that then ran
+    out of memory) replaces the first: only the batch that finishes the epoch trained; the words keep both.
+    """
+    before = next((h for h in s.waiting if h.get("from_epoch") == entry["from_epoch"] and "previous_batch" in h), None)
+    if before is not None:
+        s.waiting.remove(before)
+        entry = {
+            **entry,
+            "previous_batch": before["previous_batch"],
+            "reason": f"{before['reason']}; then {entry['reason']}",
+        }
+    first = s.change[0] if s.change else entry["previous_batch"]
+    s.change = (first, entry["batch"], f"{s.change[2]}; then {words}" if s.change else words)
+    s.waiting.append(entry)
+
+
+def epoch_end(trainer, s: Session) -> tuple[int, int, str] | None:
+    """An epoch finished (its checkpoint saved): its waiting entries join the history; the epoch's change, if any."""
+    change, s.change = s.change, None
+    if s.waiting:
+        s.history.extend(s.waiting)
+        s.waiting = []
+        write(trainer, s)
+    return change
 
 
 def write(trainer, s: Session) -> None:

@@ -14,6 +14,7 @@ from yolo_batch.callbacks import DECISION_FILE, EFFECT_FILE
 from yolo_batch.cmdline import parse_pairs
 from yolo_batch.decide import decision_table
 from yolo_batch.effect import atomic_write, atomic_write_bytes, read_csv
+from yolo_batch.history import batch_spans, row_spans, spans_words
 from yolo_batch.spec import AutoPlusError
 from yolo_batch.summary import TASKS, Task, number, task_of, train_loss
 
@@ -54,7 +55,7 @@ def print_run(run: str | Path) -> None:
 # ---------------------------------------------------------------------------------------------------------
 # Across runs: ``yolo-batch compare RUN_DIR... [out=DIR]``.
 
-HEAD = ("run", "task", "batch", "effective_batch", "policy", "epochs")
+HEAD = ("run", "task", "batch", "batches", "effective_batch", "policy", "epochs")
 TAIL = ("final_train_loss", "images_per_s", "peak_mem_gib", "wall_s", "dir")
 CSV_FILE, PNG_FILE = "comparison.csv", "comparison.png"
 COMPARE_USAGE = "usage: yolo-batch compare RUN_DIR... [out=DIR]"
@@ -74,7 +75,7 @@ def columns(rows: list[dict[str, Any]]) -> tuple[str, ...]:
     """The comparison's columns: `HEAD`, ``best_`` and ``final_`` of each metric of the runs' tasks, `TAIL`.
 
     Examples:
-        >>> columns([{"task": "classify"}])[6:10]
+        >>> columns([{"task": "classify"}])[7:11]
         ('best_accuracy_top1', 'final_accuracy_top1', 'best_accuracy_top5', 'final_accuracy_top5')
     """
     tasks = {r["task"] for r in rows}
@@ -177,7 +178,8 @@ def format_table(rows: list[dict[str, Any]]) -> list[str]:
     table += [("wall s", "wall_s")]
     heads, keys = zip(*table)
     digits = {"images_per_s": 1, "peak_mem_gib": 2, "wall_s": 1}
-    cells = [[_show(r.get(k), digits.get(k, 3)) for k in keys] for r in rows]
+    shown_rows = [{**r, "batch": r["batches"]} if "," in (r.get("batches") or "") else r for r in rows]
+    cells = [[_show(r.get(k), digits.get(k, 3)) for k in keys] for r in shown_rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(heads)]
     lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(heads, widths)))]
     for c in cells:
@@ -188,7 +190,8 @@ def format_table(rows: list[dict[str, Any]]) -> list[str]:
 def _summarise(run: Path, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """One run's comparison row and its per-epoch series for the plots."""
     r = load_run(run)
-    results = r["results"]
+    wall = _wall(r["results"])  # every segment ran, a redone epoch's too
+    results = once(r["results"])
     if not results:
         raise AutoPlusError(f"compare: {str(run)!r} has no finished epoch in results.csv yet; compare it later")
     epochs_rows = [e for e in r["effect"] if e.get("epoch") != "final"]
@@ -201,6 +204,7 @@ def _summarise(run: Path, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
         "run": name,
         "task": task.name if task else None,
         "batch": _batch(run, epochs_rows, r["decision"]),
+        "batches": _batches(epochs_rows, r["decision"], len(results)),
         "effective_batch": _int(epochs_rows[-1].get("effective_batch")) if epochs_rows else None,
         "policy": (r["decision"] or {}).get("policy"),
         "epochs": len(results),
@@ -213,7 +217,7 @@ def _summarise(run: Path, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     out["final_train_loss"] = losses[-1]
     out["images_per_s"] = sum(speeds) / len(speeds) if speeds else None
     out["peak_mem_gib"] = max(peaks) / 2**30 if peaks else None
-    out["wall_s"] = _wall(results)
+    out["wall_s"] = wall
     out["dir"] = str(run)
     head = task.headline[1] if task else ""
     series = {
@@ -223,6 +227,32 @@ def _summarise(run: Path, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
         "task": task,
     }
     return out, series
+
+
+def once(results: list[dict[str, str]]) -> list[dict[str, str]]:
+    """results.csv's rows with each epoch once: the last row of an epoch redone after a resume.
+
+    Ultralytics appends a row per finished epoch; a run stopped after writing a row but before saving its
+    checkpoint redoes that epoch on resume and appends it again.
+
+    Examples:
+        >>> rows = [{"epoch": "1", "time": "5"}, {"epoch": "2", "time": "9"}, {"epoch": "2", "time": "4"}]
+        >>> [r["time"] for r in once(rows)]
+        ['5', '4']
+    """
+    last = {str(row.get("epoch", "")).strip(): row for row in results}
+    return list(last.values())
+
+
+def _batches(epoch_rows: list[dict[str, str]], decision: dict | None, epochs: int) -> str | None:
+    """Each batch with its epochs (``8 (1), 32 (2-3)``): from the decision's history, else from the effect log."""
+    history = (decision or {}).get("history")
+    if history:
+        first = next((_int(e.get("batch")) for e in epoch_rows if str(e.get("epoch")) == "1"), None)
+        spans = batch_spans(history, epochs, first)
+    else:
+        spans = row_spans(epoch_rows)
+    return spans_words(spans) or None
 
 
 def _task(run: Path, results: list[dict[str, str]]) -> Task | None:

@@ -16,6 +16,7 @@ library and `spec`, so none of them needs another for the per-run state, and no 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from yolo_batch.spec import BatchSpec
@@ -33,8 +34,96 @@ def log():
     return LOGGER, colorstr("AutoPlus: ")
 
 
+@dataclass
+class LrScale:
+    """``lr_scaling`` of the run, written by `yolo_batch.lrscale` alone.
+
+    Attributes:
+        scaling (str): ``none``, ``linear`` or ``sqrt``.
+        applies (bool): Scaling is on and the optimizer uses lr0 (not ``optimizer=auto``).
+        factor (float): The factor applied now.
+        base_lrs (list[float] | None): The scheduler's ``base_lrs`` at factor 1 (from the base lr0), once known.
+    """
+
+    scaling: str = "none"
+    applies: bool = False
+    factor: float = 1.0
+    base_lrs: list[float] | None = None
+
+
+@dataclass
+class OomState:
+    """Out-of-memory recovery, written by `yolo_batch.recovery` alone.
+
+    Attributes:
+        events (int): Out-of-memory events absorbed so far (step-downs, validation halvings, Ultralytics' own).
+        train_batch (int | None): The batch training was built at, before a step-down.
+        retries_seen (int): Ultralytics' per-epoch restart counter (``_oom_retries``), as last seen.
+        start_epoch (int | None): Ultralytics' ``start_epoch``, held while an epoch runs.
+    """
+
+    events: int = 0
+    train_batch: int | None = None
+    retries_seen: int = 0
+    start_epoch: int | None = None
+
+
+@dataclass
+class EpochMeter:
+    """The epoch's measurement, written by `yolo_batch.callbacks` alone.
+
+    Attributes:
+        effect (effect.EffectLog | None): ``batch_effect.csv``.
+        started (float): ``perf_counter`` at the epoch's start.
+        train_seconds (float): The training part of the epoch.
+        trained (bool): A training epoch ended since the last ``on_fit_epoch_end``.
+        last_batch (int | None): The batch of the last epoch logged.
+        noise (effect.GradientNoise | None): The gradient-noise estimate, when ``noise_scale`` is on.
+        tap (effect.GradientTap | None): What feeds it.
+        stepped (bool): The optimizer stepped in this iteration.
+    """
+
+    effect: Any = None
+    started: float = 0.0
+    train_seconds: float = 0.0
+    trained: bool = False
+    last_batch: int | None = None
+    noise: Any = None
+    tap: Any = None
+    stepped: bool = False
+
+
+@dataclass
+class SwitchState:
+    """Policy ``goodput`` during training, written by `yolo_batch.adapt` alone.
+
+    Attributes:
+        on (bool): The run's batch is goodput's to change.
+        pace (throughput.Pace | None): Predicted images/s per batch.
+        fit_bound (int): The largest batch goodput may switch to.
+        readings (list[float | None]): The noise-scale estimate at each epoch's end.
+        choice (goodput.Choice | None): The switch decided at an epoch's end, made at the next start.
+        log_filter (logging.Filter | None): Hides Ultralytics' restart warning of that switch.
+        saved (tuple | None): The optimizer's lr and momentum, and ``accumulate``, before the stand-in iteration.
+    """
+
+    on: bool = False
+    pace: Any = None
+    fit_bound: int = 0
+    readings: list[float | None] = field(default_factory=list)
+    choice: Any = None
+    log_filter: Any = None
+    saved: Any = None
+
+
 class Session:
-    """What the plugin knows about one training run."""
+    """What the plugin knows about one training run.
+
+    The fields set here are fixed when the trainer is built (`wiring`); each piece of state that changes while
+    the run trains has one writing module: the decision and its history (``record``, ``history``, ``pending``,
+    ``waiting``, ``change``) `records`, ``oom`` `recovery`, ``meter`` `callbacks`, ``switching`` `adapt`, ``lr``
+    `lrscale`, ``bn_momenta``/``bn_batch`` `batchnorm`.
+    """
 
     def __init__(self, spec: BatchSpec, decides: bool, value: str | None) -> None:
         """``decides``: choose the batch (auto-plus); else only measure and log the effect."""
@@ -43,35 +132,23 @@ class Session:
         self.headroom = None
         self.record: dict[str, Any] | None = None  # the latest auto-plus decision (batch_decision.json)
         self.history: list[dict[str, Any]] = []  # every batch choice of the run, oldest first
-        self.pending = False  # a decision made on resume, written once its first epoch is known
+        self.pending = False  # a decision made on resume, queued once its first epoch is known
+        self.waiting: list[dict[str, Any]] = []  # history entries whose first epoch has not finished (`records`)
         self.given: Any = None  # the batch given with a resume, when one was
         self.earlier_run: str | None = None  # the run folder a rerun of its args.yaml did not write into
-        self.effect = None
-        self.epoch_start = 0.0
-        self.train_seconds = 0.0
-        self.trained = False  # a training epoch ended since the last on_fit_epoch_end
-        self.last_batch: int | None = None
-        self.oom_events = 0
-        self.noise = None  # GradientNoise, when noise_scale is on
-        self.tap = None
-        self.stepped = False
-        self.train_batch: int | None = None  # the batch training runs at, before an OOM step-down
-        self.retries_seen = 0  # Ultralytics' per-epoch OOM counter, as last seen
-        self.start_epoch: int | None = None  # trainer.start_epoch, held while an epoch runs
+        self.meter = EpochMeter()  # `callbacks`
+        self.oom = OomState()  # `recovery`
         self.launcher = False  # the DDP launcher: spawns the workers, trains nothing
         self.worker = False  # a DDP worker of an auto-plus launch: decides with the other ranks
         self.val_batch: int | None = None  # the fixed validation batch (YOLO_BATCH_VAL_BATCH), when asked for
         self.bn_momenta: dict[str, float] | None = None  # bn_momentum auto: each BatchNorm's own momentum
         self.bn_batch: int | None = None  # bn_momentum auto: the batch the momenta were last scaled to
         self.adapts = False  # a plain resume of a goodput run: no new decision, goodput goes on switching
-        self.goodput: dict[str, Any] | None = None  # policy goodput: the pace and the fit bound (`adapt`)
-        self.noise_readings: list[float | None] = []  # the noise-scale estimate at each epoch's end
-        self.switch: Any = None  # goodput: the batch switch decided at an epoch's end, made at the next start
-        self.switch_filter: Any = None  # the log filter that hides Ultralytics' restart warning of a switch
-        self.switch_state: Any = None  # the optimizer's lr and momentum before the switch's stand-in iteration
-        self.change: tuple[int, int, str] | None = None  # the batch change of this epoch: (old, new, reason)
-        self.lr_factor = 1.0  # lr_scaling's factor applied to lr0 now
-        self.lr_scales = False  # lr_scaling applies (not none, and an optimizer whose lr0 is used)
+        self.switching = SwitchState()  # policy goodput (`adapt`)
+        self.change: tuple[int, int, str] | None = (
+            None  # the batch change of this epoch: (old, new, reason) (`records`)
+        )
+        self.lr = LrScale()  # lr_scaling's factor on the optimizer (`lrscale`)
 
 
 def session(trainer) -> Session | None:

@@ -15,6 +15,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from yolo_batch.history import chosen, row_spans, spans_words
 from yolo_batch.throughput import check_line
 
 if TYPE_CHECKING:
@@ -132,33 +133,6 @@ def metric_line(rows: list[dict[str, Any]]) -> str | None:
     return f"{lead}: {', '.join(shown)}"
 
 
-def chosen(decision: dict | None, first: int | None = None) -> str:
-    """How the batches were chosen, from ``batch_decision.json`` and its ``history``, in the epochs' order.
-
-    Examples:
-        >>> chosen(None)
-        'as given'
-        >>> chosen({"policy": "ladder", "batch": 32})
-        'picked by auto-plus (ladder)'
-        >>> h = [{"batch": 8, "policy": "fit", "from_epoch": 1}, {"source": "given", "batch": 4, "from_epoch": 3}]
-        >>> chosen({"history": h})
-        '(8 from epoch 1, picked by auto-plus (fit); 4 from epoch 3, given on resume)'
-    """
-    if not decision:
-        return "as given"
-    history = decision.get("history") or [decision]
-    if len(history) == 1 and history[0].get("from_epoch", 1) == 1:
-        return f"picked by auto-plus ({history[0]['policy']})"
-    steps = [] if history[0].get("from_epoch", 1) == 1 else [f"{first} from epoch 1, as given"]
-    for h in history:
-        source = h.get("source")
-        how = {"given": "given on resume", "goodput": "switched by goodput"}.get(source) or (
-            f"picked by auto-plus ({h['policy']})"
-        )
-        steps.append(f"{h['batch']} from epoch {h.get('from_epoch', 1)}, {how}")
-    return f"({'; '.join(steps)})"
-
-
 def summarize(rows: list[dict[str, Any]], decision: dict | None, noise: float | None = None) -> list[str]:
     """Log lines summarising a run from its effect rows (epochs, then ``final``) and its decision."""
     epochs = [r for r in rows if str(r.get("epoch")) != "final"]
@@ -166,7 +140,7 @@ def summarize(rows: list[dict[str, Any]], decision: dict | None, noise: float | 
         return []
     last = epochs[-1]
     batches = [b for b, _ in groupby(int(r["batch"]) for r in epochs)]  # in the epochs' order
-    how = chosen(decision, batches[0])
+    how = chosen(decision, int(epochs[0]["batch"]) if str(epochs[0]["epoch"]) == "1" else None)
     speeds = [v for r in epochs if (v := number(r.get("images_per_s"))) is not None]
     peaks = [v for r in epochs if (v := number(r.get("peak_mem_bytes"))) is not None]
     utils = [v for r in epochs if (v := number(r.get("mem_utilization"))) is not None]
@@ -271,11 +245,25 @@ def effect_figure(rows: list[dict[str, Any]], decision: dict | None):
             ax.plot(x, [math.nan if y is None else y for y in ys], "o-", label=label or None)
         if len(drawn) > 1:
             ax.legend(fontsize=8)
-    facts = f"batch {epochs[-1]['batch']}, effective {epochs[-1]['effective_batch']}" if epochs else ""
-    if decision:
-        facts += f" — auto-plus {decision['policy']}: {decision['reason']}"
+    facts = _facts(epochs, decision)
     fig.suptitle(textwrap.fill(facts, 150), fontsize=10)
     return fig
+
+
+def _facts(epochs: list[dict[str, Any]], decision: dict | None) -> str:
+    """The figure's title: each batch with its epochs and how it was chosen, or the one batch and its reason."""
+    if not epochs:
+        return ""
+    spans = row_spans(epochs)
+    facts = f"batch {spans_words(spans) if len(spans) > 1 else epochs[-1]['batch']}"
+    facts += f", effective {epochs[-1]['effective_batch']}"
+    first = int(epochs[0]["batch"]) if str(epochs[0]["epoch"]) == "1" else None
+    how = chosen(decision, first)
+    if how.startswith("("):  # more than one batch, or epochs before the history: each batch and how it came
+        return f"{facts} {how}"
+    if decision:
+        facts += f" — auto-plus {decision['policy']}: {decision['reason']}"
+    return facts
 
 
 def _scaled(v: Any, unit: float) -> float | None:

@@ -21,6 +21,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from yolo_batch.goodput import accumulate as nominal_accumulate
+
 LOADER_SHARE_NOTE = 0.25  # serial pipeline: say so when loading takes at least this share of the time per image
 
 
@@ -47,7 +49,7 @@ class TimeLaw:
 
     def step_seconds(self, batch: int) -> float:
         """Seconds per iteration at ``batch``, the optimizer step spread over the iterations it serves."""
-        accumulate = max(round(self.nbs / batch), 1)
+        accumulate = nominal_accumulate(batch, self.nbs)
         return self.fixed_seconds + self.per_image_seconds * batch + self.optimizer_seconds / accumulate
 
     def images_per_s(self, batch: int) -> float:

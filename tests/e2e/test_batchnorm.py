@@ -46,3 +46,17 @@ def test_keep_trains_bit_for_bit_as_stock_and_auto_scales_the_training_model(tin
     assert {m.momentum for m in auto_ckpt.modules() if isinstance(m, torch.nn.BatchNorm2d)} == {0.03}
     auto_sd = auto_ckpt.state_dict()
     assert any(not torch.equal(stock_sd[k], auto_sd[k]) for k in stock_sd if "running_mean" in k)
+
+
+def test_observe_mode_never_changes_training_even_with_bn_momentum_auto(tiny_data, tmp_path, monkeypatch):
+    stock_rows, stock_ckpt, stock_seen = _train(tiny_data, tmp_path, "stock", batch=8)
+    cfg = tmp_path / "plugin.yaml"
+    cfg.write_text("bn_momentum: auto\n")
+    monkeypatch.setenv("YOLO_BATCH_CONFIG", str(cfg))
+    monkeypatch.setenv("YOLO_BATCH_OBSERVE", "1")  # measure and log every run (what sweep sets)
+    seen_rows, seen_ckpt, seen_seen = _train(tiny_data, tmp_path, "observed", batch=8)
+    assert (tmp_path / "observed" / "run" / "batch_effect.csv").is_file()  # measured...
+    assert seen_seen == stock_seen == {0.03}  # ...and trained as stock: Ultralytics' momentum
+    assert seen_rows == stock_rows
+    stock_sd, seen_sd = stock_ckpt.state_dict(), seen_ckpt.state_dict()
+    assert all(torch.equal(stock_sd[k], seen_sd[k]) for k in stock_sd)

@@ -108,8 +108,9 @@ def test_yaml_way_in_scales_lr_with_the_switch(tiny_data, tmp_path, recorded, mo
     ]
     entry = json.loads((run / "batch_decision.json").read_text())["history"][1]
     assert (entry["lr0"], entry["lr_scaling"], entry["effective_batch"]) == (0.02, "linear", 32)
-    assert model.trainer.args.lr0 == 0.02
+    assert model.trainer.args.lr0 == 0.01  # the base stays in args (last.pt, args.yaml); the optimizer is scaled
     assert [g["initial_lr"] for g in model.trainer.optimizer.param_groups] == [0.02] * 3
+    assert model.trainer.scheduler.base_lrs == [0.02] * 3
     _assert_effect_matches_results(run)
 
 
@@ -225,3 +226,64 @@ def test_across_a_switch_against_stock_resumed_at_the_new_batch(tiny_data, tmp_p
     decay = [g["weight_decay"] for g in t.optimizer.param_groups if g.get("param_group") == "weight"]
     assert decay == [pytest.approx(t.args.weight_decay * 32 * 2 / t.args.nbs)]
     assert t.validator.dataloader is t.test_loader
+
+
+# A goodput run in its own process, on the recorded law and noise scale (as `recorded`), killed with SIGKILL at
+# the first training step after the switch to 32: inside epoch 2, before it finished or was saved.
+_KILLED_AFTER_SWITCH = """
+import os, signal, sys
+from ultralytics import YOLO
+from yolo_batch import AutoPlus, goodput
+from yolo_batch.throughput import Pace, TimeLaw
+
+real = goodput.choose
+goodput.choose = lambda pace, **kw: real(Pace(TimeLaw(1.0, 0.001)), **{**kw, "readings": [5000.0, 5000.0]})
+
+
+def kill(trainer):
+    if trainer.epoch == 1 and trainer.batch_size == 32:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+model = AutoPlus(policy="goodput", min_batch=8, speed_threshold=0.01).register(YOLO("yolo11n.yaml"))
+model.add_callback("on_train_batch_end", kill)
+model.train(data=sys.argv[1], project=sys.argv[2], name="run", exist_ok=True, epochs=3, imgsz=64, amp=False,
+            plots=False, workers=0, seed=0)
+"""
+
+
+def test_a_switch_killed_inside_its_first_epoch_never_enters_the_records(tiny_data, tmp_path):
+    import subprocess
+    import sys
+
+    r = subprocess.run(
+        [sys.executable, "-c", _KILLED_AFTER_SWITCH, str(tiny_data), str(tmp_path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    run = tmp_path / "run"
+    assert r.returncode == -9, r.stderr[-3000:]
+    assert "goodput: batch 8 -> 32 from epoch 2" in r.stdout + r.stderr  # the switch was made, then killed
+    history = lambda: [(h["source"], h["batch"], h["from_epoch"]) for h in _decision(run)["history"]]  # noqa: E731
+    assert history() == [("auto-plus", 8, 1)]  # 32 never finished an epoch
+    assert [(r["epoch"], r["batch"]) for r in _rows(run)] == [("1", "8")]
+
+    r = run_yolo("train", "resume", f"model={run / 'weights' / 'last.pt'}", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    log = r.stdout + r.stderr
+    assert "resuming at batch=8 from the checkpoint; auto-plus picked 8 (goodput) from epoch 1; goodput goes on" in log
+    assert history() == [("auto-plus", 8, 1)]  # the resume trained on at 8 (the real rule: not settled)
+    assert [(r["epoch"], r["batch"], r["batch_change"]) for r in _rows(run)] == [
+        ("1", "8", ""),
+        ("2", "8", ""),
+        ("3", "8", ""),
+    ]
+    assert "batch 8 picked by auto-plus (goodput); accumulate 8" in log
+    assert "switched" not in log
+
+
+def _decision(run) -> dict:
+    return json.loads((run / "batch_decision.json").read_text())

@@ -117,3 +117,74 @@ def test_resumes_at_other_batches_keep_every_decision_in_order(tiny_data, tmp_pa
     assert yaml.safe_load((run / "args.yaml").read_text())["batch"] == "auto-plus"
     ckpt = torch.load(last, map_location="cpu", weights_only=False)
     assert ckpt["train_args"]["batch"] == 32
+
+
+def _lrs(trainer) -> tuple:
+    """(args.lr0, the scheduler's base lrs, each group's initial_lr): what the run's epochs train with."""
+    return trainer.args.lr0, trainer.scheduler.base_lrs, [g["initial_lr"] for g in trainer.optimizer.param_groups]
+
+
+def test_lr_scaling_starts_from_the_base_lr0_once_and_follows_the_batch_that_trains(tiny_data, tmp_path, monkeypatch):
+    cfg = tmp_path / "plugin.yaml"
+    cfg.write_text("lr_scaling: linear\ncandidates: [32]\n")
+    monkeypatch.setenv("YOLO_BATCH_CONFIG", str(cfg))
+    run, last = tmp_path / "run", tmp_path / "run" / "weights" / "last.pt"
+    # nbs 16: batch 32 steps alone (effective 32): lr0 0.01 x 2; batch 8 accumulates 2 (effective 16): x 1
+    model = YOLO("yolo11n.yaml")
+    model.add_callback("on_train_epoch_start", _stop_at(1))
+    with pytest.raises(_Stop):
+        train_in_process(model, tiny_data, tmp_path, batch="auto-plus", epochs=4, nbs=16, optimizer="SGD", lr0=0.01)
+    assert _lrs(model.trainer) == (0.01, [0.02] * 3, [0.02] * 3)
+    decision = json.loads((run / "batch_decision.json").read_text())
+    assert (decision["batch"], decision["lr0"], decision["lr0_scaled"]) == (32, 0.01, 0.02)
+    assert torch.load(last, map_location="cpu", weights_only=False)["train_args"]["lr0"] == 0.01
+
+    # resumed with batch=auto-plus: decided again at 32, scaled once from the base (not 0.04)
+    model = YOLO(str(last))
+    model.add_callback("on_train_epoch_start", _stop_at(2))
+    with pytest.raises(_Stop):
+        model.train(resume=True, batch="auto-plus")
+    assert model.trainer.batch_size == 32
+    assert _lrs(model.trainer) == (0.01, [0.02] * 3, [0.02] * 3)
+    assert yaml.safe_load((run / "args.yaml").read_text())["lr0"] == 0.01
+
+    # a rerun of that args.yaml (exist_ok=True in it) gets a new folder and starts from the base lr0 again
+    rerun_args = (f"cfg={run / 'args.yaml'}", "resume=False", "epochs=1")  # its args.yaml names the resume
+    r = run_yolo("train", *rerun_args, cwd=tmp_path, env={"YOLO_BATCH_CONFIG": str(cfg)})
+    assert r.returncode == 0, r.stderr[-3000:]
+    (rerun,) = [p for p in tmp_path.iterdir() if p.is_dir() and p != run and (p / "args.yaml").exists()]
+    again = json.loads((rerun / "batch_decision.json").read_text())
+    assert (again["batch"], again["lr0"], again["lr0_scaled"]) == (32, 0.01, 0.02)
+
+    # resumed with batch=8 given: the factor follows the batch that trains (x 1), from the same base
+    model = YOLO(str(last))
+    model.train(resume=True, batch=8)
+    assert model.trainer.batch_size == 8
+    assert _lrs(model.trainer) == (0.01, [0.01] * 3, [0.01] * 3)
+    assert yaml.safe_load((run / "args.yaml").read_text())["lr0"] == 0.01
+
+
+def test_a_stock_run_resumed_with_auto_plus_never_claims_its_first_epochs(tiny_data, tmp_path, caplog):
+    from yolo_batch.report import compare
+    from yolo_batch.summary import effect_figure
+
+    run, last = tmp_path / "run", tmp_path / "run" / "weights" / "last.pt"
+    stock = YOLO("yolo11n.yaml")  # the plugin is not asked for: epoch 1 at 8, nothing of ours written
+    stock.add_callback("on_train_epoch_start", _stop_at(1))
+    with pytest.raises(_Stop):
+        train_in_process(stock, tiny_data, tmp_path, batch=8, epochs=3)
+    assert not (run / "batch_effect.csv").exists()
+    caplog.clear()
+    model = YOLO(str(last))
+    model.train(resume=True, batch="auto-plus")
+    log = caplog.text
+    assert _history(run) == [(32, 2, "auto-plus")]
+    assert "32 from epoch 1" not in log and "as given" not in log
+    assert (
+        "batch 32 (epoch 1 before auto-plus, at a batch it did not log; 32 from epoch 2, picked by auto-plus (" in log
+    )
+    decision = json.loads((run / "batch_decision.json").read_text())
+    title = effect_figure(read_csv(run / "batch_effect.csv"), decision)._suptitle.get_text()
+    assert "epoch 1 before auto-plus, at a batch it did not log; 32 from epoch 2" in title.replace("\n", " ")
+    (row,) = compare([run])
+    assert (row["epochs"], row["batch"], row["batches"]) == (3, 32, "? (1), 32 (2-3)")

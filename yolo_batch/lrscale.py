@@ -1,0 +1,87 @@
+"""``lr_scaling``: the one owner of the learning-rate factor, applied from the user's base lr0 at the batch that trains.
+
+``trainer.args.lr0`` stays the user's base lr0 all run long, so ``last.pt``'s ``train_args``, the ``args.yaml`` a
+resume writes and a ``cfg=args.yaml`` rerun all start from it. The factor (`goodput.lr_factor`: effective batch /
+nbs, or its square root, above nbs) goes to the optimizer: each group's ``initial_lr`` (warm-up's target) and the
+scheduler's ``base_lrs`` (every epoch's lr), computed from the scheduler's own base at factor 1, never from a value
+already scaled. It is set once the optimizer is built and a checkpoint loaded (`start`, at
+``on_pretrain_routine_end``), and again whenever the batch changes (`follow`: a goodput switch, an out-of-memory
+step-down), so it always follows the batch that trains. A resume takes ``lr_scaling`` from the decision it
+continues (`from_record`) unless auto-plus decides again. The state is the Session's `LrScale`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from yolo_batch.goodput import effective, lr_factor
+from yolo_batch.session import LrScale, log
+
+if TYPE_CHECKING:
+    from ultralytics.engine.trainer import BaseTrainer
+
+    from yolo_batch.session import Session
+
+
+def plan(trainer: BaseTrainer, s: Session, scaling: str, batch: int) -> dict[str, Any]:
+    """At a decision: note the scaling for ``batch``; the record's fields (``lr0`` is the base). Changes no lr yet.
+
+    With ``optimizer=auto`` (which picks its own lr) nothing is scaled, and the log says so.
+    """
+    nbs, lr0 = trainer.args.nbs, trainer.args.lr0
+    applies = scaling != "none" and trainer.args.optimizer != "auto"
+    factor = lr_factor(scaling, batch, nbs) if applies else 1.0
+    if scaling != "none" and not applies and lr_factor(scaling, batch, nbs) != 1.0:
+        logger, prefix = log()
+        logger.warning(
+            f"{prefix}lr_scaling={scaling} has no effect with optimizer=auto, which picks its own lr; "
+            "set optimizer=SGD or AdamW and lr0"
+        )
+    s.lr = LrScale(scaling=scaling, applies=applies)
+    return {"lr_scaling": scaling, "lr0": lr0, "lr0_scaled": lr0 * factor, "effective_batch": effective(batch, nbs)}
+
+
+def from_record(trainer: BaseTrainer, s: Session, record: dict[str, Any] | None) -> None:
+    """A resume that does not decide: the scaling of the decision it continues (none without one)."""
+    scaling = str((record or {}).get("lr_scaling") or "none")
+    s.lr = LrScale(scaling=scaling, applies=scaling != "none" and trainer.args.optimizer != "auto")
+
+
+def start(trainer: BaseTrainer, s: Session) -> None:
+    """Once the optimizer and scheduler are built and a checkpoint loaded: scale to the batch that trains."""
+    scheduler = getattr(trainer, "scheduler", None)
+    if not s.lr.applies or scheduler is None:
+        return
+    s.lr.base_lrs = list(scheduler.base_lrs)  # built from args.lr0, the base: factor 1
+    s.lr.factor = 1.0
+    for group, base in zip(trainer.optimizer.param_groups, s.lr.base_lrs):
+        group["initial_lr"] = base  # a checkpoint's groups hold the factor of the batch it trained at
+    follow(trainer, s)
+
+
+def follow(trainer: BaseTrainer, s: Session) -> str:
+    """Set the factor for ``trainer.batch_size`` on the optimizer and scheduler; the words for the log."""
+    state = s.lr
+    if not state.applies or state.base_lrs is None:
+        return f", lr_scaling {state.scaling}: unchanged"
+    factor = lr_factor(state.scaling, trainer.batch_size, trainer.args.nbs)
+    if factor == state.factor:
+        return f", lr_scaling {state.scaling}: unchanged"
+    ratio = factor / state.factor
+    for group, base in zip(trainer.optimizer.param_groups, state.base_lrs):
+        group["initial_lr"] = base * factor
+        group["lr"] *= ratio
+    trainer.scheduler.base_lrs = [base * factor for base in state.base_lrs]
+    state.factor = factor
+    logger, prefix, lr0 = *log(), trainer.args.lr0
+    logger.info(
+        f"{prefix}lr_scaling {state.scaling}: lr0 {lr0:g} x {factor:.3g} = {lr0 * factor:.6g} "
+        f"at batch {trainer.batch_size} (effective {effective(trainer.batch_size, trainer.args.nbs)}, "
+        f"nbs {trainer.args.nbs})"
+    )
+    return f", lr_scaling {state.scaling}: x{ratio:.3g}"
+
+
+def lr0_now(trainer: BaseTrainer, s: Session) -> float:
+    """The lr0 in effect: the base lr0 x the factor applied now."""
+    return trainer.args.lr0 * s.lr.factor
