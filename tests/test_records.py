@@ -298,13 +298,10 @@ def _reaches(graph: dict[str, set[str]], start: str, goal: str) -> bool:
     return False
 
 
-_KNOWN_CYCLE = pytest.mark.xfail(strict=True, reason="sweep <-> sweep_ray (engine=ray's dispatch): not yet broken")
 _MODULES = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")
 
 
-@pytest.mark.parametrize(
-    "module", [pytest.param(m, marks=_KNOWN_CYCLE) if m in {"sweep", "sweep_ray"} else m for m in _MODULES]
-)
+@pytest.mark.parametrize("module", _MODULES)
 def test_no_import_cycle_runs_through_any_module(module):
     graph = _imports()
     assert not _reaches(graph, module, module), f"{module} imports itself through {sorted(graph[module])}"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import FAST
-from yolo_batch import cli, sweep, sweep_state
+from yolo_batch import cli, sweep, sweep_command, sweep_state
 from yolo_batch.effect import read_csv
 from yolo_batch.spec import AutoPlusError
 
@@ -203,7 +203,7 @@ def test_run_state(tmp_path, make, state):
 
 def test_sweep_trains_each_batch_then_reuses(tmp_path, capsys, fake):
     project = tmp_path / "sweep"
-    assert sweep.sweep_cli(base(project, batches="4,auto-plus:fit")) == 0
+    assert sweep_command.sweep_cli(base(project, batches="4,auto-plus:fit")) == 0
     assert [c[c.index("train") + 1 :] for c in fake.calls] == [
         [
             "model=yolo11n.yaml",
@@ -229,7 +229,7 @@ def test_sweep_trains_each_batch_then_reuses(tmp_path, capsys, fake):
     record = (project / "sweep.yaml").read_text()
     assert "epochs: 2" in record and "auto-plus:fit" in record and "val_batch: 32" in record
     # again: nothing trains, every run is reused
-    assert sweep.sweep_cli(base(project, batches="auto-plus:fit,4")) == 0
+    assert sweep_command.sweep_cli(base(project, batches="auto-plus:fit,4")) == 0
     assert len(fake.calls) == 2
     out = capsys.readouterr().out
     assert out.count("(reused)") == 2 and "(trained)" not in out
@@ -237,7 +237,7 @@ def test_sweep_trains_each_batch_then_reuses(tmp_path, capsys, fake):
 
 def test_another_recipe_in_the_same_project_is_refused(tmp_path, capsys, fake):
     project = tmp_path / "sweep"
-    assert sweep.sweep_cli(base(project)) == 0
+    assert sweep_command.sweep_cli(base(project)) == 0
     record = (project / "sweep.yaml").read_text()
     assert cli.main(["sweep", *base(project, epochs=3, lr0=0.02)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -245,14 +245,14 @@ def test_another_recipe_in_the_same_project_is_refused(tmp_path, capsys, fake):
     assert "epochs: 2 there, 3 here" in err[0] and "lr0: 'unset' there, 0.02 here" in err[0]
     assert len(fake.calls) == 2 and (project / "sweep.yaml").read_text() == record
     # more batches with the same recipe are welcome: only the new one trains, and the record lists all three
-    assert sweep.sweep_cli(base(project, batches="8,16")) == 0
+    assert sweep_command.sweep_cli(base(project, batches="8,16")) == 0
     assert len(fake.calls) == 3 and "name=16" in fake.calls[-1]
     assert "- '4'\n- '8'\n- '16'\n" in (project / "sweep.yaml").read_text()
 
 
 def test_val_batch_is_the_users_and_part_of_the_recipe(tmp_path, capsys, fake):
     project = tmp_path / "sweep"
-    assert sweep.sweep_cli(base(project, val_batch=16)) == 0
+    assert sweep_command.sweep_cli(base(project, val_batch=16)) == 0
     assert [e["YOLO_BATCH_VAL_BATCH"] for e in fake.envs] == ["16", "16"]
     assert not any(w.startswith("val_batch=") for c in fake.calls for w in c)  # never passed to yolo train
     assert "val_batch: 16" in (project / "sweep.yaml").read_text()
@@ -280,7 +280,7 @@ def test_run_folders_without_a_record_are_refused(tmp_path, fake):
     project = tmp_path / "sweep"
     results(project / "8", range(1, 3))
     with pytest.raises(AutoPlusError, match=r"already holds 8/ but no sweep.yaml"):
-        sweep.sweep_cli(base(project))
+        sweep_command.sweep_cli(base(project))
     assert fake.calls == [] and not (project / "sweep.yaml").exists()
 
 
@@ -292,7 +292,7 @@ def test_interrupted_run_resumes_and_partial_run_starts_over(tmp_path, capsys, f
     results(project / "4", range(1, 3))
     checkpoint(project / "4", 0)
     results(project / "8", range(1, 2))
-    assert sweep.sweep_cli(base(project)) == 0
+    assert sweep_command.sweep_cli(base(project)) == 0
     resume, train = fake.calls
     assert resume[-2:] == ["resume", f"model={project / '4' / 'weights' / 'last.pt'}"]
     assert "name=8" in train and fake.seen_before == [True, False]  # the partial folder was removed first
@@ -352,7 +352,7 @@ def real(project: Path, data: Path, batches: str, epochs: int) -> list[str]:
 @pytest.mark.slow
 def test_real_sweep_then_all_reused(tiny_data, tmp_path, capsys):
     project = tmp_path / "sweep"
-    assert sweep.sweep_cli(real(project, tiny_data, "4,8", 1)) == 0
+    assert sweep_command.sweep_cli(real(project, tiny_data, "4,8", 1)) == 0
     mtimes = {b: (project / b / "results.csv").stat().st_mtime_ns for b in ("4", "8")}
     with open(project / "comparison.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -362,7 +362,7 @@ def test_real_sweep_then_all_reused(tiny_data, tmp_path, capsys):
     assert all(float(r["images_per_s"]) > 0 and float(r["peak_mem_gib"]) > 0 for r in rows)
     assert (project / "comparison.png").read_bytes()[:4] == b"\x89PNG"
     capsys.readouterr()
-    assert sweep.sweep_cli(real(project, tiny_data, "4,8", 1)) == 0
+    assert sweep_command.sweep_cli(real(project, tiny_data, "4,8", 1)) == 0
     out = capsys.readouterr().out
     assert out.count("(reused)") == 2 and "(trained)" not in out
     assert {b: (project / b / "results.csv").stat().st_mtime_ns for b in ("4", "8")} == mtimes
@@ -395,7 +395,7 @@ def test_real_interrupted_run_resumes(tiny_data, tmp_path, capsys):
         model.train(**recipe, batch=4, project=str(project), name="4", exist_ok=True)
     assert sweep_state.run_state(project / "4", 2) == ("interrupted", 1)
     capsys.readouterr()
-    assert sweep.sweep_cli(args) == 0
+    assert sweep_command.sweep_cli(args) == 0
     assert "batch=4 (resumed)" in capsys.readouterr().out
     assert [r["epoch"] for r in read_csv(project / "4" / "results.csv")] == ["1", "2"]
     assert sweep_state.run_state(project / "4", 2) == ("finished", None)
@@ -457,7 +457,7 @@ def test_plugin_disabled_refuses_auto_plus_members_before_anything(tmp_path, cap
         "batches=auto-plus,auto-plus:fit cannot run; unset YOLO_BATCH_DISABLE, or list integer batches only"
     ]
     assert fake.calls == [] and not project.exists()
-    assert sweep.sweep_cli(base(project, batches="4,8")) == 0  # integer batches train stock: nothing to refuse
+    assert sweep_command.sweep_cli(base(project, batches="4,8")) == 0  # integer batches train stock: nothing to refuse
 
 
 def test_a_wrong_data_path_writes_nothing_and_the_corrected_command_runs(tmp_path, capsys, fake):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.test_sweep import FakeYolo, base
-from yolo_batch import cli, sweep, sweep_engine, sweep_state
+from yolo_batch import cli, sweep, sweep_command, sweep_engine, sweep_state
 
 
 @pytest.fixture()
@@ -140,7 +140,7 @@ def test_engine_ray_without_ray_says_how_to_install(tmp_path, capsys, no_ray, da
 
 def test_another_recipe_is_refused_before_ray_starts(tmp_path, capsys, fake, no_ray, data):
     project = tmp_path / "sweep"
-    assert sweep.sweep_cli(base(project, data=data)) == 0  # the local engine, with Ray not importable
+    assert sweep_command.sweep_cli(base(project, data=data)) == 0  # the local engine, with Ray not importable
     assert cli.main(["sweep", *base(project, data=data, epochs=3), "engine=ray"]) == 2
     assert "holds a sweep of another recipe (epochs: 2 there, 3 here)" in capsys.readouterr().err
 

@@ -9,8 +9,8 @@ on first use.
 from __future__ import annotations
 
 from yolo_batch.activate import activate
+from yolo_batch.version import __version__
 
-__version__ = "0.1.0"
 __all__ = ("AutoPlus", "AutoPlusError", "BatchSpec", "activate", "callbacks", "resolve_spec", "__version__")
 
 TYPE_CHECKING = False  # typing itself is not imported: it would cost start-up time

@@ -112,7 +112,7 @@ COMMANDS = {
         ),
     ),
     "sweep": Command(
-        "yolo_batch.sweep:sweep_cli",
+        "yolo_batch.sweep_command:sweep_cli",
         "train one recipe at several batches, then compare them",
         "model=... data=... batches=16,32,64,auto-plus epochs=N [key=value ...]",
         "Train the recipe at each batch with the same seed through the stock `yolo train`, one run after "
@@ -189,7 +189,7 @@ def version() -> str:
     """
     from importlib import metadata
 
-    from yolo_batch import __version__
+    from yolo_batch.version import __version__
 
     def installed(name: str) -> str:
         try:

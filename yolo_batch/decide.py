@@ -379,6 +379,6 @@ def _versions() -> dict[str, str]:
     import torch
     import ultralytics
 
-    from yolo_batch import __version__
+    from yolo_batch.version import __version__
 
     return {"yolo_batch": __version__, "ultralytics": ultralytics.__version__, "torch": torch.__version__}

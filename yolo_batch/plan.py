@@ -136,10 +136,10 @@ def plan(words: list[str]) -> tuple[dict[str, Any], str]:
     import ultralytics.cfg
     import ultralytics.utils.callbacks as integrations
 
-    import yolo_batch
     from yolo_batch import decide
+    from yolo_batch.activate import activate
 
-    yolo_batch.activate()
+    activate()
     tmp = tempfile.mkdtemp(prefix="yolo-batch-plan-")
     argv = list(sys.argv)  # Ultralytics keeps sys.argv itself as ARGV: edit the list in place
     sys.argv[:] = ["yolo", "train", *words, f"project={tmp}", "name=plan", "exist_ok=True", "plots=False"]

@@ -23,7 +23,6 @@ from typing import Any
 from yolo_batch.activate import env_switch
 from yolo_batch.cmdline import missing_input, parse_pairs, positive, run_child, run_env, yolo_command
 from yolo_batch.spec import DISABLE_ENV, AutoPlusError, _closest
-from yolo_batch.sweep_engine import split_engine
 from yolo_batch.sweep_state import _trim_results, check_record, label, parse_batches, run_state, write_record
 
 USAGE = (
@@ -222,14 +221,15 @@ def stopped(args: list[str], during: str) -> int:
     return 130
 
 
-def sweep_cli(args: list[str]) -> int:
-    """``yolo-batch sweep``: train the recipe at each batch (reusing and resuming), then compare.
+def local_sweep(args: list[str], rest: list[str]) -> int:
+    """``yolo-batch sweep`` on this machine (``engine=local``): train the recipe at each batch, then compare.
 
-    ``engine=local`` (the default) trains one run after another here; ``engine=ray`` hands the runs to
-    `yolo_batch.sweep_ray`.
+    One run after another, reusing finished runs and resuming interrupted ones (`yolo_batch.sweep_command`
+    dispatches here, or to `yolo_batch.sweep_ray` for ``engine=ray``).
 
     Args:
-        args (list[str]): ``key=value`` words; see `USAGE`.
+        args (list[str]): The command's ``key=value`` words, as given (the resume line repeats them).
+        rest (list[str]): The words without the engine's keys (`sweep_engine.split_engine`); see `USAGE`.
 
     Returns:
         (int): 0 once every run is finished and compared; 130 after Ctrl-C (one line says how to resume).
@@ -238,11 +238,6 @@ def sweep_cli(args: list[str]) -> int:
         AutoPlusError: For a bad argument or project (before anything is trained), or a failed run (finished
             runs are kept).
     """
-    engine, rest = split_engine(args)
-    if engine["engine"] == "ray":
-        from yolo_batch.sweep_ray import ray_sweep
-
-        return ray_sweep(args, rest, engine)
     recipe, batches, project = plan(rest)
     runs = prepare(recipe, batches, project)
     spent: list[float] = []
