@@ -103,6 +103,14 @@ def tiny_data(tmp_path_factory) -> Path:
     return make_dataset(tmp_path_factory.mktemp("tiny"), n_train=32, n_val=8, imgsz=64, seed=1)
 
 
+@pytest.fixture(scope="module")
+def data64(tmp_path_factory) -> Path:
+    """64 training and 8 validation images at 64 px, made once per module (the simulated-card tests): data.yaml."""
+    from yolo_batch.datasets import make_dataset
+
+    return make_dataset(tmp_path_factory.mktemp("d64"), n_train=64, n_val=8, imgsz=64, seed=2)
+
+
 # The tiny model of each task that auto-plus serves (every task Ultralytics trains).
 TASK_MODELS = {
     "detect": "yolo11n.yaml",

@@ -21,13 +21,6 @@ VAL = Law(324 * MB, 60 * MB)
 PROBED = {(2, True), (4, True), (8, True)}
 
 
-@pytest.fixture(scope="module")
-def data64(tmp_path_factory):
-    from yolo_batch.datasets import make_dataset
-
-    return make_dataset(tmp_path_factory.mktemp("d64"), n_train=64, n_val=8, imgsz=64, seed=2)
-
-
 @pytest.fixture
 def gpu(monkeypatch):
     made = []
