@@ -58,7 +58,9 @@ def test_make_data_help_shows_make_dataset_defaults():
     defaults = {k: p.default for k, p in inspect.signature(make_dataset).parameters.items() if k in cli.MAKE_DATA}
     assert defaults == {k: v for k, v in cli.MAKE_DATA.items() if k != "out"}
     shown = dict(k.split("=", 1) for k, _ in cli.COMMANDS["make-data"].keys)
-    assert shown == {k: str(v).lower() for k, v in cli.MAKE_DATA.items()}
+    assert shown == {
+        k: ",".join(map(str, v)) if isinstance(v, tuple) else str(v).lower() for k, v in cli.MAKE_DATA.items()
+    }
 
 
 def test_help_and_version_load_neither_torch_nor_ultralytics():
@@ -86,6 +88,8 @@ def test_help_and_version_load_neither_torch_nor_ultralytics():
             "use imgsz=108 or more\n",
             id="dense-small-imgsz",
         ),
+        pytest.param(["make-data", "objects=5"], "objects='5' is invalid: expected MIN,MAX, e.g. 2,30", id="bad-pair"),
+        pytest.param(["make-data", "aspect=9"], "make-data: aspect=9.0 is invalid, expected a number", id="bad-aspect"),
         pytest.param(["demo", "epochs"], "argument 'epochs' must be key=value", id="no-equals"),
         pytest.param(["--verbose"], "unrecognized arguments: --verbose", id="unknown-option"),
         pytest.param(
@@ -108,6 +112,11 @@ def test_make_data_writes_a_yolo_dataset(tmp_path):
     data = Path(r.stdout.strip())
     assert data == tmp_path / "d" / "data.yaml" and yaml.safe_load(data.read_text())["train"] == "images/train"
     assert len(list((tmp_path / "d" / "images" / "train").iterdir())) == 4
+    r = run("make-data", f"out={tmp_path / 'w'}", "n_train=2", "n_val=1", "imgsz=64", "objects=2,30", "aspect=2")
+    assert r.returncode == 0, r.stderr
+    assert '"objects": [2, 30]' in Path(r.stdout.strip()).read_text()
+    cv2 = pytest.importorskip("cv2")
+    assert cv2.imread(str(next((tmp_path / "w" / "images" / "train").iterdir()))).shape == (32, 64, 3)
 
 
 def test_defaults_print_the_shipped_settings():

@@ -55,6 +55,22 @@ def test_images_have_requested_size(tmp_path):
         assert cv2.imread(str(p)).shape == (96, 96, 3)
 
 
+@pytest.mark.parametrize(
+    ("aspect", "shape"), [pytest.param(1.6, (60, 96, 3), id="wide"), pytest.param(0.5, (96, 48, 3), id="tall")]
+)
+def test_aspect_gives_non_square_images_with_true_labels(tmp_path, aspect, shape):
+    cv2 = pytest.importorskip("cv2")
+    square = make_dataset(tmp_path / "square", n_train=3, n_val=1, imgsz=96, objects=(2, 30))
+    shaped = make_dataset(tmp_path / "shaped", n_train=3, n_val=1, imgsz=96, objects=(2, 30), aspect=aspect)
+    for p in (tmp_path / "shaped").glob("images/*/*.jpg"):
+        assert cv2.imread(str(p)).shape == shape
+    # the same drawing, resized: normalised labels are the square set's, and the counts vary (2..30 a image)
+    assert _labels(tmp_path / "shaped") == _labels(tmp_path / "square")
+    assert len({len(lines) for lines in _labels(tmp_path / "shaped")}) > 1
+    assert '"aspect"' not in square.read_text() and f'"aspect": {aspect}' in shaped.read_text()
+    assert make_dataset(tmp_path / "shaped", n_train=3, n_val=1, imgsz=96, objects=(2, 30), aspect=aspect) == shaped
+
+
 def test_deterministic(tmp_path):
     make_dataset(tmp_path / "a", seed=3, **SMALL)
     make_dataset(tmp_path / "b", seed=3, **SMALL)
@@ -135,6 +151,10 @@ def test_unfinished_dataset_is_regenerated(tmp_path):
             r"^dense=true puts 300 objects in every image, .* imgsz=64 holds 100; use imgsz=108 or more$",
         ),
         ({"seed": -1}, r"seed=-1 .*>= 0"),
+        ({"aspect": 5}, r"^aspect=5 is invalid, expected a number \(width / height\) with 0.25 <= aspect <= 4$"),
+        ({"aspect": 0.1}, r"aspect=0.1 .*0.25 <= aspect <= 4"),
+        ({"aspect": "wide"}, r"aspect='wide' .*a number"),
+        ({"aspect": True}, r"aspect=True .*a number"),
     ],
 )
 def test_bad_arguments(tmp_path, kwargs, match):

@@ -39,7 +39,9 @@ DEMO_TRAIN = {
     "seed": 0,
 }
 MAKE_DATA = {"out": "datasets/synthetic", "task": "detect", "n_train": 192, "n_val": 48, "imgsz": 320, "classes": 3}
-MAKE_DATA.update({"dense": False, "seed": 0})  # make_dataset's defaults (a test keeps them equal)
+MAKE_DATA.update(
+    {"objects": (1, 4), "dense": False, "aspect": 1.0, "seed": 0}
+)  # make_dataset's defaults (a test keeps them equal)
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,9 @@ COMMANDS = {
             (f"n_val={MAKE_DATA['n_val']}", "validation images"),
             (f"imgsz={MAKE_DATA['imgsz']}", "image side in pixels, 32..4096"),
             (f"classes={MAKE_DATA['classes']}", "number of classes, 1..8"),
+            ("objects={},{}".format(*MAKE_DATA["objects"]), "MIN,MAX objects per image (each image draws a count)"),
             (f"dense={str(MAKE_DATA['dense']).lower()}", "true: 300 small objects per image on a grid"),
+            (f"aspect={MAKE_DATA['aspect']}", "width / height, 0.25..4 (imgsz is then the long side)"),
             (f"seed={MAKE_DATA['seed']}", "random seed"),
         ),
     ),
@@ -295,12 +299,20 @@ def _fail(message: str) -> int:
 # The commands that live here (the others are in report and sweep).
 
 
+def _int_pair(raw: str) -> tuple[int, int]:
+    """``MIN,MAX`` as two ints, e.g. ``objects=2,30``."""
+    parts = raw.split(",")
+    if len(parts) != 2:
+        raise ValueError("expected MIN,MAX, e.g. 2,30")
+    return int(parts[0]), int(parts[1])
+
+
 def cmd_make_data(args: list[str]) -> int:
     """``yolo-batch make-data``: write the synthetic set and print its data.yaml path."""
     from yolo_batch.datasets import make_dataset
 
     valid = {"out": str, "task": str, "n_train": positive, "n_val": positive, "imgsz": positive, "classes": positive}
-    valid.update({"dense": boolean, "seed": int})
+    valid.update({"objects": _int_pair, "dense": boolean, "aspect": float, "seed": int})
     opts = parse_pairs(args, valid, "make-data")
     out = opts.pop("out", MAKE_DATA["out"])
     try:

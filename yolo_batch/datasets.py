@@ -93,6 +93,15 @@ def _objects(task: str, img: np.ndarray, rng: np.random.Generator, k: int, p: di
     return lines
 
 
+def _reshape(img: np.ndarray, aspect: float) -> np.ndarray:
+    """The square ``img`` resized to ``aspect`` (width / height), its long side kept; labels are normalised."""
+    side = img.shape[0]
+    if aspect == 1:
+        return img
+    size = (side, max(round(side / aspect), 1)) if aspect > 1 else (max(round(side * aspect), 1), side)
+    return cv2.resize(img, size, interpolation=cv2.INTER_AREA if img.dtype == np.uint8 else cv2.INTER_NEAREST)
+
+
 def _split(root: Path, task: str, split: str, n: int, p: dict) -> None:
     """Write one split: ``images/``+``labels/`` folders (depth: ``depth/``), or (classify) one folder per class."""
     seed, imgsz, classes = p["seed"], p["imgsz"], p["classes"]
@@ -114,11 +123,13 @@ def _split(root: Path, task: str, split: str, n: int, p: dict) -> None:
             c = i % classes
             color = tuple(int(np.clip(v + rng.integers(-20, 21), 0, 255)) for v in COLORS[c])
             draw(img, c, boxes(rng, imgsz, 1, (0.3, 0.5), False)[0], color)
+            img = _reshape(img, p.get("aspect", 1.0))
             cv2.imwrite(str(folder / CLASS_NAMES[c] / f"{i:06d}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
             continue
         k = p["dense_objects"] if p["dense"] else int(rng.integers(p["objects"][0], p["objects"][1] + 1))
         depth = np.repeat(np.linspace(5000, 2000, imgsz, dtype=np.float64)[:, None], imgsz, 1).astype(np.uint16)
         lines = _objects(task, img, rng, k, p, depth)
+        img, depth = _reshape(img, p.get("aspect", 1.0)), _reshape(depth, p.get("aspect", 1.0))
         cv2.imwrite(str(img_dir / f"{i:06d}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
         if task == "depth":
             cv2.imwrite(str(lbl_dir / f"{i:06d}.png"), depth)  # uint16 millimetres: depth_scale 1000
@@ -138,6 +149,7 @@ def make_dataset(
     size: tuple[float, float] = (0.08, 0.25),
     dense: bool = False,
     dense_objects: int = DENSE_OBJECTS,
+    aspect: float = 1.0,
     seed: int = 0,
 ) -> Path:
     """Write a deterministic synthetic dataset for ``task`` under ``root``; return what to pass as ``data=``.
@@ -166,12 +178,14 @@ def make_dataset(
         task: One of ``TASKS``: detect, segment, pose, obb, classify, semantic, depth.
         n_train: Number of training images, >= 1 (classify: >= classes, so that every class has an image).
         n_val: Number of validation images, >= 1 (classify: >= classes).
-        imgsz: Side of the square images in pixels, 32..4096.
+        imgsz: Side of the square images in pixels (the long side if ``aspect`` is not 1), 32..4096.
         classes: Number of classes, 1..8 (names taken from ``CLASS_NAMES``).
         objects: Inclusive (min, max) number of objects per image, 0 <= min <= max <= 64, max >= 1.
         size: Inclusive (min, max) object side as a fraction of ``imgsz``, 0 < min <= max <= 0.5.
         dense: If True, put exactly ``dense_objects`` small objects on a jittered grid in every image instead.
         dense_objects: Objects per image in dense mode, 1..(imgsz // 6) ** 2 (only checked if ``dense``).
+        aspect: Width / height of the images, 0.25..4; ``imgsz`` is the long side. Not 1: each image is drawn
+            square and then resized to its shape, so the shapes are stretched and the normalised labels stay true.
         seed: Non-negative random seed; equal arguments give byte-identical files.
 
     Returns:
@@ -217,6 +231,8 @@ def make_dataset(
             + ("" if dense_objects == DENSE_OBJECTS else f", or dense_objects={hi} or fewer")
         )
     _check("seed", seed, isinstance(seed, (int, np.integer)) and seed >= 0, "an int >= 0")
+    real = isinstance(aspect, (int, float, np.integer, np.floating)) and not isinstance(aspect, bool)
+    _check("aspect", aspect, real and 0.25 <= aspect <= 4, "a number (width / height) with 0.25 <= aspect <= 4")
 
     root = Path(root).expanduser().resolve()
     params = {
@@ -231,6 +247,8 @@ def make_dataset(
         "dense_objects": int(dense_objects),
         "seed": int(seed),
     }
+    if aspect != 1:  # square datasets keep the record (and so the reuse) they had before aspect existed
+        params["aspect"] = float(aspect)
     if task != "detect":  # detection datasets keep the record (and so the reuse) they had before tasks existed
         params["task"] = task
     record = root / (_CLS_PARAMS if task == "classify" else "data.yaml")
