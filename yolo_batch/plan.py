@@ -209,13 +209,11 @@ def cmd_plan(args: list[str]) -> int:
     pairs = dict(w.split("=", 1) for w in words)
     _check(pairs)
     folder = _out_dir(own, pairs) if own.keys() & {"project", "name"} else None
-    out = sys.stdout
-    if json_out:  # Ultralytics logs to stdout: keep stdout for the JSON alone
-        sys.stdout = sys.stderr
-    try:
+    import contextlib
+
+    # Ultralytics logs to stdout: with --json, stdout holds the JSON alone
+    with contextlib.redirect_stdout(sys.stderr) if json_out else contextlib.nullcontext():
         record, task = _quiet(plan, words)
-    finally:
-        sys.stdout = out
     record = {**record, "what_if": what_if(record)}
     if folder is not None:
         from yolo_batch.effect import write_json
