@@ -44,7 +44,9 @@ def trainer_83(tmp_path, epoch=0):
     )
     t.train_loader = type("Loader", (), {"dataset": list(range(64)), "__len__": lambda self: 4})()
     s = Session(BatchSpec(), decides=False, value=None)
-    s.backend, s.headroom = FakeBackend(), SimpleNamespace(total_bytes=12 * 2**30)
+    t.device = "cpu"
+    s.device.backend, s.device.device = FakeBackend(), t.device
+    s.device.headroom = SimpleNamespace(total_bytes=12 * 2**30)
     setattr(t, ATTR, s)
     return t, s
 

@@ -100,3 +100,22 @@ def test_unknown_device_kind_is_refused():
 )
 def test_one_oom_predicate(error, expected):
     assert is_oom(error) is expected
+
+
+def test_a_runs_device_meter_has_one_writer_and_follows_the_device(monkeypatch):
+    """`memory.bind` makes the meter once per device (a DDP rank's GPU replaces the one of construction)."""
+    from yolo_batch import memory
+    from yolo_batch.session import Session
+    from yolo_batch.spec import BatchSpec
+
+    made = []
+    monkeypatch.setattr(memory, "backend_for", lambda device: made.append(str(device)) or CPUMemory())
+    s = Session(BatchSpec(), decides=True, value="auto-plus")
+    first = memory.bind(s.device, torch.device("cpu"))
+    assert memory.bind(s.device, torch.device("cpu")) is first is s.backend  # the same device: the same meter
+    head = memory.measure(s.device, torch.device("cpu"))
+    assert s.headroom is head and head.total_bytes > 0 and made == ["cpu"]
+    memory.bind(s.device, "cuda:1")  # _setup_ddp moved this rank to its own GPU
+    assert made == ["cpu", "cuda:1"] and s.device.device == "cuda:1"
+    with pytest.raises(AttributeError):
+        s.backend = CPUMemory()  # read-only on the session: memory writes it

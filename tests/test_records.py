@@ -308,6 +308,36 @@ def test_no_import_cycle_runs_through_any_module(module):
     assert graph["session"] <= {"spec"}  # the per-run state stands on the brain only
 
 
+def test_no_module_assigns_another_modules_attributes():
+    """No module patches another at run time (`activate`'s three startup patches take the module as an argument)."""
+    modules = {p.stem for p in PACKAGE.glob("*.py")}
+    found = []
+    for path in sorted(PACKAGE.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        names = {a.asname or a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        names |= {
+            a.asname or a.name
+            for n in ast.walk(tree)
+            if isinstance(n, ast.ImportFrom)
+            and (n.module == "yolo_batch" or (n.module or "").startswith("ultralytics"))
+            for a in n.names
+            if a.name in modules or a.name.islower()
+        }
+        for node in ast.walk(tree):
+            targets = node.targets if isinstance(node, ast.Assign) else []
+            targets = [e for t in targets for e in (t.elts if isinstance(t, (ast.Tuple, ast.List)) else [t])]
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "setattr" and node.args:
+                targets = [ast.Attribute(value=node.args[0], attr="?")]
+            for target in targets:
+                if (
+                    isinstance(target, ast.Attribute)
+                    and isinstance(target.value, ast.Name)
+                    and target.value.id in names
+                ):
+                    found.append(f"{path.name}:{node.lineno} {target.value.id}.{target.attr}")
+    assert found == []
+
+
 def test_settings_a_rerun_of_args_yaml_would_miss_are_named():
     from yolo_batch.spec import resolve_spec
 

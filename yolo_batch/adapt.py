@@ -1,74 +1,18 @@
-"""Policy ``goodput`` during training: choose at each epoch's end, switch through Ultralytics' out-of-memory restart.
+"""Policy ``goodput`` during training: choose at each epoch's end, switch through `rebuild` at the next start.
 
 At ``on_fit_epoch_end`` (after validation and the checkpoint, not after the last epoch) `after_epoch` notes the
 epoch's noise-scale estimate and asks `goodput.choose` whether another batch that fits would train faster per
-useful image. A switch is made at the next ``on_train_epoch_start`` (`arm`): the training loader is replaced,
-for one iteration, by a stand-in whose one batch raises `BatchSwitch` inside Ultralytics' forward guard. Its
-text names "out of memory", so Ultralytics' own in-epoch handler runs: it closes the loader, calls
-``_build_train_pipeline`` (where `recovery.step_down` sets the new batch and calls `switch`), hands the
-validator the new validation loader, resets the scheduler's epoch and its own loop state (batches per epoch,
-warm-up iterations, the nominal accumulation, the optimizer-step cadence, the mosaic gate), zeroes the
-gradients and restarts the epoch. So an upward switch rebuilds exactly as a step-down does: dataloaders,
-``accumulate`` and weight decay as Ultralytics builds them for that batch, no image drawn from the old loader,
-and the restart's own warning ("out of memory ... Reducing to batch=...") left out of the log, which says
-what happened instead. The switch uses one of Ultralytics' three restarts of that epoch.
+useful image. A switch is made at the next ``on_train_epoch_start`` (`arm`): `rebuild.request` rebuilds the
+pipeline at the new batch through Ultralytics' restart of the epoch (why that restart: `rebuild`), so an upward
+switch rebuilds exactly as a step-down does: dataloaders, ``accumulate`` and weight decay as Ultralytics builds
+them for that batch, no image drawn from the old loader, and the loop's own state recomputed. In that rebuild
+`switch` sets the lr and hands the change to `records` (it joins the history once the epoch finished). The
+switch uses one of Ultralytics' three restarts of that epoch.
 """
 
 from __future__ import annotations
 
-import logging
-from typing import Any
-
 from yolo_batch.session import log
-
-
-class BatchSwitch(RuntimeError):
-    """Raised by the stand-in batch to enter Ultralytics' restart path; its text names that path."""
-
-
-class _SwitchBatch(dict):
-    """A batch whose first use raises `BatchSwitch` (inside Ultralytics' ``try`` around the forward)."""
-
-    def __init__(self, old: int, new: int) -> None:
-        super().__init__()
-        self.message = (
-            f"yolo-batch goodput switches the batch from {old} to {new} through Ultralytics' out of memory restart "
-            "(no memory ran out)"
-        )
-
-    def _raise(self, *args: Any, **kwargs: Any):
-        raise BatchSwitch(self.message)
-
-    __getitem__ = get = items = keys = values = __iter__ = __contains__ = _raise
-
-
-class _StandIn:
-    """The training loader for one iteration: one `_SwitchBatch`, then the real loader is closed and rebuilt."""
-
-    def __init__(self, loader, old: int, new: int) -> None:
-        self.loader, self.old, self.new = loader, old, new
-        self.dataset = None  # closing mosaic on the stand-in does nothing; the rebuilt loader closes it again
-
-    def __iter__(self):
-        yield _SwitchBatch(self.old, self.new)
-
-    def __len__(self) -> int:
-        return 1
-
-    def reset(self) -> None:
-        pass
-
-    def close(self) -> None:
-        if hasattr(self.loader, "close"):
-            self.loader.close()
-
-
-class _QuietRestart(logging.Filter):
-    """Drops Ultralytics' "out of memory ... Reducing to batch=" warning of the one restart a switch causes."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        return not ("Reducing to batch=" in message and "retrying" in message)
 
 
 def begin(s, pace, fit_bound: int) -> None:
@@ -105,45 +49,25 @@ def after_epoch(trainer, s) -> None:
 
 
 def arm(trainer, s) -> None:
-    """At an epoch's start: put the stand-in loader in place for a switch decided at the last epoch's end."""
+    """At an epoch's start: ask `rebuild` for the switch decided at the last epoch's end."""
+    from yolo_batch import rebuild
+
     state = s.switching
-    if state.choice is None or isinstance(trainer.train_loader, _StandIn):
+    if state.choice is None:
         return
-    logger, prefix = log()
-    if not hasattr(trainer, "_build_train_pipeline") or getattr(trainer, "_oom_retries", 0) >= 3:
-        logger.warning(f"{prefix}goodput: no switch to {state.choice.batch}: the out-of-memory restarts are used up")
+    why_not = rebuild.request(trainer, s, state.choice.batch)
+    if why_not is not None:
+        logger, prefix = log()
+        logger.warning(f"{prefix}goodput: no switch to {state.choice.batch}: {why_not}")
         state.choice = None
-        return
-    state.log_filter = _QuietRestart()
-    logger.addFilter(state.log_filter)
-    # the loop's warm-up step runs once for the stand-in's iteration: `switch` puts back what it set
-    groups = [(g.get("lr"), g.get("momentum")) for g in trainer.optimizer.param_groups]
-    state.saved = (groups, trainer.accumulate)
-    trainer.train_loader = _StandIn(trainer.train_loader, trainer.batch_size, state.choice.batch)
 
 
-def pending(trainer, s) -> bool:
-    """True inside ``_build_train_pipeline`` when the restart was a goodput switch."""
-    return s.switching.choice is not None and isinstance(getattr(trainer, "train_loader", None), _StandIn)
-
-
-def switch(trainer, s) -> None:
-    """Called by `recovery.step_down` before the rebuild: set the new batch, rescale lr0, record and log it."""
+def switch(trainer, s, old: int, new: int) -> None:
+    """`rebuild`'s switch, before the pipeline is rebuilt at ``new``: rescale lr0, record and log it."""
     from yolo_batch import goodput, lrscale, records
 
     logger, prefix = log()
-    state = s.switching
-    if state.log_filter is not None:
-        logger.removeFilter(state.log_filter)
-        state.log_filter = None
-    old, choice = trainer.train_loader.old, state.choice
-    state.choice = None
-    groups, trainer.accumulate = state.saved
-    for group, (lr, momentum) in zip(trainer.optimizer.param_groups, groups):
-        group["lr"] = lr
-        if momentum is not None:
-            group["momentum"] = momentum
-    new = choice.batch
+    choice, s.switching.choice = s.switching.choice, None
     trainer.args.batch = trainer.batch_size = new
     lr = lrscale.follow(trainer, s)  # lr_scaling at the new batch, from the base lr0
     effective = goodput.effective(new, trainer.args.nbs)

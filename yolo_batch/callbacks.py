@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from yolo_batch import adapt, recovery
+from yolo_batch import adapt, rebuild, recovery
 from yolo_batch.goodput import accumulate
 from yolo_batch.session import ATTR, DECISION_FILE, EFFECT_FILE, PLOT_FILE, Session, log, session
 from yolo_batch.spec import AutoPlusError
@@ -52,16 +52,15 @@ def _safe(fn):
 @_safe
 def on_pretrain_routine_start(trainer, s: Session) -> None:
     """Put the auto-plus value in args.yaml, read a resumed run's earlier choices, log the memory headroom."""
-    from yolo_batch import lrscale, records
-    from yolo_batch.memory import backend_for
+    from yolo_batch import decide, lrscale, memory, records
 
+    decide.no_loggers_in_a_plan(trainer)  # yolo-batch plan opens no logger run
     records.note_start(trainer, s)
     if getattr(trainer, "resume", False) and not s.decides:  # lr_scaling goes on as the run's decision set it
         lrscale.from_record(trainer, s, records.latest(s.history))
     if s.adapts:
         adapt.resume(trainer, s)
-    s.backend = backend_for(trainer.device)
-    s.headroom = s.backend.headroom()
+    memory.measure(s.device, trainer.device)
     logger, prefix = log()
     logger.info(f"{prefix}{records.start_line(trainer, s)}; {s.headroom.line()}")
 
@@ -113,17 +112,13 @@ def on_train_start(trainer, s: Session) -> None:
 @_safe
 def on_train_epoch_start(trainer, s: Session) -> None:
     """Start the epoch's peak-memory and time measurement."""
-    if s.backend is None:
-        from yolo_batch.memory import backend_for
-
-        s.backend = backend_for(trainer.device)
-    from yolo_batch import batchnorm
+    from yolo_batch import batchnorm, memory
 
     batchnorm.apply(trainer, s)  # bn_momentum: auto scales BatchNorm momentum to this epoch's batch
-    s.backend.reset_peak()
+    memory.bind(s.device, trainer.device).reset_peak()
     s.meter.started = time.perf_counter()
     if s.decides or s.adapts:
-        recovery.open_epoch(trainer, s)  # every epoch may step down after running out of memory
+        rebuild.open_epoch(trainer, s, recovery.restarts_left(s))  # every epoch may step down after an OOM
         adapt.arm(trainer, s)  # goodput: a switch decided at the last epoch's end
 
 
@@ -142,7 +137,7 @@ def on_train_epoch_end(trainer, s: Session) -> None:
     """Close the training part of the epoch (validation excluded from images/s)."""
     s.meter.train_seconds = time.perf_counter() - s.meter.started
     s.meter.trained = True
-    recovery.close_epoch(trainer, s)
+    rebuild.close_epoch(trainer, s)
 
 
 @_safe

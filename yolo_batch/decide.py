@@ -50,17 +50,35 @@ def planning() -> Iterator[None]:
         _PLANNING.reset(token)
 
 
+def no_loggers_in_a_plan(trainer) -> None:
+    """Inside `planning`, at the run's first hook: the logger integrations Ultralytics added to this trainer off.
+
+    A plan trains nothing, so it opens no MLflow, W&B, DVCLive... run. Ultralytics adds them in
+    ``BaseTrainer.__init__`` (``add_integration_callbacks``) and runs ``on_pretrain_routine_start`` right after,
+    our hook first: this trainer's own lists lose every Ultralytics callback that is not a default one, in place
+    (the list of the event running is being iterated). Nothing is patched; runs outside a plan keep them all.
+    """
+    if not _PLANNING.get():
+        return
+    from ultralytics.utils.callbacks import get_default_callbacks
+
+    defaults = get_default_callbacks()
+    for event, fns in trainer.callbacks.items():
+        fns[:] = [
+            f for f in fns if not str(getattr(f, "__module__", "")).startswith("ultralytics.") or f in defaults[event]
+        ]
+
+
 def auto_batch(trainer, world: int = 1) -> int:
     """Probe (or check the law cache), decide, verify and report; return the batch (per GPU when ``world`` > 1)."""
-    from yolo_batch import adapt, decision_record, lawcache, lrscale, records
-    from yolo_batch.memory import backend_for
+    from yolo_batch import adapt, decision_record, lawcache, lrscale, memory, records
     from yolo_batch.phases import Phases
     from yolo_batch.probe import Prober, borrowed
     from yolo_batch.throughput import record_fields
 
     s, (logger, prefix) = session(trainer), log()
     spec = s.spec
-    s.backend = s.backend or backend_for(trainer.device)
+    memory.bind(s.device, trainer.device)
     phases = Phases()
     t0 = phases.start
     with phases("cache"):
@@ -249,17 +267,15 @@ def _verified(trainer, prober, spec: BatchSpec, world: int, model, decision, bud
 
 def ddp_auto_batch(trainer) -> int:
     """DDP worker: probe this rank's GPU alone, agree on the smallest per-GPU pick; return per-GPU x world."""
-    from yolo_batch import ddp, lrscale, records
-    from yolo_batch.memory import backend_for
+    from yolo_batch import ddp, lrscale, memory, records
 
     s, world = session(trainer), trainer.world_size
-    s.backend = backend_for(trainer.device)  # this rank's GPU, as Ultralytics' _setup_ddp set it
+    memory.bind(s.device, trainer.device)  # this rank's GPU, as Ultralytics' _setup_ddp set it
     with ddp.unwrapped(trainer):  # the bare module: no probe step runs a collective
         per_gpu, picks = ddp.agree(lambda: auto_batch(trainer, world=world), world)
     batch = per_gpu * world
-    s.record.update(ddp.record_fields(s.record, picks, ddp.rank()))
-    s.record.update(lrscale.plan(trainer, s, s.spec.lr_scaling, batch))
-    records.decided(trainer, s)  # rank 0 writes
+    fields = {**ddp.record_fields(s.record, picks, ddp.rank()), **lrscale.plan(trainer, s, s.spec.lr_scaling, batch)}
+    records.decided(trainer, s, fields)  # rank 0 writes
     if ddp.rank() == 0:
         logger, prefix = log()
         for line in decision_table({**s.record, "batch": s.record["local_batch"]}):

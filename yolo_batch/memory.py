@@ -268,6 +268,22 @@ def backend_for(device) -> CPUMemory | CUDAMemory | MPSMemory:
     raise ValueError(f"auto-plus measures memory on cuda, mps and cpu devices, not {kind!r}")
 
 
+def bind(meter, device):
+    """The meter of ``device`` on a run's `session.DeviceMeter` (its one writer), made once per device.
+
+    A DDP rank's GPU, set by Ultralytics after the trainer was built, replaces the meter of construction.
+    """
+    if meter.backend is None or str(device) != str(meter.device):
+        meter.backend, meter.device = backend_for(device), device
+    return meter.backend
+
+
+def measure(meter, device):
+    """The headroom of ``device`` now, kept on the `session.DeviceMeter` as the run's starting headroom."""
+    meter.headroom = bind(meter, device).headroom()
+    return meter.headroom
+
+
 def is_oom(error: BaseException) -> bool:
     """The one out-of-memory predicate: CUDA/HIP/XPU/MPS out of memory, cuBLAS/cuDNN allocation failures, CPU.
 

@@ -134,7 +134,6 @@ class _Help(Exception):
 def plan(words: list[str]) -> tuple[dict[str, Any], str]:
     """Set up the training run of ``yolo train WORDS`` in a temporary folder, decide, stop; (record, task)."""
     import ultralytics.cfg
-    import ultralytics.utils.callbacks as integrations
 
     from yolo_batch import decide
     from yolo_batch.activate import activate
@@ -143,8 +142,7 @@ def plan(words: list[str]) -> tuple[dict[str, Any], str]:
     tmp = tempfile.mkdtemp(prefix="yolo-batch-plan-")
     argv = list(sys.argv)  # Ultralytics keeps sys.argv itself as ARGV: edit the list in place
     sys.argv[:] = ["yolo", "train", *words, f"project={tmp}", "name=plan", "exist_ok=True", "plots=False"]
-    # a plan is no training run: no MLflow/W&B/DVC/... run is opened for it (DVCLive would leave dvclive/ behind)
-    add_integrations, integrations.add_integration_callbacks = integrations.add_integration_callbacks, _no_loggers
+    # a plan is no training run: no MLflow/W&B/DVC/... run is opened for it (`decide.no_loggers_in_a_plan`)
     try:
         with decide.planning():  # auto_batch raises Planned once the decision is made: nothing trains
             ultralytics.cfg.entrypoint()
@@ -157,14 +155,9 @@ def plan(words: list[str]) -> tuple[dict[str, Any], str]:
             raise
         raise AutoPlusError(f"plan: {_line(e)}") from None
     finally:
-        integrations.add_integration_callbacks = add_integrations
         sys.argv[:] = argv
         shutil.rmtree(tmp, ignore_errors=True)
     raise AutoPlusError("plan: the run did not reach the batch decision (is batch an auto-plus value?)")
-
-
-def _no_loggers(instance) -> None:
-    """Stands in for Ultralytics' ``add_integration_callbacks`` while a plan runs."""
 
 
 def _line(e: BaseException) -> str:
@@ -216,13 +209,11 @@ def cmd_plan(args: list[str]) -> int:
     pairs = dict(w.split("=", 1) for w in words)
     _check(pairs)
     folder = _out_dir(own, pairs) if own.keys() & {"project", "name"} else None
-    out = sys.stdout
-    if json_out:  # Ultralytics logs to stdout: keep stdout for the JSON alone
-        sys.stdout = sys.stderr
-    try:
+    import contextlib
+
+    # Ultralytics logs to stdout: with --json, stdout holds the JSON alone
+    with contextlib.redirect_stdout(sys.stderr) if json_out else contextlib.nullcontext():
         record, task = _quiet(plan, words)
-    finally:
-        sys.stdout = out
     record = {**record, "what_if": what_if(record)}
     if folder is not None:
         from yolo_batch.effect import write_json

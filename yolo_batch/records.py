@@ -105,12 +105,16 @@ def decision(s: Session) -> dict[str, Any] | None:
     return {**top, "history": s.history or [top]} if top else None
 
 
-def decided(trainer, s: Session) -> None:
-    """Keep the decision just made (``s.record``): a new run's from epoch 1 now, a resumed run's once it trained.
+def decided(trainer, s: Session, fields: dict[str, Any] | None = None) -> None:
+    """Keep the decision just made (``s.record``, with ``fields``: a DDP launch's agreement and lr scaling).
+
+    A new run's joins the history from epoch 1 now, a resumed run's once it trained.
 
     A fresh run writes it at once (there is no checkpoint it could run ahead of); on resume ``trainer.auto_batch``
     runs before Ultralytics reads the checkpoint's epoch, so `started` queues it with its first epoch.
     """
+    if fields:
+        s.record = {**s.record, **fields}
     s.pending = True
     if not getattr(trainer, "resume", False):
         s.pending = False

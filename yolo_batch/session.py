@@ -1,7 +1,8 @@
 """What the integration layer shares about one run: the `Session` on its trainer, the file names, the log prefix.
 
-`callbacks`, `decide`, `recovery`, `records` and `ddp` stand on this module; it imports only the standard
-library and `spec`, so none of them needs another for the per-run state, and no import cycle runs through it.
+`callbacks`, `decide`, `recovery`, `records`, `rebuild` and `ddp` stand on this module; it imports only the
+standard library and `spec`, so none of them needs another for the per-run state, and no import cycle runs
+through it.
 
     >>> from yolo_batch.session import Session, session
     >>> from yolo_batch.spec import BatchSpec
@@ -57,15 +58,43 @@ class OomState:
 
     Attributes:
         events (int): Out-of-memory events absorbed so far (step-downs, validation halvings, Ultralytics' own).
-        train_batch (int | None): The batch training was built at, before a step-down.
-        retries_seen (int): Ultralytics' per-epoch restart counter (``_oom_retries``), as last seen.
-        start_epoch (int | None): Ultralytics' ``start_epoch``, held while an epoch runs.
     """
 
     events: int = 0
-    train_batch: int | None = None
+
+
+@dataclass
+class RebuildState:
+    """Ultralytics' pipeline rebuild and its restart, written by `yolo_batch.rebuild` alone.
+
+    Attributes:
+        built_at (int | None): The batch the training pipeline was last built at (None before the first build).
+        retries_seen (int): Ultralytics' per-epoch restart counter (``_oom_retries``), as last seen.
+        start_epoch (int | None): Ultralytics' ``start_epoch``, held while an epoch runs.
+        saved (tuple | None): The optimizer's lr and momentum, and ``accumulate``, before a switch's stand-in iteration.
+        log_filter (logging.Filter | None): Hides Ultralytics' restart warning of that switch.
+    """
+
+    built_at: int | None = None
     retries_seen: int = 0
     start_epoch: int | None = None
+    saved: Any = None
+    log_filter: Any = None
+
+
+@dataclass
+class DeviceMeter:
+    """The memory meter of the device that trains, written by `yolo_batch.memory` alone (`bind`, `measure`).
+
+    Attributes:
+        backend (memory.CUDAMemory | memory.MPSMemory | memory.CPUMemory | None): The meter.
+        device (Any): The device it meters.
+        headroom (memory.Headroom | None): The free and total memory when the run started.
+    """
+
+    backend: Any = None
+    device: Any = None
+    headroom: Any = None
 
 
 @dataclass
@@ -103,8 +132,6 @@ class SwitchState:
         fit_bound (int): The largest batch goodput may switch to.
         readings (list[float | None]): The noise-scale estimate at each epoch's end.
         choice (goodput.Choice | None): The switch decided at an epoch's end, made at the next start.
-        log_filter (logging.Filter | None): Hides Ultralytics' restart warning of that switch.
-        saved (tuple | None): The optimizer's lr and momentum, and ``accumulate``, before the stand-in iteration.
     """
 
     on: bool = False
@@ -112,8 +139,6 @@ class SwitchState:
     fit_bound: int = 0
     readings: list[float | None] = field(default_factory=list)
     choice: Any = None
-    log_filter: Any = None
-    saved: Any = None
 
 
 class Session:
@@ -121,15 +146,15 @@ class Session:
 
     The fields set here are fixed when the trainer is built (`wiring`); each piece of state that changes while
     the run trains has one writing module: the decision and its history (``record``, ``history``, ``pending``,
-    ``waiting``, ``change``) `records`, ``oom`` `recovery`, ``meter`` `callbacks`, ``switching`` `adapt`, ``lr``
-    `lrscale`, ``bn_momenta``/``bn_batch`` `batchnorm`.
+    ``waiting``, ``change``) `records`, ``oom`` `recovery`, ``rebuild`` `rebuild`, ``meter`` `callbacks`,
+    ``switching`` `adapt`, ``lr`` `lrscale`, ``bn_momenta``/``bn_batch`` `batchnorm`, ``val_batch`` `valbatch`,
+    ``device`` `memory` (``backend`` and ``headroom`` read it).
     """
 
     def __init__(self, spec: BatchSpec, decides: bool, value: str | None) -> None:
         """``decides``: choose the batch (auto-plus); else only measure and log the effect."""
         self.spec, self.decides, self.value = spec, decides, value
-        self.backend = None
-        self.headroom = None
+        self.device = DeviceMeter()  # the memory meter (`memory.bind`, `memory.measure`)
         self.record: dict[str, Any] | None = None  # the latest auto-plus decision (batch_decision.json)
         self.history: list[dict[str, Any]] = []  # every batch choice of the run, oldest first
         self.pending = False  # a decision made on resume, queued once its first epoch is known
@@ -138,9 +163,10 @@ class Session:
         self.earlier_run: str | None = None  # the run folder a rerun of its args.yaml did not write into
         self.meter = EpochMeter()  # `callbacks`
         self.oom = OomState()  # `recovery`
+        self.rebuild = RebuildState()  # `rebuild`
         self.launcher = False  # the DDP launcher: spawns the workers, trains nothing
         self.worker = False  # a DDP worker of an auto-plus launch: decides with the other ranks
-        self.val_batch: int | None = None  # the fixed validation batch (YOLO_BATCH_VAL_BATCH), when asked for
+        self.val_batch: int | None = None  # the fixed validation batch (YOLO_BATCH_VAL_BATCH), when asked (`valbatch`)
         self.bn_momenta: dict[str, float] | None = None  # bn_momentum auto: each BatchNorm's own momentum
         self.bn_batch: int | None = None  # bn_momentum auto: the batch the momenta were last scaled to
         self.adapts = False  # a plain resume of a goodput run: no new decision, goodput goes on switching
@@ -149,6 +175,16 @@ class Session:
             None  # the batch change of this epoch: (old, new, reason) (`records`)
         )
         self.lr = LrScale()  # lr_scaling's factor on the optimizer (`lrscale`)
+
+    @property
+    def backend(self) -> Any:
+        """The device's memory meter (read-only: `memory.bind` sets it)."""
+        return self.device.backend
+
+    @property
+    def headroom(self) -> Any:
+        """The headroom when the run started (read-only: `memory.measure` sets it)."""
+        return self.device.headroom
 
 
 def session(trainer) -> Session | None:

@@ -8,7 +8,8 @@ this variable. The plugin reads it only in runs it already sees (auto-plus runs,
 without it every run validates as stock.
 
 `attach` gives the trainer an instance-level ``get_dataloader`` that builds validation loaders at ``N``; an
-out-of-memory step-down in validation (`recovery.guarded_validate`) lowers ``N`` for the rest of the run.
+out-of-memory step-down in validation (`recovery.guarded_validate`, through `lower`) lowers ``N`` for the rest of
+the run. This module alone writes the session's ``val_batch``.
 """
 
 from __future__ import annotations
@@ -54,6 +55,12 @@ def attach(trainer, session) -> None:
 
         logger, prefix = log()
         logger.info(f"{prefix}validating at batch {session.val_batch} in every epoch ({ENV})")
+
+
+def lower(session, new: int) -> None:
+    """After running out of memory in validation: the fixed validation batch (if any) is ``new`` from now on."""
+    if session.val_batch:
+        session.val_batch = new
 
 
 def _get_dataloader(trainer, original, dataset_path, batch_size=16, rank=0, mode="train"):

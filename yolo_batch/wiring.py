@@ -149,7 +149,7 @@ def attach(trainer) -> None:
     """
     import functools
 
-    from yolo_batch import ddp, decide, records, recovery, valbatch
+    from yolo_batch import adapt, ddp, decide, lrscale, rebuild, records, recovery, valbatch
 
     s = session(trainer)
     if s.launcher:  # spawns the DDP workers (which inherit YOLO_BATCH_DDP), then forgets the value
@@ -161,9 +161,7 @@ def attach(trainer) -> None:
     if s.decides:
         trainer.auto_batch = functools.partial(decide.auto_batch, trainer)
     if s.decides or s.adapts:  # a resumed goodput run keeps switching and the out-of-memory recovery
-        if hasattr(trainer, "_build_train_pipeline"):  # Ultralytics 8.4; 8.3 has no OOM step-down to steer
-            trainer._build_train_pipeline = functools.partial(
-                recovery.step_down, trainer, trainer._build_train_pipeline
-            )
+        first = decide.ddp_auto_batch if s.worker else None  # a DDP worker decides at its first pipeline build
+        rebuild.attach(trainer, first, adapt.switch, recovery.step_down, lrscale.follow)
         if not s.worker:  # DDP validate() broadcasts the EMA: a retry on one rank would desynchronise the ranks
             trainer.validate = functools.partial(recovery.guarded_validate, trainer, trainer.validate)

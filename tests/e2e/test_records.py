@@ -188,3 +188,44 @@ def test_a_stock_run_resumed_with_auto_plus_never_claims_its_first_epochs(tiny_d
     assert "epoch 1 before auto-plus, at a batch it did not log; 32 from epoch 2" in title.replace("\n", " ")
     (row,) = compare([run])
     assert (row["epochs"], row["batch"], row["batches"]) == (3, 32, "? (1), 32 (2-3)")
+
+
+def test_compare_after_a_plain_resume_counts_the_redone_epoch_once(tiny_data, tmp_path):
+    """issue 14: stopped after epoch 2's results.csv row but before its checkpoint, then resumed as it was.
+
+    Ultralytics' results.csv then holds epoch 2 twice; the summary, the effect log and `compare` count it once.
+    """
+    from yolo_batch.report import compare
+
+    run, last = tmp_path / "run", tmp_path / "run" / "weights" / "last.pt"
+
+    def no_checkpoint_of_epoch_2(trainer):  # on_train_epoch_end: last.pt keeps epoch 1
+        trainer.args.save = trainer.epoch != 1
+
+    def stop_after_its_row(trainer):  # on_fit_epoch_end: epoch 2's row is in results.csv, as by a kill right here
+        if trainer.epoch == 1:
+            raise _Stop
+
+    model = AutoPlus(candidates=[8]).register(YOLO("yolo11n.yaml"))
+    model.add_callback("on_train_epoch_end", no_checkpoint_of_epoch_2)
+    model.add_callback("on_fit_epoch_end", stop_after_its_row)
+    with pytest.raises(_Stop):
+        train_in_process(model, tiny_data, tmp_path, epochs=3)
+    assert [r["epoch"] for r in read_csv(run / "results.csv")] == ["1", "2"]
+    assert torch.load(last, map_location="cpu", weights_only=False)["epoch"] == 0  # epoch 1's checkpoint
+
+    model = YOLO(str(last))
+    model.train(resume=True)  # a plain resume: no batch given, no new decision
+    assert [r["epoch"] for r in read_csv(run / "results.csv")] == ["1", "2", "2", "3"]  # Ultralytics' own file
+    assert [(r["epoch"], r["batch"]) for r in read_csv(run / "batch_effect.csv")] == [
+        ("1", "8"),
+        ("2", "8"),
+        ("3", "8"),
+        ("final", "8"),
+    ]
+    assert _history(run) == [(8, 1, "auto-plus")]
+    (row,) = compare([run])
+    assert (row["epochs"], row["batch"], row["batches"]) == (3, 8, "8 (1-3)")
+    redone = [r for r in read_csv(run / "results.csv") if r["epoch"] == "2"][-1]
+    assert row["final_mAP50(B)"] == pytest.approx(float(read_csv(run / "results.csv")[-1]["metrics/mAP50(B)"]))
+    assert float(redone["metrics/mAP50(B)"]) <= row["best_mAP50(B)"]
