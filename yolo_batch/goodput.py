@@ -41,8 +41,9 @@ Two guards leave out the batches above ``nbs`` whose progress the rule cannot vo
 
 A switch needs a predicted gain above ``gain`` (``goodput_gain``, 5 % by default) over the current batch, and a
 settled noise scale: the epoch estimate exists for the last two epochs and moved by less than ``SETTLE`` (20 %)
-between them (`settled`). Above ``nbs`` the run is off Ultralytics' recipe, and it need not wait: a switch
-that wins by more than ``gain`` at every noise scale (0 and infinite) is made without a settled one.
+between them (`settled`). A run above ``nbs`` is off Ultralytics' recipe and need not wait to go back: when
+the same batch at or below ``nbs`` wins by more than ``gain`` at a noise scale of 0 and of infinity, it wins
+at every noise scale (the efficiency above ``nbs`` only grows with it), and the switch is made at once.
 
 Batches considered: the multiples of 8 (every batch below 8) from ``min_batch`` to the fit bound, the fit
 bound itself and the current batch. The fit bound is the largest batch the probe's memory law (after the
@@ -279,7 +280,7 @@ def _steps(batch: int, nbs: int, noise: float, recipe: Recipe) -> str:
     how = f"{recipe.optimizer} {lr}{', loss summed over the images' if recipe.sums else ''}"
     return (
         f"{s:.3g}x fewer steps an epoch, each worth {min(worth, ratio):.2f} at nbs {nbs} (by its size {worth:.2f}: "
-        f"{how}; by the gain ratio {ratio:.2f})"
+        f"{how}; by the gain ratio {ratio:.2f}{', its most, at any noise scale' if math.isinf(noise) else ''})"
     )
 
 
@@ -353,10 +354,10 @@ def choose(
             )
         words = f"{c.words} ({c.gain:+.0%} > goodput_gain {gain:.0%}){c.steps}; {noise_words}{left_out}"
         return Choice(c.best, words, c.gain)
-    if current > nbs:  # off Ultralytics' recipe: leave without waiting when no noise scale changes the answer
+    if current > nbs:  # off Ultralytics' recipe: back to it without waiting when no noise scale changes the answer
         ends = [_compare(pace, batches, current, nbs, noise, recipe) for noise in (0.0, math.inf)]
-        worst = min(ends, key=lambda c: c.gain)
-        if ends[0].best == ends[1].best != current and worst.gain > gain:
+        worst = ends[1]  # the efficiency above nbs only grows with the noise scale: infinite is the least gain
+        if ends[0].best == worst.best <= nbs and worst.gain > gain:
             return Choice(
                 worst.best,
                 f"{worst.words} ({worst.gain:+.0%} > goodput_gain {gain:.0%} at any noise scale){worst.steps}; "
