@@ -2,7 +2,9 @@
 
 At ``on_fit_epoch_end`` (after validation and the checkpoint, not after the last epoch) `after_epoch` notes the
 epoch's noise-scale estimate and asks `goodput.choose` whether another batch that fits would train faster per
-useful image. A switch is made at the next ``on_train_epoch_start`` (`arm`): `rebuild.request` rebuilds the
+useful image, given the run's recipe (`goodput.Recipe`: the optimizer's class, ``lr_scaling`` as applied, the
+schedule's lr factor for the next epoch from Ultralytics' ``lf``, the training set and BatchNorm's momentum).
+A switch is made at the next ``on_train_epoch_start`` (`arm`): `rebuild.request` rebuilds the
 pipeline at the new batch through Ultralytics' restart of the epoch (why that restart: `rebuild`), so an upward
 switch rebuilds exactly as a step-down does: dataloaders, ``accumulate`` and weight decay as Ultralytics builds
 them for that batch, no image drawn from the old loader, and the loop's own state recomputed. In that rebuild
@@ -39,6 +41,7 @@ def after_epoch(trainer, s) -> None:
         nbs=trainer.args.nbs,
         readings=list(state.readings),
         gain=spec.goodput_gain,
+        recipe=_recipe(trainer, s),
     )
     logger, prefix = log()
     if choice.batch is None:
@@ -46,6 +49,36 @@ def after_epoch(trainer, s) -> None:
         return
     state.choice = choice
     logger.info(f"{prefix}goodput after epoch {trainer.epoch + 1}: switching {trainer.batch_size} -> {choice.batch}")
+
+
+def _recipe(trainer, s):
+    """The run's `goodput.Recipe` for the next epoch: optimizer, lr_scaling, lr left, training set, BatchNorm."""
+    from yolo_batch.goodput import Recipe
+
+    lf = getattr(trainer, "lf", None)  # Ultralytics' schedule: the lr of epoch e is lr0 x lf(e)
+    dataset = getattr(getattr(trainer, "train_loader", None), "dataset", None)
+    return Recipe(
+        optimizer=type(trainer.optimizer).__name__,
+        lr_scaling=s.lr.scaling if s.lr.applies else "none",
+        lr_left=float(lf(trainer.epoch + 1)) if callable(lf) else 1.0,
+        dataset_size=len(dataset) if dataset is not None else None,
+        bn_momentum=s.spec.bn_momentum,
+        bn_base=_bn_base(trainer, s),
+    )
+
+
+def _bn_base(trainer, s) -> float:
+    """BatchNorm's momentum before ``bn_momentum: auto`` scaled it (the most common over the layers)."""
+    from yolo_batch.goodput import ULTRALYTICS_BN_MOMENTUM
+
+    momenta = list((s.bn_momenta or {}).values())
+    if not momenta:
+        import torch.nn as nn
+        from ultralytics.utils.torch_utils import unwrap_model
+
+        bn = nn.modules.batchnorm._BatchNorm
+        momenta = [m.momentum for m in unwrap_model(trainer.model).modules() if isinstance(m, bn) and m.momentum]
+    return max(set(momenta), key=momenta.count) if momenta else ULTRALYTICS_BN_MOMENTUM
 
 
 def arm(trainer, s) -> None:

@@ -2,14 +2,18 @@
 
 Whether a switch pays depends on the noise scale, which a few steps of a tiny model do not settle. The tests
 that need a switch therefore feed `goodput.choose` (the real rule) a recorded time law and noise scale:
-``RECORDED``, a step dominated by its fixed cost (1 s + 1 ms per image, as a GPU at small batches), and a
-noise scale of 5000 images, so the largest batch that fits has the best goodput. Everything else is real: the
-probe, the speed pick, the rebuild through Ultralytics' restart, training, validation and the files.
+``RECORDED``, a step dominated by its fixed cost (1 s + 1 ms per image, as a GPU at small batches), a noise
+scale of 5000 images, so the largest batch that fits has the best goodput, and a training set of ``IMAGES``
+(2560, the time-to-mAP benchmark's) for goodput's BatchNorm guard: on the 32 images trained here BatchNorm's
+running statistics would halve over more than an epoch at any batch above 1, which keeps every batch above
+``nbs`` out. Everything else is real: the probe, the speed pick, the recipe read from the trainer (optimizer,
+lr_scaling, the schedule's lr left), the rebuild through Ultralytics' restart, training, validation and the files.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -26,17 +30,18 @@ from yolo_batch.throughput import Pace, TimeLaw
 pytestmark = pytest.mark.slow
 RECORDED = Pace(TimeLaw(1.0, 0.001))
 NOISE = [5000.0, 5000.0]
+IMAGES = 2560
 START = {"min_batch": 8, "speed_threshold": 0.01}  # the speed pick is then min_batch: 8
 
 
 @pytest.fixture
 def recorded(monkeypatch):
-    """`goodput.choose` on the recorded law and noise scale; returns the calls' keyword arguments."""
+    """`goodput.choose` on the recorded law, noise scale and training set; returns the calls' keyword arguments."""
     real, calls = goodput.choose, []
 
     def choose(pace, **kw):
         calls.append(kw)
-        return real(RECORDED, **{**kw, "readings": NOISE})
+        return real(RECORDED, **{**kw, "readings": NOISE, "recipe": replace(kw["recipe"], dataset_size=IMAGES)})
 
     monkeypatch.setattr(goodput, "choose", choose)
     return calls
@@ -98,19 +103,23 @@ def test_yaml_way_in_scales_lr_with_the_switch(tiny_data, tmp_path, recorded, mo
     cfg.write_text("policy: goodput\nmin_batch: 8\nspeed_threshold: 0.01\nlr_scaling: linear\n")
     monkeypatch.setenv("YOLO_BATCH_CONFIG", str(cfg))
     model = YOLO("yolo11n.yaml")
-    # nbs 16: batch 8 accumulates 2 (effective 16, lr0 x 1); batch 32 steps alone (effective 32: lr0 x 2)
-    train_in_process(model, tiny_data, tmp_path, batch="auto-plus", epochs=2, nbs=16, optimizer="SGD", lr0=0.01)
+    # nbs 16: batch 8 accumulates 2 (effective 16, lr0 x 1); 24 steps alone (effective 24: lr0 x 1.5), and so would
+    # 32 (lr0 x 2), but after epoch 1 of 2 the schedule has left 50.5 % of lr0: AdamW's step at 32 would exceed lr0's
+    train_in_process(model, tiny_data, tmp_path, batch="auto-plus", epochs=2, nbs=16, optimizer="AdamW", lr0=0.002)
     run = tmp_path / "run"
     rows = _rows(run)
     assert [(r["batch"], r["effective_batch"], r["batch_change"]) for r in rows] == [
         ("8", "16", ""),
-        ("32", "32", "8 -> 32"),
+        ("24", "24", "8 -> 24"),
     ]
+    assert rows[1]["change_reason"].endswith(
+        "not compared: 32 (a step that large needs the lr decayed further than 50% of lr0)"
+    )
     entry = json.loads((run / "batch_decision.json").read_text())["history"][1]
-    assert (entry["lr0"], entry["lr_scaling"], entry["effective_batch"]) == (0.02, "linear", 32)
-    assert model.trainer.args.lr0 == 0.01  # the base stays in args (last.pt, args.yaml); the optimizer is scaled
-    assert [g["initial_lr"] for g in model.trainer.optimizer.param_groups] == [0.02] * 3
-    assert model.trainer.scheduler.base_lrs == [0.02] * 3
+    assert (entry["lr0"], entry["lr_scaling"], entry["effective_batch"]) == (pytest.approx(0.003), "linear", 24)
+    assert model.trainer.args.lr0 == 0.002  # the base stays in args (last.pt, args.yaml); the optimizer is scaled
+    assert [g["initial_lr"] for g in model.trainer.optimizer.param_groups] == pytest.approx([0.003] * 3)
+    assert model.trainer.scheduler.base_lrs == pytest.approx([0.003] * 3)
     _assert_effect_matches_results(run)
 
 
@@ -126,6 +135,45 @@ def test_cli_value_decides_at_each_epoch_end(tiny_data, tmp_path):
     assert decision["policy"] == "goodput" and decision["speed"] is not None
     assert decision["goodput"]["fit_bound"] == 32
     assert [r["batch_change"] for r in _rows(run)] == ["", ""]
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    """The real `goodput.choose`, its calls' keyword arguments noted."""
+    real, calls = goodput.choose, []
+
+    def choose(pace, **kw):
+        calls.append(kw)
+        return real(pace, **kw)
+
+    monkeypatch.setattr(goodput, "choose", choose)
+    return calls
+
+
+def test_above_nbs_adamw_steps_back_without_waiting_for_the_noise_scale(tiny_data, tmp_path, spy, caplog):
+    """nbs=8 and the speed pick above it: AdamW's step there moves as far as a step at 8, so each image counts less.
+
+    Everything is real here: the pace, the noise scale and the rule. After epoch 1 one noise reading exists, but
+    at every noise scale 8 has the best goodput (efficiency 1 against 8 / b at the start), so goodput switches
+    back at once rather than train another epoch off Ultralytics' recipe.
+    """
+    model = AutoPlus(policy="goodput", min_batch=8, speed_threshold=0.999).register(YOLO("yolo11n.yaml"))
+    train_in_process(model, tiny_data, tmp_path, epochs=2, nbs=8, optimizer="AdamW", lr0=0.001)
+    run, t = tmp_path / "run", model.trainer
+    start = json.loads((run / "batch_decision.json").read_text())["history"][0]["batch"]
+    assert start > 8
+    assert [(r["batch"], r["batch_change"]) for r in _rows(run)] == [(str(start), ""), ("8", f"{start} -> 8")]
+    assert f"goodput after epoch 1: switching {start} -> 8" in caplog.text
+    reason = _rows(run)[1]["change_reason"]
+    assert reason.startswith("goodput: goodput 8: ") and f" x {8 / start:.2f} = " in reason
+    assert "% > goodput_gain 5% at any noise scale); " in reason and "noise scale not settled" in reason
+    assert f"{start}: {start / 8:.3g}x fewer steps an epoch, each worth 1.00 at nbs 8" in reason
+    # the recipe read from the trainer: the optimizer built, lr_scaling none, Ultralytics' lf at epoch 2 (lr0 x
+    # 0.505 of the linear schedule over 2 epochs), the 32 training images, BatchNorm's momentum
+    assert [c["recipe"] for c in spy] == [goodput.Recipe("AdamW", "none", t.lf(1), 32, "keep", 0.03)]
+    assert t.lf(1) == pytest.approx(0.505)
+    assert (t.batch_size, t.accumulate) == (8, 1)
+    _assert_effect_matches_results(run)
 
 
 @pytest.fixture
