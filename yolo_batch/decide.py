@@ -52,9 +52,10 @@ def planning() -> Iterator[None]:
 
 def auto_batch(trainer, world: int = 1) -> int:
     """Probe (or check the law cache), decide, verify and report; return the batch (per GPU when ``world`` > 1)."""
-    from yolo_batch import adapt, decision_record, lawcache, lrscale, records
+    from yolo_batch import adapt, decision_record, lawcache, lrscale, recipe, records
     from yolo_batch.memory import backend_for
     from yolo_batch.phases import Phases
+    from yolo_batch.policy import SPEEDS
     from yolo_batch.probe import Prober, borrowed
     from yolo_batch.throughput import record_fields
 
@@ -83,12 +84,23 @@ def auto_batch(trainer, world: int = 1) -> int:
     bound = _fit_bound(model, budget, prober, spec)  # goodput's ceiling, from the law as refitted
     if spec.policy == "goodput" and world == 1:
         adapt.begin(s, pace, bound)
+    args = trainer.args
+    # speed, goodput above nbs: the large-batch recipe (lr per optimizer family, warm-up floor, bn_momentum auto)
+    large = (
+        recipe.large_batch(
+            batch, args.nbs, args.optimizer, spec.lr_scaling, prober.dataset_size, trainer.epochs, args.warmup_epochs
+        )
+        if spec.policy in SPEEDS and world == 1
+        else None
+    )
     # lr_scaling at the pick (DDP: at the global batch, after agreeing); lrscale applies it once the optimizer is built
-    lr = lrscale.plan(trainer, s, spec.lr_scaling, batch) if world == 1 else {}
+    lr = lrscale.plan(trainer, s, spec.lr_scaling, batch, large) if world == 1 else {}
     seconds = time.perf_counter() - t0
     if flat:
         notes.insert(0, "memory grew below the meter's resolution between probe sizes: per-image memory taken as 0")
-    reason = "; ".join([*lead, decision.reason, *notes])
+    switch = recipe.optimizer_note(args.optimizer, prober.dataset_size, batch * max(world, 1), args.nbs, trainer.epochs)
+    said = [large.words()] if large else []
+    reason = "; ".join([*lead, decision.reason, *said, *([switch] if switch else []), *notes])
     s.record = decision_record.build(
         batch=batch,
         value=s.value,
@@ -122,6 +134,8 @@ def auto_batch(trainer, world: int = 1) -> int:
             "cache": found.record(),
             "allocated_peaks": [list(a) for a in prober.allocated] or None,  # CUDA: every probe and verified step
             **record_fields(pace, batch, result),
+            "time_refit": picked.time_refit,
+            "recipe": large.as_record() if large else None,
             # goodput: a plain resume rescales lr0 on from here when lr_scales
             **(
                 {"goodput": {"fit_bound": bound, "goodput_gain": spec.goodput_gain, "lr_scales": s.lr.applies}}
@@ -188,9 +202,7 @@ def _full(trainer, prober, spec: BatchSpec, world: int, phases):
         raise AutoPlusError(f"no batch fits: {decision.reason}")
     with phases("verify"):
         picked = _verified(trainer, prober, spec, world, model, decision, budget, result, pace)
-    picked.result, picked.used, picked.flat, picked.pace, picked.head, picked.budget = (
-        result, used, flat, pace, head, budget,
-    )  # fmt: skip
+    picked.result, picked.used, picked.flat, picked.head, picked.budget = result, used, flat, head, budget
     picked.verify_seconds = phases.seconds["verify"]
     return picked
 
@@ -202,7 +214,8 @@ def _verified(trainer, prober, spec: BatchSpec, world: int, model, decision, bud
     batch, notes, lead = decision.batch, [], []
     step_s = _step_estimate(result, batch)
     near = model.peak(batch) > VERIFY_MARGIN * budget
-    checking = spec.verify is True or (spec.verify == "auto" and (near or step_s <= VERIFY_CHEAP_S))
+    cheap = step_s <= VERIFY_CHEAP_S or _far(pace, batch)  # a far pick is timed: its step verifies it too
+    checking = spec.verify is True or (spec.verify == "auto" and (near or cheap))
     if spec.verify == "auto" and not checking:
         notes.append(
             f"not verified: the predicted peak is under {VERIFY_MARGIN:.0%} of the budget and a step at "
@@ -239,12 +252,92 @@ def _verified(trainer, prober, spec: BatchSpec, world: int, model, decision, bud
                 good, model, batch, decision = (batch, peaks, model, decision), refit, again.batch, again
                 continue
         break
-    verified = max(p for p in peaks if p is not None) if checking else None
+    peaks = peaks if checking else None
+    retimed = _retimed(prober, spec, world, model, budget, pace, decision, peaks is not None) if pace else None
+    refit = None
+    if retimed is not None:
+        pace, again, refit, words = retimed
+        lead.append(words)
+        if again.batch != batch:  # at most the timed batch: memory verified above it
+            if peaks is not None:
+                top = gib(max(p for p in peaks if p is not None))
+                notes.append(f"memory verified at {batch} ({top}), above the pick")
+            batch, decision, peaks = again.batch, again, None
+    verified = max(p for p in peaks if p is not None) if peaks is not None else None
     picked = lawcache.Picked(
         batch, model, probe_law, None, [], False, pace, decision, None, budget, verified, notes, lead
     )
-    picked.peaks = peaks if checking else None
+    picked.peaks, picked.time_refit = peaks, refit
     return picked
+
+
+FAR = 2  # a pick more than this many times the largest timed batch is timed before it is trusted
+
+
+def _far(pace, batch: int) -> bool:
+    """True when ``batch`` is more than `FAR` x the largest batch the time law was fitted on."""
+    return bool(pace is not None and pace.points and batch > FAR * max(b for b, _ in pace.points))
+
+
+def _retimed(prober, spec: BatchSpec, world: int, model, budget, pace, decision, warm: bool):
+    """Time a step at a pick far above the timed sizes, refit the time law through it and decide once more.
+
+    The verification step (``warm``: it ran) paid for memory touched for the first time, as every first step at a
+    size does (`loader.time_law`), so one more step at the pick is timed; without it, two. The new decision may
+    not go above the timed pick (memory was verified there, not above).
+
+    Returns:
+        (tuple | None): ``(pace, decision, record, words)``, or None when the pick is near the timed sizes, the
+        step ran out of memory or the refit is unusable.
+    """
+    from dataclasses import replace
+
+    from yolo_batch import ddp
+    from yolo_batch.memory import is_oom
+    from yolo_batch.throughput import refit_time_law
+
+    batch = decision.batch
+    if not _far(pace, batch):
+        return None
+    try:
+        for _ in range(1 if warm else 2):
+            prober.train_step(batch, reset=False)
+    except RuntimeError as e:
+        if not is_oom(e):
+            raise
+        prober.trainer.optimizer.zero_grad(set_to_none=True)
+        prober.backend.empty_cache()
+        return None
+    seconds, top = prober.last_seconds[0], max(b for b, _ in pace.points)
+    law = refit_time_law(pace.law, list(pace.points), batch, seconds)
+    if law is None:
+        return None
+    new = replace(pace, law=law, points=(*pace.points, (batch, seconds)))
+    capped = with_overrides(spec, max_batch=min(spec.max_batch, batch * max(world, 1)))
+    again = ddp.per_gpu_decision(
+        model, budget, capped, world=world, dataset_size=prober.dataset_size,
+        fraction=prober.trainer.args.fraction, pace=new,
+    )  # fmt: skip
+    if again.batch == 0:
+        return None
+    old = pace.law
+    predicted = old.fixed_seconds + old.per_image_seconds * batch
+    law_of = lambda t: [round(t.fixed_seconds, 6), round(t.per_image_seconds, 7)]  # noqa: E731
+    record = {
+        "largest_timed": top,
+        "point": [batch, round(seconds, 5)],
+        "predicted_seconds": round(predicted, 5),
+        "before": law_of(old),
+        "after": law_of(law),
+        "batch_before": batch,
+        "batch_after": again.batch,
+    }
+    then = f"re-decided {again.batch}" if again.batch != batch else f"{batch} stands"
+    words = (
+        f"the time law from batches up to {top} put a step at {batch} at {predicted * 1e3:.0f} ms, it took "
+        f"{seconds * 1e3:.0f} ms ({predicted / seconds - 1:+.0%}): time law refitted through it, {then}"
+    )
+    return new, again, record, words
 
 
 def ddp_auto_batch(trainer) -> int:

@@ -93,6 +93,32 @@ def fit_time_law(points: list[tuple[int, float]], optimizer_seconds: float = 0.0
     return TimeLaw(fixed, slope, max(float(optimizer_seconds), 0.0), int(nbs))
 
 
+def refit_time_law(law: TimeLaw, points: list[tuple[int, float]], batch: int, seconds: float) -> TimeLaw | None:
+    """The time law through the largest timed point and a step timed at ``batch`` far above it; None if unusable.
+
+    As the memory law is refitted through the verified step (`decide.refit_law`): small batches mislead about a
+    large one (the law from batches 2-32 predicted 6-35 % too many images/s at 128-256 on a CPU). A falling line
+    is flat at the measured time; a negative fixed part goes through the origin and the measured point.
+
+    Examples:
+        >>> new = refit_time_law(TimeLaw(0.1, 0.01, 0.02, 64), [(8, 0.18), (32, 0.42)], 256, 3.0)
+        >>> round(new.fixed_seconds, 4), round(new.per_image_seconds, 6), new.optimizer_seconds
+        (0.0514, 0.011518, 0.02)
+    """
+    if not points or seconds <= 0:
+        return None
+    x0, y0 = max(points)
+    if batch <= x0:
+        return None
+    slope = (seconds - y0) / (batch - x0)
+    fixed = y0 - slope * x0
+    if slope <= 0:
+        slope, fixed = 0.0, seconds
+    elif fixed < 0:
+        slope, fixed = seconds / batch, 0.0
+    return TimeLaw(fixed, slope, law.optimizer_seconds, law.nbs)
+
+
 @dataclass(frozen=True)
 class Pace:
     """Predicted training images/s per batch: the step's time law and the dataloader's rate.
@@ -109,6 +135,7 @@ class Pace:
         loader_start_seconds (float): Seconds to build the loader and get its first batch (workers' start).
         points (tuple): The ``(batch, seconds)`` steps the law was fitted on.
         dataset_size (int | None): Training images per epoch (None: an endless stream, no partial batch).
+        loader_skipped (int): Batches the loader's measurement skipped as its warm-up (the first, the prefetched).
 
     Examples:
         >>> pace = Pace(TimeLaw(0.05, 0.002), loader_images_per_s=400, overlapped=True, workers=8, cpus=16)
@@ -127,6 +154,7 @@ class Pace:
     loader_start_seconds: float = 0.0
     points: tuple = ()
     dataset_size: int | None = None
+    loader_skipped: int = 0
 
     def step_images_per_s(self, batch: int) -> float:
         """Images/s the training step allows at ``batch``, over an epoch of ``dataset_size`` images if known.
@@ -179,17 +207,66 @@ class Pace:
             tips.append("on a CPU, loading and training share the cores")
         return "; ".join(tips)
 
-    def note(self, batch: int) -> str:
-        """The reason's words about the loader at ``batch``, or an empty string when it does not matter."""
-        if self.loader_bound(batch):
-            return f"dataloader-bound at {self.loader_images_per_s:.0f} images/s ({self.advice()})"
+    def binding(self, batch: int) -> str:
+        """The ceiling that binds at ``batch``: ``data`` (the dataloader) or ``step`` (the training step).
+
+        Overlapped (a GPU with workers): the slower of the two. Serial (a CPU, ``workers=0``): the larger share of
+        the time per image. An untimed loader leaves the step.
+
+        Examples:
+            >>> Pace(TimeLaw(0.1, 0.01), 60.0, overlapped=True).binding(8), Pace(TimeLaw(0.1, 0.01), 30.0).binding(8)
+            ('step', 'data')
+        """
+        if self.overlapped:
+            return "data" if self.loader_bound(batch) else "step"
+        return "data" if self.loader_share(batch) >= 0.5 else "step"
+
+    def binding_words(self, batch: int) -> str:
+        r"""The reason's words about the ceiling that binds at ``batch``, with the advice that helps.
+
+        Examples:
+            >>> print(Pace(TimeLaw(0.05, 0.001), 500.0, True, 8, 8, "ram").binding_words(128).replace(": ", ":\n"))
+            data-bound at 500 images/s (a lighter augmentation (mosaic) costs less per image):
+            a larger batch would not be faster
+            >>> print(Pace(TimeLaw(0.1, 0.01), 900.0, True, 8, 8).binding_words(64).replace(": ", ":\n"))
+            step-bound at 86 images/s (the dataloader gives 900):
+            more workers= or cache= would not help; a smaller imgsz or model, or AMP on a GPU, makes each step cheaper
+        """
+        loader, step = self.loader_images_per_s, self.step_images_per_s(batch)
+        if self.binding(batch) == "data":
+            if self.overlapped:
+                return f"data-bound at {loader:.0f} images/s ({self.advice()}): a larger batch would not be faster"
+            return (
+                f"data-bound: loading takes {self.loader_share(batch):.0%} of the time per image (dataloader "
+                f"{loader:.0f} images/s, workers={self.workers}; {self.advice()}): a larger batch shortens only the "
+                "step's share"
+            )
+        if not loader:
+            return f"step-bound at {step:.0f} images/s (the dataloader not timed)"
+        given = f"the dataloader gives {loader:.0f}"
         share = self.loader_share(batch)
         if share >= LOADER_SHARE_NOTE:
-            return (
-                f"data loading takes {share:.0%} of the time per image (loader {self.loader_images_per_s:.0f} "
-                f"images/s, workers={self.workers}; {self.advice()})"
-            )
-        return ""
+            given += f", {share:.0%} of the time per image; {self.advice()}"
+            return f"step-bound at {step:.0f} images/s ({given})"
+        return (
+            f"step-bound at {step:.0f} images/s ({given}): more workers= or cache= would not help; a smaller imgsz "
+            "or model, or AMP on a GPU, makes each step cheaper"
+        )
+
+    def ceilings(self, batch: int) -> dict[str, Any]:
+        """Both ceilings, measured apart, and the one that binds at ``batch``: ``batch_decision.json``'s ``ceilings``.
+
+        ``step_images_per_s``: images/s of the training step at each timed size (``batch / seconds``, no loader);
+        ``dataloader_images_per_s``: the loader's, with the run's workers, augmentation and imgsz, after its start.
+        """
+        loader = self.loader_images_per_s
+        return {
+            "step_images_per_s": [[b, round(b / v, 1)] for b, v in self.points if v > 0],
+            "step_at_pick": round(self.step_images_per_s(batch), 1),
+            "dataloader_images_per_s": round(loader, 1) if loader else None,
+            "binding": self.binding(batch),
+            "words": self.binding_words(batch),
+        }
 
     def as_record(self) -> dict[str, Any]:
         """The laws as plain JSON types, for ``batch_decision.json``."""
@@ -211,6 +288,7 @@ class Pace:
                 "images": self.loader_images,
                 "seconds": round(self.loader_seconds, 3),
                 "start_seconds": round(self.loader_start_seconds, 3),
+                "skipped_batches": self.loader_skipped,
             },
         }
 
@@ -224,10 +302,11 @@ def record_fields(pace: Pace | None, batch: int, probe: Any = None) -> dict[str,
         probe: The `probe.ProbeResult` with the timed steps, if any.
 
     Returns:
-        (dict): ``speed`` (laws and points, or None), ``predicted_images_per_s`` and ``loader_bound`` at the pick.
+        (dict): ``speed`` (laws and points, or None), ``predicted_images_per_s``, ``loader_bound`` and ``ceilings``
+        (both ceilings and the binding one, `Pace.ceilings`) at the pick.
     """
     if pace is None:
-        return {"speed": None, "predicted_images_per_s": None, "loader_bound": None}
+        return {"speed": None, "predicted_images_per_s": None, "loader_bound": None, "ceilings": None}
     speed = pace.as_record()
     speed["points"] = {"law": [[b, round(v, 5)] for b, v in pace.points]}
     if probe is not None:
@@ -241,6 +320,7 @@ def record_fields(pace: Pace | None, batch: int, probe: Any = None) -> dict[str,
         "speed": speed,
         "predicted_images_per_s": round(pace.images_per_s(batch), 1),
         "loader_bound": pace.loader_bound(batch),
+        "ceilings": pace.ceilings(batch),
     }
 
 
@@ -257,10 +337,17 @@ def law_line(record: dict[str, Any]) -> str:
     how = "" if loader.get("overlapped") else ", its time adds to the step's"
     workers = loader.get("workers", 0)
     data = f"dataloader {rate:.0f} images/s ({workers} workers{how})" if rate else "dataloader not timed"
-    return (
+    line = (
         f"time law {law['fixed_seconds'] * 1e3:.1f} ms + {law['per_image_seconds'] * 1e3:.2f} ms/image per step, "
         f"optimizer {law['optimizer_seconds'] * 1e3:.1f} ms per {law.get('nbs', 64)} images; {data}"
     )
+    ceilings = record.get("ceilings")
+    if not ceilings:
+        return line
+    steps = ceilings.get("step_images_per_s") or []
+    timed = ", ".join(f"{v:.0f} at {b}" for b, v in steps)
+    timed = f"step images/s {timed} (timed); " if timed else ""
+    return f"{line}; {timed}{ceilings['binding']}-bound at the pick (step {ceilings['step_at_pick']:.0f} images/s)"
 
 
 def pace_from_record(record: dict[str, Any]) -> Pace | None:
