@@ -82,7 +82,7 @@ def test_large_batch_recipe_at_the_bench_shape():
     assert (sgd.lr_factor, sgd.warmup_iterations) == (1.0, 30) and "lr0 kept" in sgd.words()
     assert recipe.large_batch(64, 64, "SGD", "none", 2560, 30, 3.0) is None  # at nbs: Ultralytics' recipe
     none = recipe.large_batch(128, 64, "SGD", "none", 2560, 30, 0.0)
-    assert none.warmup_floor == 0 and "no warm-up (warmup_epochs=0)" in none.words()
+    assert none.warmup_floor == 0 and "no warm-up (none in this run: warmup_epochs=0" in none.words()
     busy = recipe.large_batch(128, 64, "SGD", "none", 100000, 30, 3.0)  # 782 iterations an epoch: above the floor
     assert "warm-up 2346 iterations (above the floor 100)" in busy.words()
 
@@ -141,13 +141,15 @@ def test_far_pick_is_timed_and_the_refit_brings_it_back_within_nbs():
     spec = BatchSpec(policy="speed")
     again_pace, again, record, words = deciding._retimed(Prober(), spec, 1, H100_MEMORY, H100_BUDGET, pace, first, True)
     assert steps == [(208, False)]  # one warm step after the verification's; the peak meter left alone
-    # the line through (32, 0.079188) and (208, 208 / 421 = 0.494062): 0.0023572 s/image, 0.003757 s fixed
+    # kept up to 32; above it the line from the law's 0.079188 s at 32 to 208 / 421 = 0.494062 s at 208:
+    # (0.494062 - 0.079188) / 176 = 0.0023572 s per image
+    law = {"fixed_seconds": 0.065216, "per_image_seconds": 0.0004366, "optimizer_seconds": 0.0, "nbs": 64}
     assert record == {
         "largest_timed": 32,
         "point": [208, 0.49406],
         "predicted_seconds": 0.15604,
-        "before": [0.065216, 0.0004366],
-        "after": [0.003757, 0.0023572],
+        "before": law,
+        "after": {**law, "knee": 32, "beyond_per_image_seconds": 0.0023572},
         "batch_before": 208,
         "batch_after": 32,
     }
@@ -169,10 +171,14 @@ def test_far_pick_is_timed_and_the_refit_brings_it_back_within_nbs():
 def test_refit_time_law_edges():
     law = TimeLaw(0.1, 0.01, 0.02, 64)
     assert refit_time_law(law, [(8, 0.18)], 8, 0.5) is None  # not above the timed sizes
-    flat = refit_time_law(law, [(8, 0.18)], 64, 0.1)  # faster than the largest timed step: flat at the measured
-    assert (flat.fixed_seconds, flat.per_image_seconds) == (0.1, 0.0)
-    origin = refit_time_law(law, [(8, 0.01)], 64, 1.0)  # would cross below zero: through the origin and the point
-    assert (origin.fixed_seconds, origin.per_image_seconds) == (0.0, 1.0 / 64)
+    # a step at 64 faster than the law at 8 (0.18 s): images above the knee cost nothing, never less
+    flat = refit_time_law(law, [(4, 0.15), (8, 0.18)], 64, 0.1)
+    assert (flat.knee, flat.beyond_per_image_seconds, flat.work_seconds(64)) == (8, 0.0, pytest.approx(0.18))
+    # the fitted sizes keep the law (a CPU's curve that bends down above them does not send the pick to 1)
+    bent = refit_time_law(law, [(4, 0.15), (8, 0.18)], 64, 1.5)
+    assert bent.work_seconds(4) == pytest.approx(0.14) and bent.work_seconds(8) == pytest.approx(0.18)
+    assert bent.work_seconds(64) == pytest.approx(1.5) and bent.beyond_per_image_seconds == pytest.approx(1.32 / 56)
+    assert Pace(bent).images_per_s(8) > Pace(bent).images_per_s(64)  # 8 / 0.18 + ... beats 64 / 1.5
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -262,7 +262,8 @@ def _verified(trainer, prober, spec: BatchSpec, world: int, model, decision, bud
             if peaks is not None:
                 top = gib(max(p for p in peaks if p is not None))
                 notes.append(f"memory verified at {batch} ({top}), above the pick")
-            batch, decision, peaks = again.batch, again, None
+            batch, peaks = again.batch, None
+        decision = again  # its reason and candidates stand on the refitted law
     verified = max(p for p in peaks if p is not None) if peaks is not None else None
     picked = lawcache.Picked(
         batch, model, probe_law, None, [], False, pace, decision, None, budget, verified, notes, lead
@@ -320,15 +321,16 @@ def _retimed(prober, spec: BatchSpec, world: int, model, budget, pace, decision,
     )  # fmt: skip
     if again.batch == 0:
         return None
-    old = pace.law
-    predicted = old.fixed_seconds + old.per_image_seconds * batch
-    law_of = lambda t: [round(t.fixed_seconds, 6), round(t.per_image_seconds, 7)]  # noqa: E731
+    predicted = pace.law.work_seconds(batch)
+    if capped.max_batch < spec.max_batch:  # the cap is the timed pick, not the user's max_batch
+        words = f"capped by max_batch {capped.max_batch}"
+        again = replace(again, reason=again.reason.replace(words, f"capped at the timed {batch}"))
     record = {
         "largest_timed": top,
         "point": [batch, round(seconds, 5)],
         "predicted_seconds": round(predicted, 5),
-        "before": law_of(old),
-        "after": law_of(law),
+        "before": pace.law.as_record(),
+        "after": law.as_record(),
         "batch_before": batch,
         "batch_after": again.batch,
     }

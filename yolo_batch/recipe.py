@@ -131,7 +131,7 @@ class Recipe:
             if self.warmup_floor > self.warmup_iterations
             else f"warm-up {self.warmup_iterations} iterations (above the floor {self.warmup_floor})"
             if self.warmup_floor
-            else "no warm-up (warmup_epochs=0)"
+            else "no warm-up (none in this run: warmup_epochs=0, or a single epoch)"
         )
         return f"large-batch recipe above nbs={self.nbs}: {self.optimizer} {lr}, {warm}, bn_momentum auto"
 

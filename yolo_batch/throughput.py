@@ -46,11 +46,41 @@ class TimeLaw:
     per_image_seconds: float
     optimizer_seconds: float = 0.0
     nbs: int = 64
+    knee: int = 0
+    beyond_per_image_seconds: float = 0.0
+
+    def work_seconds(self, batch: float) -> float:
+        """Forward, loss and backward of ``batch`` images; above ``knee`` each image costs ``beyond_per_image_seconds``.
+
+        Examples:
+            >>> refitted = TimeLaw(0.1, 0.01, knee=32, beyond_per_image_seconds=0.02)  # `refit_time_law`
+            >>> [round(t, 6) for t in (TimeLaw(0.1, 0.01).work_seconds(32), *map(refitted.work_seconds, (32, 64)))]
+            [0.42, 0.42, 1.06]
+        """
+        if not self.knee or batch <= self.knee:
+            return self.fixed_seconds + self.per_image_seconds * batch
+        return (
+            self.fixed_seconds
+            + self.per_image_seconds * self.knee
+            + self.beyond_per_image_seconds * (batch - self.knee)
+        )
 
     def step_seconds(self, batch: int) -> float:
         """Seconds per iteration at ``batch``, the optimizer step spread over the iterations it serves."""
         accumulate = nominal_accumulate(batch, self.nbs)
-        return self.fixed_seconds + self.per_image_seconds * batch + self.optimizer_seconds / accumulate
+        return self.work_seconds(batch) + self.optimizer_seconds / accumulate
+
+    def as_record(self) -> dict[str, Any]:
+        """The law as plain JSON types (``knee`` and ``beyond_per_image_seconds`` only after a refit)."""
+        out = {
+            "fixed_seconds": round(self.fixed_seconds, 6),
+            "per_image_seconds": round(self.per_image_seconds, 7),
+            "optimizer_seconds": round(self.optimizer_seconds, 6),
+            "nbs": self.nbs,
+        }
+        if self.knee:
+            out |= {"knee": self.knee, "beyond_per_image_seconds": round(self.beyond_per_image_seconds, 7)}
+        return out
 
     def images_per_s(self, batch: int) -> float:
         """Training images per second the step alone allows at ``batch``."""
@@ -94,29 +124,27 @@ def fit_time_law(points: list[tuple[int, float]], optimizer_seconds: float = 0.0
 
 
 def refit_time_law(law: TimeLaw, points: list[tuple[int, float]], batch: int, seconds: float) -> TimeLaw | None:
-    """The time law through the largest timed point and a step timed at ``batch`` far above it; None if unusable.
+    """The time law kept where it was fitted, and above its largest timed batch the line to a step timed at ``batch``.
 
     As the memory law is refitted through the verified step (`decide.refit_law`): small batches mislead about a
-    large one (the law from batches 2-32 predicted 6-35 % too many images/s at 128-256 on a CPU). A falling line
-    is flat at the measured time; a negative fixed part goes through the origin and the measured point.
+    large one (the law from batches 2-32 predicted 6-35 % too many images/s at 128-256 on a CPU). Above the knee
+    (the largest timed batch) each image costs what the timed step says, from the law's own time at the knee (so
+    the law stays continuous), never less than nothing; the sizes the law was fitted on keep it. None when
+    ``batch`` is not above the timed sizes.
 
     Examples:
         >>> new = refit_time_law(TimeLaw(0.1, 0.01, 0.02, 64), [(8, 0.18), (32, 0.42)], 256, 3.0)
-        >>> round(new.fixed_seconds, 4), round(new.per_image_seconds, 6), new.optimizer_seconds
-        (0.0514, 0.011518, 0.02)
+        >>> new.knee, round(new.beyond_per_image_seconds, 6), round(new.work_seconds(256), 6), new.work_seconds(8)
+        (32, 0.011518, 3.0, 0.18)
     """
     if not points or seconds <= 0:
         return None
-    x0, y0 = max(points)
-    if batch <= x0:
+    top = max(b for b, _ in points)
+    if batch <= top:
         return None
-    slope = (seconds - y0) / (batch - x0)
-    fixed = y0 - slope * x0
-    if slope <= 0:
-        slope, fixed = 0.0, seconds
-    elif fixed < 0:
-        slope, fixed = seconds / batch, 0.0
-    return TimeLaw(fixed, slope, law.optimizer_seconds, law.nbs)
+    base = TimeLaw(law.fixed_seconds, law.per_image_seconds, law.optimizer_seconds, law.nbs)  # the fitted law
+    beyond = max((seconds - base.work_seconds(top)) / (batch - top), 0.0)
+    return TimeLaw(law.fixed_seconds, law.per_image_seconds, law.optimizer_seconds, law.nbs, top, beyond)
 
 
 @dataclass(frozen=True)
@@ -170,8 +198,8 @@ class Pace:
         if not n:
             return law.images_per_s(batch)
         full, rest = divmod(n, batch)  # the last, partial batch pays a whole iteration's fixed cost
-        optimizer = law.step_seconds(batch) - law.fixed_seconds - law.per_image_seconds * batch
-        last = law.fixed_seconds + law.per_image_seconds * rest + optimizer if rest else 0.0
+        optimizer = law.step_seconds(batch) - law.work_seconds(batch)
+        last = law.work_seconds(rest) + optimizer if rest else 0.0
         return n / (full * law.step_seconds(batch) + last)
 
     def images_per_s(self, batch: int) -> float:
@@ -272,12 +300,7 @@ class Pace:
         """The laws as plain JSON types, for ``batch_decision.json``."""
         law = self.law
         return {
-            "time_law": {
-                "fixed_seconds": round(law.fixed_seconds, 6),
-                "per_image_seconds": round(law.per_image_seconds, 7),
-                "optimizer_seconds": round(law.optimizer_seconds, 6),
-                "nbs": law.nbs,
-            },
+            "time_law": law.as_record(),
             "dataset_size": self.dataset_size,
             "loader": {
                 "images_per_s": round(self.loader_images_per_s, 1) if self.loader_images_per_s else None,
@@ -337,9 +360,11 @@ def law_line(record: dict[str, Any]) -> str:
     how = "" if loader.get("overlapped") else ", its time adds to the step's"
     workers = loader.get("workers", 0)
     data = f"dataloader {rate:.0f} images/s ({workers} workers{how})" if rate else "dataloader not timed"
+    knee = law.get("knee")
+    beyond = f" ({law['beyond_per_image_seconds'] * 1e3:.2f} above {knee}, refitted)" if knee else ""
     line = (
-        f"time law {law['fixed_seconds'] * 1e3:.1f} ms + {law['per_image_seconds'] * 1e3:.2f} ms/image per step, "
-        f"optimizer {law['optimizer_seconds'] * 1e3:.1f} ms per {law.get('nbs', 64)} images; {data}"
+        f"time law {law['fixed_seconds'] * 1e3:.1f} ms + {law['per_image_seconds'] * 1e3:.2f} ms/image{beyond} per "
+        f"step, optimizer {law['optimizer_seconds'] * 1e3:.1f} ms per {law.get('nbs', 64)} images; {data}"
     )
     ceilings = record.get("ceilings")
     if not ceilings:
@@ -363,7 +388,14 @@ def pace_from_record(record: dict[str, Any]) -> Pace | None:
     if not law:
         return None
     return Pace(
-        TimeLaw(law["fixed_seconds"], law["per_image_seconds"], law.get("optimizer_seconds", 0.0), law.get("nbs", 64)),
+        TimeLaw(
+            law["fixed_seconds"],
+            law["per_image_seconds"],
+            law.get("optimizer_seconds", 0.0),
+            law.get("nbs", 64),
+            law.get("knee", 0),
+            law.get("beyond_per_image_seconds", 0.0),
+        ),
         loader.get("images_per_s"),
         bool(loader.get("overlapped", True)),
         int(loader.get("workers", 0)),
