@@ -222,3 +222,25 @@ def test_no_recipe_keeps_the_warmup_stock():
     setattr(t, ATTR, s)
     assert lrscale.warmup(t, lambda nb: round(3.0 * nb), 80) == 240
     assert not s.lr.bn_auto
+
+
+def test_a_refit_that_favours_larger_batches_stays_at_the_timed_pick():
+    """The timed step at 128 runs at 2000 images/s: the refit would go above 128, where memory was not verified."""
+    pace = _h100_step_only()
+    first = decide(H100_MEMORY, H100_BUDGET, policy="speed", pace=pace, max_batch=128, dataset_size=2048)
+    assert first.batch == 128  # above nbs: the step law alone makes it far faster than 64
+
+    class Prober:
+        dataset_size = 2048
+        trainer = SimpleNamespace(args=SimpleNamespace(fraction=1.0))
+
+        def train_step(self, n: int, reset: bool = True) -> None:
+            self.last_seconds = (n / 2000, 0.0)
+
+    _, again, record, words = deciding._retimed(
+        Prober(), BatchSpec(policy="speed"), 1, H100_MEMORY, H100_BUDGET, pace, first, True
+    )
+    assert again.batch == 128 and record["batch_after"] == 128
+    assert "(the largest that fits is 128: capped at the timed 128)" in again.reason
+    assert words.startswith("the time law from batches up to 32 put a step at 128 at 121 ms, it took 64 ms (+89%)")
+    assert words.endswith("128 stands")

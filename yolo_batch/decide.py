@@ -284,8 +284,8 @@ def _retimed(prober, spec: BatchSpec, world: int, model, budget, pace, decision,
     """Time a step at a pick far above the timed sizes, refit the time law through it and decide once more.
 
     The verification step (``warm``: it ran) paid for memory touched for the first time, as every first step at a
-    size does (`loader.time_law`), so one more step at the pick is timed; without it, two. The new decision may
-    not go above the timed pick (memory was verified there, not above).
+    size does (`loader.time_law`), so one more step at the pick is timed; without it, two. The new decision does
+    not go above the timed pick (memory was verified there, not above): where it would, it is capped there.
 
     Returns:
         (tuple | None): ``(pace, decision, record, words)``, or None when the pick is near the timed sizes, the
@@ -314,17 +314,22 @@ def _retimed(prober, spec: BatchSpec, world: int, model, budget, pace, decision,
     if law is None:
         return None
     new = replace(pace, law=law, points=(*pace.points, (batch, seconds)))
-    capped = with_overrides(spec, max_batch=min(spec.max_batch, batch * max(world, 1)))
-    again = ddp.per_gpu_decision(
-        model, budget, capped, world=world, dataset_size=prober.dataset_size,
-        fraction=prober.trainer.args.fraction, pace=new,
-    )  # fmt: skip
+
+    def decided(top: int):
+        return ddp.per_gpu_decision(
+            model, budget, with_overrides(spec, max_batch=top), world=world, dataset_size=prober.dataset_size,
+            fraction=prober.trainer.args.fraction, pace=new,
+        )  # fmt: skip
+
+    again = decided(spec.max_batch)
+    if again.batch > batch:  # memory was verified at the timed pick, not above: decide up to it
+        again, name = decided(batch * max(world, 1)), f"max_batch {batch}"
+        rungs = tuple(replace(c, cap=f"the timed {batch}") if c.cap == name else c for c in again.candidates)
+        words = again.reason.replace(f"capped by {name}", f"capped at the timed {batch}")
+        again = replace(again, reason=words, candidates=rungs)
     if again.batch == 0:
         return None
     predicted = pace.law.work_seconds(batch)
-    if capped.max_batch < spec.max_batch:  # the cap is the timed pick, not the user's max_batch
-        words = f"capped by max_batch {capped.max_batch}"
-        again = replace(again, reason=again.reason.replace(words, f"capped at the timed {batch}"))
     record = {
         "largest_timed": top,
         "point": [batch, round(seconds, 5)],
