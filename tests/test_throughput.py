@@ -13,17 +13,9 @@ import math
 import numpy as np
 import pytest
 
+from yolo_batch.pace_record import check_line, law_line, record_fields, steady_images_per_s
 from yolo_batch.policy import Law, MemoryModel, decide
-from yolo_batch.throughput import (
-    Pace,
-    TimeLaw,
-    check_line,
-    fit_time_law,
-    law_line,
-    pace_from_record,
-    record_fields,
-    steady_images_per_s,
-)
+from yolo_batch.throughput import Pace, TimeLaw, fit_time_law, pace_from_record
 
 # H100, yolo11s at 640: the time law through the measured stretches at 16 and 32 (seconds per iteration =
 # batch / images/s: 16 / 221.6 = 0.072202, 32 / 404.1 = 0.079188), the loader's ceiling at 180's 510.5 images/s.

@@ -54,10 +54,10 @@ def auto_batch(trainer, world: int = 1) -> int:
     """Probe (or check the law cache), decide, verify and report; return the batch (per GPU when ``world`` > 1)."""
     from yolo_batch import adapt, decision_record, lawcache, lrscale, recipe, records
     from yolo_batch.memory import backend_for
+    from yolo_batch.pace_record import record_fields
     from yolo_batch.phases import Phases
     from yolo_batch.policy import SPEEDS
     from yolo_batch.probe import Prober, borrowed
-    from yolo_batch.throughput import record_fields
 
     s, (logger, prefix) = session(trainer), log()
     spec = s.spec
@@ -209,12 +209,12 @@ def _full(trainer, prober, spec: BatchSpec, world: int, phases):
 
 def _verified(trainer, prober, spec: BatchSpec, world: int, model, decision, budget, result, pace):
     """Verify the pick (`spec.verify`): step down on out-of-memory, refit the law through the verified step once."""
-    from yolo_batch import ddp, lawcache, policy
+    from yolo_batch import ddp, lawcache, policy, retime
 
     batch, notes, lead = decision.batch, [], []
     step_s = _step_estimate(result, batch)
     near = model.peak(batch) > VERIFY_MARGIN * budget
-    cheap = step_s <= VERIFY_CHEAP_S or _far(pace, batch)  # a far pick is timed: its step verifies it too
+    cheap = step_s <= VERIFY_CHEAP_S or retime.far(pace, batch)  # a far pick is timed: its step verifies it too
     checking = spec.verify is True or (spec.verify == "auto" and (near or cheap))
     if spec.verify == "auto" and not checking:
         notes.append(
@@ -253,7 +253,7 @@ def _verified(trainer, prober, spec: BatchSpec, world: int, model, decision, bud
                 continue
         break
     peaks = peaks if checking else None
-    retimed = _retimed(prober, spec, world, model, budget, pace, decision, peaks is not None) if pace else None
+    retimed = retime.retimed(prober, spec, world, model, budget, pace, decision, peaks is not None) if pace else None
     refit = None
     if retimed is not None:
         pace, again, refit, words = retimed
@@ -270,81 +270,6 @@ def _verified(trainer, prober, spec: BatchSpec, world: int, model, decision, bud
     )
     picked.peaks, picked.time_refit = peaks, refit
     return picked
-
-
-FAR = 2  # a pick more than this many times the largest timed batch is timed before it is trusted
-
-
-def _far(pace, batch: int) -> bool:
-    """True when ``batch`` is more than `FAR` x the largest batch the time law was fitted on."""
-    return bool(pace is not None and pace.points and batch > FAR * max(b for b, _ in pace.points))
-
-
-def _retimed(prober, spec: BatchSpec, world: int, model, budget, pace, decision, warm: bool):
-    """Time a step at a pick far above the timed sizes, refit the time law through it and decide once more.
-
-    The verification step (``warm``: it ran) paid for memory touched for the first time, as every first step at a
-    size does (`loader.time_law`), so one more step at the pick is timed; without it, two. The new decision does
-    not go above the timed pick (memory was verified there, not above): where it would, it is capped there.
-
-    Returns:
-        (tuple | None): ``(pace, decision, record, words)``, or None when the pick is near the timed sizes, the
-        step ran out of memory or the refit is unusable.
-    """
-    from dataclasses import replace
-
-    from yolo_batch import ddp
-    from yolo_batch.memory import is_oom
-    from yolo_batch.throughput import refit_time_law
-
-    batch = decision.batch
-    if not _far(pace, batch):
-        return None
-    try:
-        for _ in range(1 if warm else 2):
-            prober.train_step(batch, reset=False)
-    except RuntimeError as e:
-        if not is_oom(e):
-            raise
-        prober.trainer.optimizer.zero_grad(set_to_none=True)
-        prober.backend.empty_cache()
-        return None
-    seconds, top = prober.last_seconds[0], max(b for b, _ in pace.points)
-    law = refit_time_law(pace.law, list(pace.points), batch, seconds)
-    if law is None:
-        return None
-    new = replace(pace, law=law, points=(*pace.points, (batch, seconds)))
-
-    def decided(top: int):
-        return ddp.per_gpu_decision(
-            model, budget, with_overrides(spec, max_batch=top), world=world, dataset_size=prober.dataset_size,
-            fraction=prober.trainer.args.fraction, pace=new,
-        )  # fmt: skip
-
-    again = decided(spec.max_batch)
-    if again.batch > batch:  # memory was verified at the timed pick, not above: decide up to it
-        again, name = decided(batch * max(world, 1)), f"max_batch {batch}"
-        rungs = tuple(replace(c, cap=f"the timed {batch}") if c.cap == name else c for c in again.candidates)
-        words = again.reason.replace(f"capped by {name}", f"capped at the timed {batch}")
-        again = replace(again, reason=words, candidates=rungs)
-    if again.batch == 0:
-        return None
-    predicted = pace.law.work_seconds(batch)
-    record = {
-        "largest_timed": top,
-        "point": [batch, round(seconds, 5)],
-        "predicted_seconds": round(predicted, 5),
-        "before": pace.law.as_record(),
-        "after": law.as_record(),
-        "batch_before": batch,
-        "batch_after": again.batch,
-    }
-    then = f"re-decided {again.batch}" if again.batch != batch else f"{batch} stands"
-    words = (
-        f"the time law from batches up to {top} put a step at {batch} at {predicted * 1e3:.0f} ms, it took "
-        f"{seconds * 1e3:.0f} ms ({predicted / seconds - 1:+.0%}): time law refitted through it, {then}"
-    )
-    return new, again, record, words
 
 
 def ddp_auto_batch(trainer) -> int:
@@ -445,7 +370,7 @@ def _fit_val(result):
 
 def decision_table(r: dict[str, Any]) -> list[str]:
     """The decision as log lines: headroom, one row per candidate, the pick and why."""
-    from yolo_batch.throughput import law_line
+    from yolo_batch.pace_record import law_line
 
     speed = any(c.get("predicted_images_per_s") for c in r["candidates"])
 
