@@ -243,3 +243,11 @@ def test_a_refit_that_favours_larger_batches_stays_at_the_timed_pick():
     assert "(the largest that fits is 128: capped at the timed 128)" in again.reason
     assert words.startswith("the time law from batches up to 32 put a step at 128 at 121 ms, it took 64 ms (+89%)")
     assert words.endswith("128 stands")
+
+
+def test_a_low_speed_threshold_is_content_with_the_recipes_pick():
+    """speed_threshold 0.01: min_batch 8 already reaches 1 % of the fastest above nbs, so no recipe is needed."""
+    pace, kw = _h100_step_only(), {"policy": "speed", "dataset_size": 2048, "min_batch": 8, "speed_gain": 0.0}
+    d = decide(H100_MEMORY, H100_BUDGET, pace=pace, speed_threshold=0.01, **kw)
+    assert d.batch == 8  # 72 above nbs is +7 % over 64 (above speed_gain 0), but 8 is content at 1 % of 1324
+    assert "8 reaches speed_threshold 0.01 of the fastest above it too (1324 images/s)" in d.reason

@@ -317,7 +317,11 @@ def _fastest(pace, low: int, high: int, threshold: float) -> tuple[int, str]:
 
 
 def _within_recipe(pace, low: int, high: int, threshold: float, gain: float) -> tuple[int, str]:
-    """The ``speed`` pick: the fastest at or below nbs (the threshold rule), above nbs only for more than ``gain``.
+    """The ``speed`` pick: the threshold rule at or below nbs, above nbs only past ``gain``.
+
+    Above nbs only when its pick (the threshold rule among the batches above nbs) is predicted more than ``gain``
+    faster than the fastest at or below nbs, and the pick at or below nbs does not reach ``threshold`` of the
+    fastest above it (a low ``speed_threshold`` is content with the recipe's pick).
 
     Examples:
         >>> from yolo_batch.throughput import Pace, TimeLaw
@@ -334,6 +338,12 @@ def _within_recipe(pace, low: int, high: int, threshold: float, gain: float) -> 
     best = max(range(low, nbs + 1), key=lambda b: (pace.images_per_s(b), b))  # the fastest at or below nbs
     fast_in, fast_out = pace.images_per_s(best), pace.images_per_s(above)
     g = fast_out / fast_in - 1 if fast_in > 0 else 0.0
+    top = max(pace.images_per_s(b) for b in range(nbs + 1, min(high, nbs + SPEED_SCAN) + 1))  # fastest above
+    if g > gain and pace.images_per_s(inside) >= threshold * top:  # the in-recipe pick is fast enough already
+        return inside, (
+            f"{why}; within nbs={nbs} (Ultralytics' recipe): {inside} reaches speed_threshold {threshold:.2f} of the "
+            f"fastest above it too ({top:.0f} images/s)"
+        )
     if g > gain:
         return above, (
             f"{above} above nbs={nbs} reaches {fast_out:.0f} images/s, {g:+.0%} over {best} ({fast_in:.0f}), the "
