@@ -127,6 +127,7 @@ def test_far_pick_is_timed_and_the_refit_brings_it_back_within_nbs():
     """208 is 6.5x the largest timed 32: a step there is timed; at the 421 images/s 224 trained at, the refit wins."""
     pace = _h100_step_only()
     first = decide(H100_MEMORY, H100_BUDGET, policy="speed", pace=pace, max_batch=512, dataset_size=2048)
+    assert first.batch == 208
     steps = []
 
     class Prober:
@@ -138,7 +139,7 @@ def test_far_pick_is_timed_and_the_refit_brings_it_back_within_nbs():
             self.last_seconds = (n / 421, 0.0)
 
     spec = BatchSpec(policy="speed")
-    again_pace, again, record, words = retime.retimed(Prober(), spec, 1, H100_MEMORY, H100_BUDGET, pace, first, True)
+    again_pace, again, record, words = retime.retimed(Prober(), spec, 1, H100_MEMORY, H100_BUDGET, pace, 208, True)
     assert steps == [(208, False)]  # one warm step after the verification's; the peak meter left alone
     # kept up to 32; above it the line from the law's 0.079188 s at 32 to 208 / 421 = 0.494062 s at 208:
     # (0.494062 - 0.079188) / 176 = 0.0023572 s per image
@@ -161,10 +162,10 @@ def test_far_pick_is_timed_and_the_refit_brings_it_back_within_nbs():
     )
     cold = []
     Prober.train_step = lambda self, n, reset=True: cold.append(n) or setattr(self, "last_seconds", (n / 421, 0.0))
-    retime.retimed(Prober(), spec, 1, H100_MEMORY, H100_BUDGET, pace, first, False)
+    retime.retimed(Prober(), spec, 1, H100_MEMORY, H100_BUDGET, pace, 208, False)
     assert cold == [208, 208]  # not verified: a first step pays fresh memory, the second is timed
     near = decide(H100_MEMORY, H100_BUDGET, policy="speed", pace=pace, max_batch=64, dataset_size=2048)
-    assert retime.retimed(Prober(), spec, 1, H100_MEMORY, H100_BUDGET, pace, near, True) is None  # 64 = 2 x 32
+    assert retime.retimed(Prober(), spec, 1, H100_MEMORY, H100_BUDGET, pace, near.batch, True) is None  # 64 = 2 x 32
 
 
 def test_refit_time_law_edges():
@@ -237,7 +238,7 @@ def test_a_refit_that_favours_larger_batches_stays_at_the_timed_pick():
             self.last_seconds = (n / 2000, 0.0)
 
     _, again, record, words = retime.retimed(
-        Prober(), BatchSpec(policy="speed"), 1, H100_MEMORY, H100_BUDGET, pace, first, True
+        Prober(), BatchSpec(policy="speed"), 1, H100_MEMORY, H100_BUDGET, pace, first.batch, True
     )
     assert again.batch == 128 and record["batch_after"] == 128
     assert "(the largest that fits is 128: capped at the timed 128)" in again.reason

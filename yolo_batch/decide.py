@@ -253,7 +253,7 @@ def _verified(trainer, prober, spec: BatchSpec, world: int, model, decision, bud
                 continue
         break
     peaks = peaks if checking else None
-    retimed = retime.retimed(prober, spec, world, model, budget, pace, decision, peaks is not None) if pace else None
+    retimed = retime.retimed(prober, spec, world, model, budget, pace, batch, peaks is not None) if pace else None
     refit = None
     if retimed is not None:
         pace, again, refit, words = retimed

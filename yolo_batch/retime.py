@@ -23,18 +23,18 @@ def far(pace, batch: int) -> bool:
     return bool(pace is not None and pace.points and batch > FAR * max(b for b, _ in pace.points))
 
 
-def retimed(prober, spec: BatchSpec, world: int, model, budget, pace, decision, warm: bool):
+def retimed(prober, spec: BatchSpec, world: int, model, budget, pace, batch: int, warm: bool):
     """Time a step at a pick far above the timed sizes, refit the time law through it and decide once more.
 
     The verification step (``warm``: it ran) paid for memory touched for the first time, as every first step at a
-    size does (`loader.time_law`), so one more step at the pick is timed; without it, two. The new decision does
+    size does (`loader.time_law`), so one more step at ``batch`` (the pick, after any out-of-memory step-down) is
+    timed; without it, two. The new decision does
     not go above the timed pick (memory was verified there, not above): where it would, it is capped there.
 
     Returns:
         (tuple | None): ``(pace, decision, record, words)``, or None when the pick is near the timed sizes, the
         step ran out of memory or the refit is unusable.
     """
-    batch = decision.batch
     if not far(pace, batch):
         return None
     try:
