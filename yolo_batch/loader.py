@@ -58,7 +58,7 @@ def measure(trainer, dataset, seconds: float = SECONDS, batch: int = BATCH) -> L
         device=trainer.device,
     )
     workers = loader.num_workers
-    skip = max(1, workers * (getattr(loader, "prefetch_factor", None) or 0))  # the workers' start, their prefetch
+    skip = 1 + workers * (getattr(loader, "prefetch_factor", None) or 0)  # the first batch, then the prefetched
     wanted = max(2 * workers, MIN_BATCHES)
     images, began, first, last, count, seen = 0, None, None, None, 0, 0
     try:
