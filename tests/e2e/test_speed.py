@@ -213,3 +213,34 @@ def test_far_pick_refits_the_time_law_through_a_timed_step(tiny_data, tmp_path, 
 
     pick = again(32)
     assert d["batch"] == (pick if pick <= refit["batch_before"] else again(refit["batch_before"]))
+
+
+def test_a_plain_resume_carries_the_recipe_on(tiny_data, tmp_path):
+    """Stopped inside the run, resumed plainly: the lr factor, BatchNorm momentum and warm-up floor go on."""
+    import math
+
+    from yolo_batch.batchnorm import scaled
+
+    class Stop(Exception):
+        pass
+
+    def stop(trainer):
+        if trainer.epoch == 1:
+            raise Stop  # at the start of the second epoch: the first is saved, as by a kill
+
+    model = AutoPlus(policy="speed", speed_gain=0.0).register(YOLO("yolo11n.yaml"))
+    model.add_callback("on_train_epoch_start", stop)
+    with pytest.raises(Stop):
+        train_in_process(model, tiny_data, tmp_path, nbs=8, epochs=3, warmup_epochs=0.5, optimizer="AdamW", lr0=0.001)
+    d = _record(tmp_path / "run")
+    b = d["batch"]
+    assert b > 8 and d["recipe"]["lr_scaling"] == "sqrt"
+    resumed = YOLO(str(tmp_path / "run" / "weights" / "last.pt"))
+    resumed.train(resume=True)
+    t = resumed.trainer
+    assert t.batch_size == b and t.args.lr0 == 0.001
+    assert all(g["initial_lr"] == pytest.approx(0.001 * math.sqrt(b / 8)) for g in t.optimizer.param_groups)
+    bns = [m for m in t.model.modules() if type(m).__name__ == "BatchNorm2d"]
+    assert bns and all(m.momentum == pytest.approx(scaled(0.03, b)) for m in bns)
+    nb = math.ceil(32 / b)
+    assert t._get_warmup_iterations(nb) == min(100, 2 * nb)
