@@ -13,17 +13,9 @@ import math
 import numpy as np
 import pytest
 
+from yolo_batch.pace_record import check_line, law_line, record_fields, steady_images_per_s
 from yolo_batch.policy import Law, MemoryModel, decide
-from yolo_batch.throughput import (
-    Pace,
-    TimeLaw,
-    check_line,
-    fit_time_law,
-    law_line,
-    pace_from_record,
-    record_fields,
-    steady_images_per_s,
-)
+from yolo_batch.throughput import Pace, TimeLaw, fit_time_law, pace_from_record
 
 # H100, yolo11s at 640: the time law through the measured stretches at 16 and 32 (seconds per iteration =
 # batch / images/s: 16 / 221.6 = 0.072202, 32 / 404.1 = 0.079188), the loader's ceiling at 180's 510.5 images/s.
@@ -97,14 +89,22 @@ def test_serial_pipeline_adds_the_times():
     assert pace.images_per_s(64) == pytest.approx(1 / 0.0215625)
     assert not pace.loader_bound(64)
     assert pace.loader_share(64) == pytest.approx(0.01 / 0.0215625)  # 46 %
-    assert "data loading takes 46% of the time per image" in pace.note(64)
-    assert "cache=ram" in pace.note(64) and "share the cores" in pace.note(64)
+    # 46 % loading: the step binds, and the words give the loader's share and the advice
+    assert pace.binding(64) == "step"
+    words = pace.binding_words(64)
+    assert words.startswith("step-bound at 86 images/s (the dataloader gives 100, 46% of the time per image; ")
+    assert "cache=ram" in words and "share the cores" in words
+    slow = Pace(TimeLaw(0.1, 0.01), loader_images_per_s=50.0, overlapped=False)  # 1/50 = 0.02 s > 0.74/64 s per image
+    assert slow.binding(64) == "data"
+    assert slow.binding_words(64).startswith("data-bound: loading takes 63% of the time per image (dataloader 50 ")
+    assert slow.binding_words(64).endswith("a larger batch shortens only the step's share")
 
 
 def test_unmeasured_loader_leaves_the_step_alone():
     pace = Pace(TimeLaw(0.1, 0.01))
     assert pace.images_per_s(64) == pytest.approx(64 / 0.74)
-    assert pace.note(64) == ""
+    assert pace.binding(64) == "step"
+    assert pace.binding_words(64) == "step-bound at 86 images/s (the dataloader not timed)"
 
 
 @pytest.mark.parametrize(
@@ -121,8 +121,9 @@ def test_loader_bound_note_gives_the_advice_that_helps(workers, cpus, cache, say
     pace = Pace(
         TimeLaw(0.05, 0.001), loader_images_per_s=500.0, overlapped=True, workers=workers, cpus=cpus, cache=cache
     )
-    note = pace.note(128)
-    assert note.startswith("dataloader-bound at 500 images/s (")
+    note = pace.binding_words(128)
+    assert note.startswith("data-bound at 500 images/s (")
+    assert note.endswith("): a larger batch would not be faster")
     assert all(s in note for s in says), note
     assert not any(s in note for s in not_says), note
 
@@ -142,8 +143,11 @@ def test_speed_on_the_h100_is_dataloader_bound_and_picks_48():
     d = decide(H100_MEMORY, H100_BUDGET, policy="speed", pace=pace, max_batch=512, dataset_size=2048)
     assert d.batch == 48
     assert d.predicted_peak_bytes == pytest.approx(381157376 + 48 * 336396288)
-    assert d.reason.startswith("dataloader-bound at 510 images/s (more workers= (now 8, the machine has 16 CPU cores)")
-    assert "48 reaches 510 images/s, 100% of the best 510 (at 224) with speed_threshold 0.97" in d.reason
+    assert d.reason.startswith("data-bound at 510 images/s (more workers= (now 8, the machine has 16 CPU cores)")
+    assert "a larger batch would not be faster; " in d.reason
+    # within nbs first: 48 reaches the best at or below 64 (510.5); above nbs nothing is faster (+0 %)
+    assert "48 reaches 510 images/s, 100% of the best 510 (at 64) with speed_threshold 0.97" in d.reason
+    assert "within nbs=64 (Ultralytics' recipe): the fastest above it, 72 at 510 images/s, gains +0%" in d.reason
     assert "(the largest that fits is 224: 225 would need 70.85 GiB)" in d.reason
     # the table shows the rungs and the largest that fits, each with its predicted images/s
     assert [c.batch for c in d.candidates] == [224, 64, 32, 16]
@@ -173,8 +177,9 @@ def test_speed_when_the_step_sets_the_pace():
     model = MemoryModel(Law(4.0, 0.5))
     d = decide(model, 20.0, policy="speed", pace=Pace(TimeLaw(0.1, 0.01)))
     assert d.batch == 32
-    assert d.reason.startswith("32 reaches 76 images/s, the best of the batches that fit (the largest that fits is 32")
-    assert "dataloader" not in d.reason
+    assert d.reason.startswith("step-bound at 76 images/s (the dataloader not timed); 32 reaches")
+    assert "; 32 reaches 76 images/s, the best of the batches that fit (the largest that fits is 32" in d.reason
+    assert "data-bound" not in d.reason
 
 
 def test_speed_never_rounds_past_what_fits():
@@ -221,7 +226,9 @@ def test_ladder_and_fit_picks_do_not_change_with_a_pace():
 
 
 def test_record_round_trip_and_table_line():
-    pace = h100_pace(loader_images=512, loader_seconds=1.0, loader_start_seconds=2.5, points=((16, H100_S16),))
+    pace = h100_pace(
+        loader_images=512, loader_seconds=1.0, loader_start_seconds=2.5, points=((16, H100_S16),), loader_skipped=33
+    )
     fields = record_fields(pace, 48)
     assert fields["predicted_images_per_s"] == 510.5 and fields["loader_bound"] is True
     assert fields["speed"]["loader"] == {
@@ -233,15 +240,31 @@ def test_record_round_trip_and_table_line():
         "images": 512,
         "seconds": 1.0,
         "start_seconds": 2.5,
+        "skipped_batches": 33,  # the first batch and 8 workers x prefetch_factor 4
     }
     assert fields["speed"]["points"] == {"law": [[16, round(H100_S16, 5)]]}
     again = pace_from_record(fields)
     for b in (8, 48, 224):
         assert again.images_per_s(b) == pytest.approx(pace.images_per_s(b), rel=1e-4)
     assert law_line(fields) == (
-        "time law 65.2 ms + 0.44 ms/image per step, optimizer 0.0 ms per 64 images; dataloader 510 images/s (8 workers)"
+        "time law 65.2 ms + 0.44 ms/image per step, optimizer 0.0 ms per 64 images; "
+        "dataloader 510 images/s (8 workers); step images/s 222 at 16 (timed); "
+        "data-bound at the pick (step 557 images/s)"
     )
-    assert record_fields(None, 48) == {"speed": None, "predicted_images_per_s": None, "loader_bound": None}
+    assert law_line({"speed": fields["speed"]}).endswith("dataloader 510 images/s (8 workers)")  # an older record
+    assert fields["ceilings"] == {
+        "step_images_per_s": [[16, 221.6]],
+        "step_at_pick": round(48 / (pace.law.fixed_seconds + 48 * pace.law.per_image_seconds), 1),
+        "dataloader_images_per_s": 510.5,
+        "binding": "data",
+        "words": pace.binding_words(48),
+    }
+    assert record_fields(None, 48) == {
+        "speed": None,
+        "predicted_images_per_s": None,
+        "loader_bound": None,
+        "ceilings": None,
+    }
     assert pace_from_record({"speed": None}) is None
 
 
@@ -272,7 +295,12 @@ def test_speed_says_when_the_pick_is_above_nbs():
     model = MemoryModel(Law(4.0, 0.5))
     above = decide(model, 20.0, policy="speed", pace=Pace(TimeLaw(0.1, 0.01, nbs=16)))
     assert above.batch == 32
-    assert above.reason.endswith("; above nbs=16 every optimizer step sees 32 images, not 16 (see lr_scaling)")
+    # at or below 16 the best is 16 / 0.26 = 61.5 images/s; 32 / 0.42 = 76.2 is +24 % > speed_gain 10 %
+    said = "32 above nbs=16 reaches 76 images/s, +24% over 16 (62), the fastest at or below nbs: above speed_gain 10%"
+    assert said in above.reason
+    assert above.reason.endswith("; above nbs=16 every optimizer step sees 32 images, not 16")
+    kept = decide(model, 20.0, policy="speed", pace=Pace(TimeLaw(0.1, 0.01, nbs=16)), speed_gain=0.25)
+    assert kept.batch == 16 and "gains +24%, not above speed_gain 25%" in kept.reason
     assert "above nbs" not in decide(model, 20.0, policy="speed", pace=Pace(TimeLaw(0.1, 0.01, nbs=64))).reason
 
 
@@ -282,8 +310,13 @@ def test_a_small_training_set_counts_the_partial_batch():
     # reach 86.5 only, 100..127 also take 2 iterations (1.48 s): 128 is the smallest to reach it.
     pace = Pace(TimeLaw(0.1, 0.01), dataset_size=128)
     assert pace.images_per_s(88) == pytest.approx(pace.images_per_s(64)) == pytest.approx(128 / 1.48)
-    d = decide(MemoryModel(Law(4.0, 0.5)), 100.0, policy="speed", pace=pace, dataset_size=128)
+    # 128 is above nbs=64 and +7.2 % over 64: below the default speed_gain 10 %, above 5 %
+    d = decide(MemoryModel(Law(4.0, 0.5)), 100.0, policy="speed", pace=pace, dataset_size=128, speed_gain=0.05)
     assert d.batch == 128
+    within = decide(MemoryModel(Law(4.0, 0.5)), 100.0, policy="speed", pace=pace, dataset_size=128)
+    assert within.batch == 64 and "the fastest above it, 128 at 93 images/s, gains +7%, not above speed_gain 10%" in (
+        within.reason
+    )
     endless = decide(MemoryModel(Law(4.0, 0.5)), 100.0, policy="speed", pace=Pace(TimeLaw(0.1, 0.01)), max_batch=128)
     assert endless.batch < 128  # without the epoch's end, the law alone would stop earlier
     assert pace_from_record({"speed": pace.as_record()}).dataset_size == 128

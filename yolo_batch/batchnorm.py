@@ -47,9 +47,11 @@ def apply(trainer, session) -> None:
 
     Runs at every epoch start (the batch may have stepped down after running out of memory); logs a change.
     Only where the plugin chooses the batch (auto-plus, or a goodput run resumed): a run it only measures
-    (an integer batch, ``YOLO_BATCH_OBSERVE``) trains as stock.
+    (an integer batch, ``YOLO_BATCH_OBSERVE``) trains as stock. The large-batch recipe (a ``speed`` or
+    ``goodput`` pick above nbs, also when such a run resumes) turns it on too.
     """
-    if session.spec.bn_momentum != "auto" or not (session.decides or session.adapts):
+    asked = session.spec.bn_momentum == "auto" and (session.decides or session.adapts)
+    if not (asked or session.lr.bn_auto):  # bn_auto: the large-batch recipe above nbs (`recipe`, via `lrscale`)
         return
     batch = trainer.batch_size
     if session.bn_batch == batch:

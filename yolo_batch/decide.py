@@ -71,10 +71,11 @@ def no_loggers_in_a_plan(trainer) -> None:
 
 def auto_batch(trainer, world: int = 1) -> int:
     """Probe (or check the law cache), decide, verify and report; return the batch (per GPU when ``world`` > 1)."""
-    from yolo_batch import adapt, decision_record, lawcache, lrscale, memory, records
+    from yolo_batch import adapt, decision_record, lawcache, lrscale, memory, recipe, records
+    from yolo_batch.pace_record import record_fields
     from yolo_batch.phases import Phases
+    from yolo_batch.policy import SPEEDS
     from yolo_batch.probe import Prober, borrowed
-    from yolo_batch.throughput import record_fields
 
     s, (logger, prefix) = session(trainer), log()
     spec = s.spec
@@ -101,12 +102,23 @@ def auto_batch(trainer, world: int = 1) -> int:
     bound = _fit_bound(model, budget, prober, spec)  # goodput's ceiling, from the law as refitted
     if spec.policy == "goodput" and world == 1:
         adapt.begin(s, pace, bound)
+    args = trainer.args
+    # speed, goodput above nbs: the large-batch recipe (lr per optimizer family, warm-up floor, bn_momentum auto)
+    large = (
+        recipe.large_batch(
+            batch, args.nbs, args.optimizer, spec.lr_scaling, prober.dataset_size, trainer.epochs, args.warmup_epochs
+        )
+        if spec.policy in SPEEDS and world == 1
+        else None
+    )
     # lr_scaling at the pick (DDP: at the global batch, after agreeing); lrscale applies it once the optimizer is built
-    lr = lrscale.plan(trainer, s, spec.lr_scaling, batch) if world == 1 else {}
+    lr = lrscale.plan(trainer, s, spec.lr_scaling, batch, large) if world == 1 else {}
     seconds = time.perf_counter() - t0
     if flat:
         notes.insert(0, "memory grew below the meter's resolution between probe sizes: per-image memory taken as 0")
-    reason = "; ".join([*lead, decision.reason, *notes])
+    switch = recipe.optimizer_note(args.optimizer, prober.dataset_size, batch * max(world, 1), args.nbs, trainer.epochs)
+    said = [large.words()] if large else []
+    reason = "; ".join([*lead, decision.reason, *said, *([switch] if switch else []), *notes])
     s.record = decision_record.build(
         batch=batch,
         value=s.value,
@@ -140,6 +152,8 @@ def auto_batch(trainer, world: int = 1) -> int:
             "cache": found.record(),
             "allocated_peaks": [list(a) for a in prober.allocated] or None,  # CUDA: every probe and verified step
             **record_fields(pace, batch, result),
+            "time_refit": picked.time_refit,
+            "recipe": large.as_record() if large else None,
             # goodput: a plain resume rescales lr0 on from here when lr_scales
             **(
                 {"goodput": {"fit_bound": bound, "goodput_gain": spec.goodput_gain, "lr_scales": s.lr.applies}}
@@ -206,21 +220,20 @@ def _full(trainer, prober, spec: BatchSpec, world: int, phases):
         raise AutoPlusError(f"no batch fits: {decision.reason}")
     with phases("verify"):
         picked = _verified(trainer, prober, spec, world, model, decision, budget, result, pace)
-    picked.result, picked.used, picked.flat, picked.pace, picked.head, picked.budget = (
-        result, used, flat, pace, head, budget,
-    )  # fmt: skip
+    picked.result, picked.used, picked.flat, picked.head, picked.budget = result, used, flat, head, budget
     picked.verify_seconds = phases.seconds["verify"]
     return picked
 
 
 def _verified(trainer, prober, spec: BatchSpec, world: int, model, decision, budget, result, pace):
     """Verify the pick (`spec.verify`): step down on out-of-memory, refit the law through the verified step once."""
-    from yolo_batch import ddp, lawcache, policy
+    from yolo_batch import ddp, lawcache, policy, retime
 
     batch, notes, lead = decision.batch, [], []
     step_s = _step_estimate(result, batch)
     near = model.peak(batch) > VERIFY_MARGIN * budget
-    checking = spec.verify is True or (spec.verify == "auto" and (near or step_s <= VERIFY_CHEAP_S))
+    cheap = step_s <= VERIFY_CHEAP_S or retime.far(pace, batch)  # a far pick is timed: its step verifies it too
+    checking = spec.verify is True or (spec.verify == "auto" and (near or cheap))
     if spec.verify == "auto" and not checking:
         notes.append(
             f"not verified: the predicted peak is under {VERIFY_MARGIN:.0%} of the budget and a step at "
@@ -257,11 +270,23 @@ def _verified(trainer, prober, spec: BatchSpec, world: int, model, decision, bud
                 good, model, batch, decision = (batch, peaks, model, decision), refit, again.batch, again
                 continue
         break
-    verified = max(p for p in peaks if p is not None) if checking else None
+    peaks = peaks if checking else None
+    retimed = retime.retimed(prober, spec, world, model, budget, pace, batch, peaks is not None) if pace else None
+    refit = None
+    if retimed is not None:
+        pace, again, refit, words = retimed
+        lead.append(words)
+        if again.batch != batch:  # at most the timed batch: memory verified above it
+            if peaks is not None:
+                top = gib(max(p for p in peaks if p is not None))
+                notes.append(f"memory verified at {batch} ({top}), above the pick")
+            batch, peaks = again.batch, None
+        decision = again  # its reason and candidates stand on the refitted law
+    verified = max(p for p in peaks if p is not None) if peaks is not None else None
     picked = lawcache.Picked(
         batch, model, probe_law, None, [], False, pace, decision, None, budget, verified, notes, lead
     )
-    picked.peaks = peaks if checking else None
+    picked.peaks, picked.time_refit = peaks, refit
     return picked
 
 
@@ -361,7 +386,7 @@ def _fit_val(result):
 
 def decision_table(r: dict[str, Any]) -> list[str]:
     """The decision as log lines: headroom, one row per candidate, the pick and why."""
-    from yolo_batch.throughput import law_line
+    from yolo_batch.pace_record import law_line
 
     speed = any(c.get("predicted_images_per_s") for c in r["candidates"])
 

@@ -48,6 +48,7 @@ class Picked:
     lead: list[str] = field(default_factory=list)
     verify_seconds: float = 0.0
     peaks: tuple | None = None  # the verified step's (training, validation) peaks at the pick
+    time_refit: dict | None = None  # the time law refitted through a step timed at a far pick (`decide`)
 
 
 def folder() -> Path:

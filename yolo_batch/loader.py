@@ -1,10 +1,12 @@
 """The training dataloader's images/s, measured for a short, bounded time, as Ultralytics builds the loader.
 
 `measure` builds a loader with Ultralytics' own ``build_dataloader`` on the probe's training dataset (the
-run's augmentation: mosaic, mixup, HSV, flips; the run's ``workers``), draws batches until it has seen two
-rounds of every worker's batches (at least ``MIN_BATCHES``) or ``SECONDS`` have passed, and shuts its
-workers down before it returns, also when it fails. The first batch is not counted: it pays the workers'
-start. Run it inside `probe.borrowed` (with ``workers=0`` the loading draws from the global random state).
+run's augmentation: mosaic, mixup, HSV, flips; the run's ``workers`` and imgsz), skips its warm-up, draws
+batches until it has seen two rounds of every worker's batches (at least ``MIN_BATCHES``) or ``SECONDS``
+have passed, and shuts its workers down before it returns, also when it fails. The warm-up is the first
+batch (the workers' start) and ``workers x prefetch_factor`` batches (what the workers loaded while the
+first was awaited: they come in a burst, faster than the loader's pace), also bounded by ``SECONDS``.
+Run it inside `probe.borrowed` (with ``workers=0`` the loading draws from the global random state).
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ class LoaderRate:
     workers: int
     images: int
     seconds: float
-    start_seconds: float  # building the loader and waiting for its first batch
+    start_seconds: float  # building the loader and waiting through the batches skipped
+    skipped: int = 0  # batches not counted: the first, and every worker's prefetched batches
 
 
 def measure(trainer, dataset, seconds: float = SECONDS, batch: int = BATCH) -> LoaderRate:
@@ -55,24 +58,27 @@ def measure(trainer, dataset, seconds: float = SECONDS, batch: int = BATCH) -> L
         device=trainer.device,
     )
     workers = loader.num_workers
+    skip = 1 + workers * (getattr(loader, "prefetch_factor", None) or 0)  # the first batch, then the prefetched
     wanted = max(2 * workers, MIN_BATCHES)
-    images, first, last, count = 0, None, None, 0
+    images, began, first, last, count, seen = 0, None, None, None, 0, 0
     try:
         while count < wanted and (first is None or last - first < seconds):
             for b in loader:
                 now = time.perf_counter()
+                seen, began = seen + 1, began or now
                 if first is None:
-                    first = last = now
+                    if seen >= skip or now - began >= seconds:  # warmed up (or the skip's own bound)
+                        first = last = now
                 else:
                     images, last, count = images + len(b["img"]), now, count + 1
-                if count >= wanted or last - first >= seconds:
+                if first is not None and (count >= wanted or last - first >= seconds):
                     break
     finally:
         close(loader)
     start = (first or time.perf_counter()) - t0
     span = (last - first) if first is not None else 0.0
     rate = images / span if count and span > 0 else None
-    return LoaderRate(rate, workers, images, span, start)
+    return LoaderRate(rate, workers, images, span, start, seen - count)
 
 
 def close(loader) -> None:
@@ -113,7 +119,7 @@ def measure_pace(trainer, prober, result, limit: int):
 
     if len(result.train_seconds) < 2:
         return None
-    law, points = time_law(prober, result, trainer.args.nbs, limit)
+    law, points = time_law(prober, result, trainer.args.nbs, limit, EXTEND_SECONDS)
     try:
         rate = measure(trainer, prober.dataset)
     except Exception as e:  # noqa: BLE001 - a loader that cannot be timed here still trains; the step's law stands
@@ -135,6 +141,7 @@ def measure_pace(trainer, prober, result, limit: int):
         rate.start_seconds,
         tuple(points),
         prober.dataset_size,
+        rate.skipped,
     )
 
 

@@ -8,6 +8,10 @@ already scaled. It is set once the optimizer is built and a checkpoint loaded (`
 ``on_pretrain_routine_end``), and again whenever the batch changes (`follow`: a goodput switch, an out-of-memory
 step-down), so it always follows the batch that trains. A resume takes ``lr_scaling`` from the decision it
 continues (`from_record`) unless auto-plus decides again. The state is the Session's `LrScale`.
+
+The large-batch recipe (`yolo_batch.recipe`) goes through here too: its lr rule as the scaling, and its warm-up
+floor on Ultralytics' ``_get_warmup_iterations`` (`warmup`, an instance attribute `wiring.attach` sets), so
+``args.warmup_epochs`` keeps the user's value.
 """
 
 from __future__ import annotations
@@ -15,20 +19,31 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from yolo_batch.goodput import effective, lr_factor
-from yolo_batch.session import LrScale, log
+from yolo_batch.recipe import warmup_iterations
+from yolo_batch.session import LrScale, log, session
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ultralytics.engine.trainer import BaseTrainer
 
+    from yolo_batch.recipe import Recipe
     from yolo_batch.session import Session
 
 
-def plan(trainer: BaseTrainer, s: Session, scaling: str, batch: int) -> dict[str, Any]:
+def plan(trainer: BaseTrainer, s: Session, scaling: str, batch: int, recipe: Recipe | None = None) -> dict[str, Any]:
     """At a decision: note the scaling for ``batch``; the record's fields (``lr0`` is the base). Changes no lr yet.
 
-    With ``optimizer=auto`` (which picks its own lr) nothing is scaled, and the log says so.
+    With ``optimizer=auto`` (which picks its own lr) nothing is scaled, and the log says so. A large-batch
+    ``recipe`` (`yolo_batch.recipe`, ``speed``/``goodput`` above nbs) brings its own scaling, per optimizer family
+    (with ``optimizer=auto`` the family Ultralytics builds, from the lr it picks), its warm-up floor and
+    ``bn_momentum`` auto.
     """
     nbs, lr0 = trainer.args.nbs, trainer.args.lr0
+    if recipe is not None:
+        s.lr = LrScale(recipe.lr_scaling, recipe.lr_scaling != "none", warmup_floor=recipe.warmup_floor, bn_auto=True)
+        scaled = None if trainer.args.optimizer == "auto" else lr0 * recipe.lr_factor  # auto: its own lr, scaled
+        return {"lr_scaling": recipe.lr_scaling, "lr0": lr0, "lr0_scaled": scaled, "effective_batch": batch}
     applies = scaling != "none" and trainer.args.optimizer != "auto"
     factor = lr_factor(scaling, batch, nbs) if applies else 1.0
     if scaling != "none" and not applies and lr_factor(scaling, batch, nbs) != 1.0:
@@ -44,7 +59,13 @@ def plan(trainer: BaseTrainer, s: Session, scaling: str, batch: int) -> dict[str
 def from_record(trainer: BaseTrainer, s: Session, record: dict[str, Any] | None) -> None:
     """A resume that does not decide: the scaling of the decision it continues (none without one)."""
     scaling = str((record or {}).get("lr_scaling") or "none")
-    s.lr = LrScale(scaling=scaling, applies=scaling != "none" and trainer.args.optimizer != "auto")
+    recipe = (record or {}).get("recipe") or {}
+    s.lr = LrScale(
+        scaling=scaling,
+        applies=scaling != "none" and trainer.args.optimizer != "auto",
+        warmup_floor=int(recipe.get("warmup_floor") or 0),
+        bn_auto=bool(recipe),
+    )
 
 
 def start(trainer: BaseTrainer, s: Session) -> None:
@@ -85,3 +106,14 @@ def follow(trainer: BaseTrainer, s: Session) -> str:
 def lr0_now(trainer: BaseTrainer, s: Session) -> float:
     """The lr0 in effect: the base lr0 x the factor applied now."""
     return trainer.args.lr0 * s.lr.factor
+
+
+def warmup(trainer: BaseTrainer, stock: Callable[[int], int], num_batches: int) -> int:
+    """Ultralytics' warm-up iterations (``stock``), raised to the large-batch recipe's floor when it applies.
+
+    Stock everywhere else (no recipe: the same number Ultralytics computes); see `recipe.warmup_iterations`.
+    """
+    nw = stock(num_batches)
+    s = session(trainer)
+    floor = s.lr.warmup_floor if s is not None else 0
+    return warmup_iterations(nw, floor, trainer.epochs, num_batches) if floor else nw

@@ -153,16 +153,19 @@ def decide(
     fraction: float = 1.0,
     pace=None,
     speed_threshold: float = 0.97,
+    speed_gain: float = 0.10,
 ) -> Decision:
     """Pick the batch.
 
     ``ladder`` takes the largest candidate whose predicted peak fits the budget; when none fits it auto-fits
     the largest batch >= ``min_batch`` that does. ``fit`` takes the largest batch that fits, rounded down
-    to a multiple of 8 when >= 8, but never below ladder's pick. ``speed`` takes the smallest batch that fits
-    and reaches ``speed_threshold`` of the best predicted images/s among the batches that fit (``pace``),
-    rounded up to a multiple of 8 when >= 8 and that still fits. Never above ``max_batch`` or ``dataset_size``.
-    The reason names the limit that decided: memory (the budget), ``max_batch``, or the training set (after
-    ``fraction``), and for ``speed`` the dataloader when it is the ceiling.
+    to a multiple of 8 when >= 8, but never below ladder's pick. ``speed`` chooses within Ultralytics' recipe
+    first: the smallest batch at or below ``nbs`` (``pace.law.nbs``) that reaches ``speed_threshold`` of the best
+    predicted images/s there, rounded up to a multiple of 8 when >= 8 and that still fits; a batch above ``nbs``
+    (found by the same rule among the batches above it) only when it is predicted more than ``speed_gain``
+    faster (`_within_recipe`). Never above ``max_batch`` or ``dataset_size``. The reason names the limit that
+    decided: memory (the budget), ``max_batch``, or the training set (after ``fraction``), and for ``speed`` the
+    ceiling that binds at the pick (the dataloader or the step) with the advice that helps.
 
     Args:
         model (MemoryModel): The measured memory law.
@@ -175,6 +178,7 @@ def decide(
         fraction (float): The run's ``fraction=`` (share of the training set it uses), named in the reason.
         pace (throughput.Pace | None): Predicted images/s per batch; needed by ``speed``, shown by all.
         speed_threshold (float): ``speed``: the share of the best predicted images/s to reach.
+        speed_gain (float): ``speed``: the predicted gain a batch above ``nbs`` needs over the best at or below it.
 
     Returns:
         (Decision): The pick, its predicted peak and the reason in words.
@@ -246,14 +250,13 @@ def decide(
             raise ValueError(f"policy {policy!r} needs the measured pace (time law and dataloader rate)")
         if fit_n < min_batch:
             return _none_fits(model, budget_bytes, policy, min_batch, rungs)
-        b, reason = _fastest(pace, min_batch, fit_n, speed_threshold)
+        b, reason = _within_recipe(pace, min_batch, fit_n, speed_threshold, speed_gain)
         limit = cap_note if fit_n == cap else f"{fit_n + 1} would need {gib(model.peak(fit_n + 1))}"
         reason = f"{reason} (the largest that fits is {fit_n}: {limit}); {b} fits at {gib(model.peak(b))}"
-        nbs = getattr(getattr(pace, "law", None), "nbs", None)
-        if nbs and b > nbs:
-            reason += f"; above nbs={nbs} every optimizer step sees {b} images, not {nbs} (see lr_scaling)"
-        note = pace.note(b)
-        return Decision(b, policy, budget_bytes, model.peak(b), f"{note}; {reason}" if note else reason, rungs)
+        nbs = pace.law.nbs
+        if b > nbs:
+            reason += f"; above nbs={nbs} every optimizer step sees {b} images, not {nbs}"
+        return Decision(b, policy, budget_bytes, model.peak(b), f"{pace.binding_words(b)}; {reason}", rungs)
     raise ValueError(f"policy must be 'ladder', 'fit', 'speed' or 'goodput', got {policy!r}")
 
 
@@ -310,6 +313,45 @@ def _fastest(pace, low: int, high: int, threshold: float) -> tuple[int, str]:
     return pick, (
         f"{pick} reaches {speeds[pick]:.0f} images/s, {share:.0%} of the best {speeds[best]:.0f} (at {best}) "
         f"with speed_threshold {threshold:.2f}"
+    )
+
+
+def _within_recipe(pace, low: int, high: int, threshold: float, gain: float) -> tuple[int, str]:
+    """The ``speed`` pick: the threshold rule at or below nbs, above nbs only past ``gain``.
+
+    Above nbs only when its pick (the threshold rule among the batches above nbs) is predicted more than ``gain``
+    faster than the fastest at or below nbs, and the pick at or below nbs does not reach ``threshold`` of the
+    fastest above it (a low ``speed_threshold`` is content with the recipe's pick).
+
+    Examples:
+        >>> from yolo_batch.throughput import Pace, TimeLaw
+        >>> pace = Pace(TimeLaw(0.1, 0.01), dataset_size=128)  # 64: 86.5 images/s, 128: 92.8 (+7%)
+        >>> _within_recipe(pace, 1, 128, 0.97, 0.10)[0], _within_recipe(pace, 1, 128, 0.97, 0.05)[0]
+        (64, 128)
+    """
+    nbs = pace.law.nbs
+    if low > nbs or high <= nbs:  # only one side of nbs is allowed
+        b, why = _fastest(pace, low, high, threshold)
+        return b, why + (f"; min_batch {low} is above nbs={nbs}" if low > nbs else "")
+    inside, why = _fastest(pace, low, nbs, threshold)
+    above, _ = _fastest(pace, nbs + 1, high, threshold)
+    best = max(range(low, nbs + 1), key=lambda b: (pace.images_per_s(b), b))  # the fastest at or below nbs
+    fast_in, fast_out = pace.images_per_s(best), pace.images_per_s(above)
+    g = fast_out / fast_in - 1 if fast_in > 0 else 0.0
+    top = max(pace.images_per_s(b) for b in range(nbs + 1, min(high, nbs + SPEED_SCAN) + 1))  # fastest above
+    if g > gain and pace.images_per_s(inside) >= threshold * top:  # the in-recipe pick is fast enough already
+        return inside, (
+            f"{why}; within nbs={nbs} (Ultralytics' recipe): {inside} reaches speed_threshold {threshold:.2f} of the "
+            f"fastest above it too ({top:.0f} images/s)"
+        )
+    if g > gain:
+        return above, (
+            f"{above} above nbs={nbs} reaches {fast_out:.0f} images/s, {g:+.0%} over {best} ({fast_in:.0f}), the "
+            f"fastest at or below nbs: above speed_gain {gain:.0%}"
+        )
+    return inside, (
+        f"{why}; within nbs={nbs} (Ultralytics' recipe): the fastest above it, {above} at {fast_out:.0f} images/s, "
+        f"gains {g:+.0%}, not above speed_gain {gain:.0%}"
     )
 
 

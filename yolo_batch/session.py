@@ -41,15 +41,20 @@ class LrScale:
 
     Attributes:
         scaling (str): ``none``, ``linear`` or ``sqrt``.
-        applies (bool): Scaling is on and the optimizer uses lr0 (not ``optimizer=auto``).
+        applies (bool): Scaling is on and the optimizer uses lr0 (not ``optimizer=auto``), or the large-batch
+            recipe scales the lr ``optimizer=auto`` picks.
         factor (float): The factor applied now.
         base_lrs (list[float] | None): The scheduler's ``base_lrs`` at factor 1 (from the base lr0), once known.
+        warmup_floor (int): The large-batch recipe's warm-up floor in iterations (0: Ultralytics' warm-up).
+        bn_auto (bool): The large-batch recipe turns ``bn_momentum`` auto on (`batchnorm` reads it).
     """
 
     scaling: str = "none"
     applies: bool = False
     factor: float = 1.0
     base_lrs: list[float] | None = None
+    warmup_floor: int = 0
+    bn_auto: bool = False
 
 
 @dataclass

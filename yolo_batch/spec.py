@@ -59,6 +59,8 @@ class BatchSpec:
             ``true`` always, ``false`` never.
         lr_scaling (str): ``none``, ``linear`` or ``sqrt`` scaling of lr0 above the nominal batch (nbs).
         speed_threshold (float): ``speed``: the share of the best predicted images/s the pick must reach, in (0, 1].
+        speed_gain (float): ``speed``/``goodput``: the predicted images/s gain a batch above ``nbs`` needs over the
+            fastest at or below it (>= 0, e.g. 0.10); a pick above ``nbs`` applies the large-batch recipe (`recipe`).
         goodput_gain (float): ``goodput``: the predicted goodput gain a switch needs, in (0, 1), e.g. 0.05.
         bn_momentum (str): ``keep`` Ultralytics' BatchNorm momentum; ``auto`` scales it with the batch so the running
             statistics average over as many images as at batch 16 (`batchnorm`).
@@ -82,6 +84,7 @@ class BatchSpec:
     verify: bool | str = "auto"
     lr_scaling: str = "none"
     speed_threshold: float = 0.97
+    speed_gain: float = 0.10
     goodput_gain: float = 0.05
     bn_momentum: str = "keep"
     noise_scale: bool = True
@@ -140,6 +143,10 @@ def _check(key: str, value: Any, where: str = "") -> Any:
     elif key == "speed_threshold":
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
             raise bad("a fraction in (0, 1], e.g. 0.97")
+        value = float(value)
+    elif key == "speed_gain":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+            raise bad("a fraction >= 0, e.g. 0.10 (a batch above nbs must be predicted 10% faster)")
         value = float(value)
     elif key == "goodput_gain":
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:

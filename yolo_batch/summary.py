@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from yolo_batch.history import chosen, row_spans, spans_words
-from yolo_batch.throughput import check_line
+from yolo_batch.pace_record import check_line
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

@@ -17,7 +17,6 @@ as Ultralytics builds it. `Pace` turns both into predicted training images/s at 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,11 +45,41 @@ class TimeLaw:
     per_image_seconds: float
     optimizer_seconds: float = 0.0
     nbs: int = 64
+    knee: int = 0
+    beyond_per_image_seconds: float = 0.0
+
+    def work_seconds(self, batch: float) -> float:
+        """Forward, loss and backward of ``batch`` images; above ``knee`` each image costs ``beyond_per_image_seconds``.
+
+        Examples:
+            >>> refitted = TimeLaw(0.1, 0.01, knee=32, beyond_per_image_seconds=0.02)  # `refit_time_law`
+            >>> [round(t, 6) for t in (TimeLaw(0.1, 0.01).work_seconds(32), *map(refitted.work_seconds, (32, 64)))]
+            [0.42, 0.42, 1.06]
+        """
+        if not self.knee or batch <= self.knee:
+            return self.fixed_seconds + self.per_image_seconds * batch
+        return (
+            self.fixed_seconds
+            + self.per_image_seconds * self.knee
+            + self.beyond_per_image_seconds * (batch - self.knee)
+        )
 
     def step_seconds(self, batch: int) -> float:
         """Seconds per iteration at ``batch``, the optimizer step spread over the iterations it serves."""
         accumulate = nominal_accumulate(batch, self.nbs)
-        return self.fixed_seconds + self.per_image_seconds * batch + self.optimizer_seconds / accumulate
+        return self.work_seconds(batch) + self.optimizer_seconds / accumulate
+
+    def as_record(self) -> dict[str, Any]:
+        """The law as plain JSON types (``knee`` and ``beyond_per_image_seconds`` only after a refit)."""
+        out = {
+            "fixed_seconds": round(self.fixed_seconds, 6),
+            "per_image_seconds": round(self.per_image_seconds, 7),
+            "optimizer_seconds": round(self.optimizer_seconds, 6),
+            "nbs": self.nbs,
+        }
+        if self.knee:
+            out |= {"knee": self.knee, "beyond_per_image_seconds": round(self.beyond_per_image_seconds, 7)}
+        return out
 
     def images_per_s(self, batch: int) -> float:
         """Training images per second the step alone allows at ``batch``."""
@@ -93,6 +122,30 @@ def fit_time_law(points: list[tuple[int, float]], optimizer_seconds: float = 0.0
     return TimeLaw(fixed, slope, max(float(optimizer_seconds), 0.0), int(nbs))
 
 
+def refit_time_law(law: TimeLaw, points: list[tuple[int, float]], batch: int, seconds: float) -> TimeLaw | None:
+    """The time law kept where it was fitted, and above its largest timed batch the line to a step timed at ``batch``.
+
+    As the memory law is refitted through the verified step (`decide.refit_law`): small batches mislead about a
+    large one (the law from batches 2-32 predicted 6-35 % too many images/s at 128-256 on a CPU). Above the knee
+    (the largest timed batch) each image costs what the timed step says, from the law's own time at the knee (so
+    the law stays continuous), never less than nothing; the sizes the law was fitted on keep it. None when
+    ``batch`` is not above the timed sizes.
+
+    Examples:
+        >>> new = refit_time_law(TimeLaw(0.1, 0.01, 0.02, 64), [(8, 0.18), (32, 0.42)], 256, 3.0)
+        >>> new.knee, round(new.beyond_per_image_seconds, 6), round(new.work_seconds(256), 6), new.work_seconds(8)
+        (32, 0.011518, 3.0, 0.18)
+    """
+    if not points or seconds <= 0:
+        return None
+    top = max(b for b, _ in points)
+    if batch <= top:
+        return None
+    base = TimeLaw(law.fixed_seconds, law.per_image_seconds, law.optimizer_seconds, law.nbs)  # the fitted law
+    beyond = max((seconds - base.work_seconds(top)) / (batch - top), 0.0)
+    return TimeLaw(law.fixed_seconds, law.per_image_seconds, law.optimizer_seconds, law.nbs, top, beyond)
+
+
 @dataclass(frozen=True)
 class Pace:
     """Predicted training images/s per batch: the step's time law and the dataloader's rate.
@@ -109,6 +162,7 @@ class Pace:
         loader_start_seconds (float): Seconds to build the loader and get its first batch (workers' start).
         points (tuple): The ``(batch, seconds)`` steps the law was fitted on.
         dataset_size (int | None): Training images per epoch (None: an endless stream, no partial batch).
+        loader_skipped (int): Batches the loader's measurement skipped as its warm-up (the first, the prefetched).
 
     Examples:
         >>> pace = Pace(TimeLaw(0.05, 0.002), loader_images_per_s=400, overlapped=True, workers=8, cpus=16)
@@ -127,6 +181,7 @@ class Pace:
     loader_start_seconds: float = 0.0
     points: tuple = ()
     dataset_size: int | None = None
+    loader_skipped: int = 0
 
     def step_images_per_s(self, batch: int) -> float:
         """Images/s the training step allows at ``batch``, over an epoch of ``dataset_size`` images if known.
@@ -142,8 +197,8 @@ class Pace:
         if not n:
             return law.images_per_s(batch)
         full, rest = divmod(n, batch)  # the last, partial batch pays a whole iteration's fixed cost
-        optimizer = law.step_seconds(batch) - law.fixed_seconds - law.per_image_seconds * batch
-        last = law.fixed_seconds + law.per_image_seconds * rest + optimizer if rest else 0.0
+        optimizer = law.step_seconds(batch) - law.work_seconds(batch)
+        last = law.work_seconds(rest) + optimizer if rest else 0.0
         return n / (full * law.step_seconds(batch) + last)
 
     def images_per_s(self, batch: int) -> float:
@@ -179,28 +234,72 @@ class Pace:
             tips.append("on a CPU, loading and training share the cores")
         return "; ".join(tips)
 
-    def note(self, batch: int) -> str:
-        """The reason's words about the loader at ``batch``, or an empty string when it does not matter."""
-        if self.loader_bound(batch):
-            return f"dataloader-bound at {self.loader_images_per_s:.0f} images/s ({self.advice()})"
+    def binding(self, batch: int) -> str:
+        """The ceiling that binds at ``batch``: ``data`` (the dataloader) or ``step`` (the training step).
+
+        Overlapped (a GPU with workers): the slower of the two. Serial (a CPU, ``workers=0``): the larger share of
+        the time per image. An untimed loader leaves the step.
+
+        Examples:
+            >>> Pace(TimeLaw(0.1, 0.01), 60.0, overlapped=True).binding(8), Pace(TimeLaw(0.1, 0.01), 30.0).binding(8)
+            ('step', 'data')
+        """
+        if self.overlapped:
+            return "data" if self.loader_bound(batch) else "step"
+        return "data" if self.loader_share(batch) >= 0.5 else "step"
+
+    def binding_words(self, batch: int) -> str:
+        r"""The reason's words about the ceiling that binds at ``batch``, with the advice that helps.
+
+        Examples:
+            >>> print(Pace(TimeLaw(0.05, 0.001), 500.0, True, 8, 8, "ram").binding_words(128).replace(": ", ":\n"))
+            data-bound at 500 images/s (a lighter augmentation (mosaic) costs less per image):
+            a larger batch would not be faster
+            >>> print(Pace(TimeLaw(0.1, 0.01), 900.0, True, 8, 8).binding_words(64).replace(": ", ":\n"))
+            step-bound at 86 images/s (the dataloader gives 900):
+            more workers= or cache= would not help; a smaller imgsz or model, or AMP on a GPU, makes each step cheaper
+        """
+        loader, step = self.loader_images_per_s, self.step_images_per_s(batch)
+        if self.binding(batch) == "data":
+            if self.overlapped:
+                return f"data-bound at {loader:.0f} images/s ({self.advice()}): a larger batch would not be faster"
+            return (
+                f"data-bound: loading takes {self.loader_share(batch):.0%} of the time per image (dataloader "
+                f"{loader:.0f} images/s, workers={self.workers}; {self.advice()}): a larger batch shortens only the "
+                "step's share"
+            )
+        if not loader:
+            return f"step-bound at {step:.0f} images/s (the dataloader not timed)"
+        given = f"the dataloader gives {loader:.0f}"
         share = self.loader_share(batch)
         if share >= LOADER_SHARE_NOTE:
-            return (
-                f"data loading takes {share:.0%} of the time per image (loader {self.loader_images_per_s:.0f} "
-                f"images/s, workers={self.workers}; {self.advice()})"
-            )
-        return ""
+            given += f", {share:.0%} of the time per image; {self.advice()}"
+            return f"step-bound at {step:.0f} images/s ({given})"
+        return (
+            f"step-bound at {step:.0f} images/s ({given}): more workers= or cache= would not help; a smaller imgsz "
+            "or model, or AMP on a GPU, makes each step cheaper"
+        )
+
+    def ceilings(self, batch: int) -> dict[str, Any]:
+        """Both ceilings, measured apart, and the one that binds at ``batch``: ``batch_decision.json``'s ``ceilings``.
+
+        ``step_images_per_s``: images/s of the training step at each timed size (``batch / seconds``, no loader);
+        ``dataloader_images_per_s``: the loader's, with the run's workers, augmentation and imgsz, after its start.
+        """
+        loader = self.loader_images_per_s
+        return {
+            "step_images_per_s": [[b, round(b / v, 1)] for b, v in self.points if v > 0],
+            "step_at_pick": round(self.step_images_per_s(batch), 1),
+            "dataloader_images_per_s": round(loader, 1) if loader else None,
+            "binding": self.binding(batch),
+            "words": self.binding_words(batch),
+        }
 
     def as_record(self) -> dict[str, Any]:
         """The laws as plain JSON types, for ``batch_decision.json``."""
         law = self.law
         return {
-            "time_law": {
-                "fixed_seconds": round(law.fixed_seconds, 6),
-                "per_image_seconds": round(law.per_image_seconds, 7),
-                "optimizer_seconds": round(law.optimizer_seconds, 6),
-                "nbs": law.nbs,
-            },
+            "time_law": law.as_record(),
             "dataset_size": self.dataset_size,
             "loader": {
                 "images_per_s": round(self.loader_images_per_s, 1) if self.loader_images_per_s else None,
@@ -211,56 +310,9 @@ class Pace:
                 "images": self.loader_images,
                 "seconds": round(self.loader_seconds, 3),
                 "start_seconds": round(self.loader_start_seconds, 3),
+                "skipped_batches": self.loader_skipped,
             },
         }
-
-
-def record_fields(pace: Pace | None, batch: int, probe: Any = None) -> dict[str, Any]:
-    """``batch_decision.json``'s speed fields: both laws, the timed points, predicted images/s at the pick.
-
-    Args:
-        pace (Pace | None): The run's pace (None: not measured).
-        batch (int): The pick.
-        probe: The `probe.ProbeResult` with the timed steps, if any.
-
-    Returns:
-        (dict): ``speed`` (laws and points, or None), ``predicted_images_per_s`` and ``loader_bound`` at the pick.
-    """
-    if pace is None:
-        return {"speed": None, "predicted_images_per_s": None, "loader_bound": None}
-    speed = pace.as_record()
-    speed["points"] = {"law": [[b, round(v, 5)] for b, v in pace.points]}
-    if probe is not None:
-        speed["points"] |= {
-            "probe_seconds": [[b, round(v, 5)] for b, v in sorted(probe.train_seconds.items())],
-            "optimizer_seconds": [round(v, 5) for v in probe.optimizer_seconds],
-            "val_seconds": [[b, round(v, 5)] for b, v in sorted(probe.val_seconds.items())],
-            "warmup_seconds": round(probe.warmup_seconds, 5),
-        }
-    return {
-        "speed": speed,
-        "predicted_images_per_s": round(pace.images_per_s(batch), 1),
-        "loader_bound": pace.loader_bound(batch),
-    }
-
-
-def law_line(record: dict[str, Any]) -> str:
-    """The decision table's line about speed: the step's time law and the dataloader's rate.
-
-    Examples:
-        >>> print(law_line({"speed": Pace(TimeLaw(0.05, 0.0021, 0.03), 480.0, True, 8, 16).as_record()}))
-        time law 50.0 ms + 2.10 ms/image per step, optimizer 30.0 ms per 64 images; dataloader 480 images/s (8 workers)
-    """
-    speed = record["speed"]
-    law, loader = speed["time_law"], speed["loader"]
-    rate = loader.get("images_per_s")
-    how = "" if loader.get("overlapped") else ", its time adds to the step's"
-    workers = loader.get("workers", 0)
-    data = f"dataloader {rate:.0f} images/s ({workers} workers{how})" if rate else "dataloader not timed"
-    return (
-        f"time law {law['fixed_seconds'] * 1e3:.1f} ms + {law['per_image_seconds'] * 1e3:.2f} ms/image per step, "
-        f"optimizer {law['optimizer_seconds'] * 1e3:.1f} ms per {law.get('nbs', 64)} images; {data}"
-    )
 
 
 def pace_from_record(record: dict[str, Any]) -> Pace | None:
@@ -276,59 +328,18 @@ def pace_from_record(record: dict[str, Any]) -> Pace | None:
     if not law:
         return None
     return Pace(
-        TimeLaw(law["fixed_seconds"], law["per_image_seconds"], law.get("optimizer_seconds", 0.0), law.get("nbs", 64)),
+        TimeLaw(
+            law["fixed_seconds"],
+            law["per_image_seconds"],
+            law.get("optimizer_seconds", 0.0),
+            law.get("nbs", 64),
+            law.get("knee", 0),
+            law.get("beyond_per_image_seconds", 0.0),
+        ),
         loader.get("images_per_s"),
         bool(loader.get("overlapped", True)),
         int(loader.get("workers", 0)),
         int(loader.get("cpus", 1)),
         str(loader.get("cache", "False")),
         dataset_size=speed.get("dataset_size"),
-    )
-
-
-def steady_images_per_s(rows: list[dict[str, Any]], batch: int, skip: int = 1) -> tuple[float, int] | None:
-    """Mean measured training images/s of the epochs at ``batch`` after the first ``skip`` ones, and their count.
-
-    The first epoch pays the dataloader's start and the first steps' warm-up; later epochs are steady.
-
-    Examples:
-        >>> rows = [{"epoch": 1, "batch": 8, "images_per_s": 50.0}, {"epoch": 2, "batch": 8, "images_per_s": 60.0},
-        ...         {"epoch": 3, "batch": 8, "images_per_s": 62.0}, {"epoch": "final", "batch": 8}]
-        >>> steady_images_per_s(rows, 8)
-        (61.0, 2)
-    """
-    speeds = []
-    for r in rows:
-        if str(r.get("epoch")) == "final" or str(r.get("batch")) != str(batch):
-            continue
-        try:
-            speeds.append(float(r["images_per_s"]))
-        except (KeyError, TypeError, ValueError):
-            continue
-    speeds = speeds[skip:]
-    finite = [v for v in speeds if math.isfinite(v) and v > 0]
-    return (sum(finite) / len(finite), len(finite)) if finite else None
-
-
-def check_line(rows: list[dict[str, Any]], record: dict[str, Any] | None) -> str | None:
-    """The summary's check of the time law: predicted images/s at the pick against the steady epochs'.
-
-    Examples:
-        >>> rec = {"batch": 8, "speed": Pace(TimeLaw(0.06, 0.0125)).as_record()}
-        >>> rows = [{"epoch": e, "batch": 8, "images_per_s": v} for e, v in ((1, 40.0), (2, 48.0), (3, 52.0))]
-        >>> check_line(rows, rec)
-        'speed: predicted 50.0 images/s at batch 8, measured 50.0 over 2 steady epochs (+0.0%)'
-    """
-    pace = pace_from_record(record or {})
-    batch = (record or {}).get("batch")
-    if pace is None or not batch:
-        return None
-    steady = steady_images_per_s(rows, batch)
-    if steady is None:
-        return None
-    measured, n = steady
-    predicted = pace.images_per_s(int(batch))
-    return (
-        f"speed: predicted {predicted:.1f} images/s at batch {batch}, measured {measured:.1f} over {n} steady "
-        f"epoch{'s' if n != 1 else ''} ({(predicted - measured) / measured:+.1%})"
     )

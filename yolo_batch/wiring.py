@@ -150,6 +150,7 @@ def attach(trainer) -> None:
     import functools
 
     from yolo_batch import adapt, ddp, decide, lrscale, rebuild, records, recovery, valbatch
+    from yolo_batch.policy import SPEEDS
 
     s = session(trainer)
     if s.launcher:  # spawns the DDP workers (which inherit YOLO_BATCH_DDP), then forgets the value
@@ -160,6 +161,10 @@ def attach(trainer) -> None:
     valbatch.attach(trainer, s)
     if s.decides:
         trainer.auto_batch = functools.partial(decide.auto_batch, trainer)
+    if (s.decides and s.spec.policy in SPEEDS or getattr(trainer.args, "resume", False)) and hasattr(
+        trainer, "_get_warmup_iterations"
+    ):  # the large-batch recipe's warm-up floor (stock when no recipe applies)
+        trainer._get_warmup_iterations = functools.partial(lrscale.warmup, trainer, trainer._get_warmup_iterations)
     if s.decides or s.adapts:  # a resumed goodput run keeps switching and the out-of-memory recovery
         first = decide.ddp_auto_batch if s.worker else None  # a DDP worker decides at its first pipeline build
         rebuild.attach(trainer, first, adapt.switch, recovery.step_down, lrscale.follow)

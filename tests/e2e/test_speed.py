@@ -46,7 +46,9 @@ def _assert_speed_record(d: dict, threshold: float = 0.97) -> None:
         dataset_size=d["dataset_size"],
     )
     assert again.batch == d["batch"]
-    assert d["reason"].startswith(again.reason.split(" fits at ")[0])
+    # the binding ceiling's words lead (the record rounds the loader's rate, so they are compared as recorded)
+    assert d["reason"].startswith(d["ceilings"]["words"] + "; ")
+    assert d["reason"].split("; ", 1)[1].startswith(again.reason.split("; ", 1)[1].split(" fits at ")[0])
 
 
 def test_cli_speed_records_both_laws_and_checks_them_against_the_epochs(tiny_data, tmp_path):
@@ -105,3 +107,140 @@ def test_dataloader_measurement_leaves_no_worker_behind(tiny_data, tmp_path, mon
     assert rate.workers == 2 and rate.images_per_s > 0 and rate.images >= 8 * 4
     assert rate.seconds <= 3.0 + 1.0 and rate.start_seconds > 0
     assert after <= before, f"dataloader workers left running: {after - before}"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# speed v2: within nbs first, the large-batch recipe above it, the refit of a far time law
+
+
+def _assert_ceilings(d: dict) -> None:
+    """Both ceilings recorded apart, the binding one named in the record and said in the reason."""
+    c = d["ceilings"]
+    timed = [b for b, _ in d["speed"]["points"]["law"]]
+    assert [b for b, _ in c["step_images_per_s"]] == timed and all(v > 0 for _, v in c["step_images_per_s"])
+    assert c["dataloader_images_per_s"] == d["speed"]["loader"]["images_per_s"] > 0
+    assert c["binding"] in {"data", "step"} and c["words"].startswith(f"{c['binding']}-bound")
+    assert d["reason"].startswith(c["words"]) or c["words"] in d["reason"]
+    assert d["speed"]["loader"]["skipped_batches"] >= 1  # workers=0 on a CPU: the first batch
+
+
+def test_python_speed_above_nbs_applies_the_large_batch_recipe(tiny_data, tmp_path):
+    """nbs=8 and speed_gain 0: a batch above 8 is faster on a CPU, so the recipe applies, through its owners."""
+    import math
+
+    import yaml
+
+    from yolo_batch.batchnorm import scaled
+
+    model = AutoPlus(policy="speed", speed_gain=0.0).register(YOLO("yolo11n.yaml"))
+    train_in_process(model, tiny_data, tmp_path, nbs=8, epochs=3, warmup_epochs=0.5, optimizer="AdamW", lr0=0.001)
+    d, t = _record(tmp_path / "run"), model.trainer
+    b = d["batch"]
+    _assert_ceilings(d)
+    assert b > 8 and d["settings"]["speed_gain"] == 0.0
+    assert d["recipe"] == {
+        "batch": b,
+        "nbs": 8,
+        "optimizer": "AdamW",
+        "lr_scaling": "sqrt",
+        "lr_factor": round(math.sqrt(b / 8), 6),
+        "warmup_iterations": round(0.5 * math.ceil(32 / b)),
+        "warmup_floor": 100,
+        "bn_momentum": "auto",
+        "why": d["recipe"]["why"],
+    }
+    assert f"large-batch recipe above nbs=8: AdamW lr0 x{math.sqrt(b / 8):.3g} (sqrt)" in d["reason"]
+    assert d["lr_scaling"] == "sqrt" and d["lr0"] == 0.001
+    # lr: the optimizer's groups at the base x sqrt(b / 8); args (and args.yaml) keep the user's lr0 and warm-up
+    assert all(g["initial_lr"] == pytest.approx(0.001 * math.sqrt(b / 8)) for g in t.optimizer.param_groups)
+    args = yaml.safe_load((tmp_path / "run" / "args.yaml").read_text())
+    assert (t.args.lr0, args["lr0"], t.args.warmup_epochs, args["warmup_epochs"]) == (0.001, 0.001, 0.5, 0.5)
+    # warm-up: Ultralytics' round(0.5 x nb), floored at 100 but never into the final epoch: 2 x nb
+    nb = math.ceil(32 / b)
+    assert t._get_warmup_iterations(nb) == min(100, 2 * nb) > round(0.5 * nb)
+    # BatchNorm momentum auto on the training model (the EMA keeps Ultralytics' 0.03)
+    bns = [m for m in t.model.modules() if type(m).__name__ == "BatchNorm2d"]
+    assert bns and all(m.momentum == pytest.approx(scaled(0.03, b)) for m in bns)
+    assert all(m.momentum == 0.03 for m in t.ema.ema.modules() if type(m).__name__ == "BatchNorm2d")
+
+
+def test_cli_yaml_speed_gain_keeps_the_pick_within_nbs(tiny_data, tmp_path):
+    """The CLI with a plugin YAML: a speed_gain no batch above nbs=8 can reach keeps Ultralytics' recipe."""
+    cfg = tmp_path / "plugin.yaml"
+    cfg.write_text("policy: speed\nspeed_gain: 50\n")
+    r = yolo_train(tiny_data, tmp_path, "auto-plus", "nbs=8", epochs=1, env={"YOLO_BATCH_CONFIG": str(cfg)})
+    assert r.returncode == 0, r.stderr[-3000:]
+    d = _record(tmp_path / "run")
+    _assert_ceilings(d)
+    assert d["batch"] <= 8 and d["recipe"] is None and d["settings"]["speed_gain"] == 50.0
+    assert "within nbs=8 (Ultralytics' recipe): the fastest above it, " in d["reason"]
+    assert "not above speed_gain 5000%" in d["reason"]
+    log = r.stdout + r.stderr
+    assert "-bound at the pick (step " in log and "(timed)" in log  # the table's law line shows both ceilings
+
+
+def test_far_pick_refits_the_time_law_through_a_timed_step(tiny_data, tmp_path, monkeypatch):
+    """Timed sizes kept to the probe's 2-8: a pick above 16 is timed, the law refitted through it, decided again."""
+    from yolo_batch import loader
+    from yolo_batch.throughput import Pace, TimeLaw
+
+    monkeypatch.setattr(loader, "EXTEND_SECONDS", 0.0)
+    model = AutoPlus(policy="speed", speed_gain=0.0, max_batch=32).register(YOLO("yolo11n.yaml"))
+    train_in_process(model, tiny_data, tmp_path, nbs=8, epochs=1)
+    d = _record(tmp_path / "run")
+    refit = d["time_refit"]
+    assert refit is not None and refit["largest_timed"] == 8 and refit["batch_before"] > 16
+    assert refit["point"][0] == refit["batch_before"] and d["batch"] == refit["batch_after"] <= refit["batch_before"]
+    assert [refit["point"][0], pytest.approx(refit["point"][1], abs=1e-5)] in d["speed"]["points"]["law"]
+    law = d["speed"]["time_law"]
+    assert law == refit["after"] and law["knee"] == 8 and "knee" not in refit["before"]
+    assert {k: law[k] for k in refit["before"]} == refit["before"]  # kept where it was fitted
+    assert f"put a step at {refit['batch_before']} at " in d["reason"] and "time law refitted through it" in d["reason"]
+    # above the knee: the line from the law's time at 8 to the timed step
+    at8 = law["fixed_seconds"] + 8 * law["per_image_seconds"]
+    (x1, y1) = refit["point"]
+    assert law["beyond_per_image_seconds"] == pytest.approx(max((y1 - at8) / (x1 - 8), 0.0), rel=1e-3, abs=1e-6)
+    # the pure policy on the recorded, refitted pace gives the same pick (capped at the timed batch if above it)
+    pace = pace_from_record(d)
+    assert isinstance(pace, Pace) and isinstance(pace.law, TimeLaw)
+    model = MemoryModel(
+        Law(d["fixed_bytes"], d["per_image_bytes"]), Law(d["val_fixed_bytes"], d["val_per_image_bytes"])
+    )
+
+    def again(top: int) -> int:
+        kw = {"policy": "speed", "pace": pace, "speed_gain": 0.0, "dataset_size": d["dataset_size"]}
+        return decide(model, d["budget_bytes"], max_batch=top, **kw).batch
+
+    pick = again(32)
+    assert d["batch"] == (pick if pick <= refit["batch_before"] else again(refit["batch_before"]))
+
+
+def test_a_plain_resume_carries_the_recipe_on(tiny_data, tmp_path):
+    """Stopped inside the run, resumed plainly: the lr factor, BatchNorm momentum and warm-up floor go on."""
+    import math
+
+    from yolo_batch.batchnorm import scaled
+
+    class Stop(Exception):
+        pass
+
+    def stop(trainer):
+        if trainer.epoch == 1:
+            raise Stop  # at the start of the second epoch: the first is saved, as by a kill
+
+    model = AutoPlus(policy="speed", speed_gain=0.0).register(YOLO("yolo11n.yaml"))
+    model.add_callback("on_train_epoch_start", stop)
+    with pytest.raises(Stop):
+        train_in_process(model, tiny_data, tmp_path, nbs=8, epochs=3, warmup_epochs=0.5, optimizer="AdamW", lr0=0.001)
+    d = _record(tmp_path / "run")
+    b = d["batch"]
+    assert b > 8 and d["recipe"]["lr_scaling"] == "sqrt"
+    resumed = YOLO(str(tmp_path / "run" / "weights" / "last.pt"))
+    resumed.train(resume=True)
+    t = resumed.trainer
+    assert t.batch_size == b and t.args.lr0 == 0.001
+    assert all(g["initial_lr"] == pytest.approx(0.001 * math.sqrt(b / 8)) for g in t.optimizer.param_groups)
+    bns = [m for m in t.model.modules() if type(m).__name__ == "BatchNorm2d"]
+    assert bns and all(m.momentum == pytest.approx(scaled(0.03, b)) for m in bns)
+    nb = math.ceil(32 / b)
+    assert t._get_warmup_iterations(nb) == min(100, 2 * nb)
