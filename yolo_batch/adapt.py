@@ -62,7 +62,7 @@ def _recipe(trainer, s):
         lr_scaling=s.lr.scaling if s.lr.applies else "none",
         lr_left=float(lf(trainer.epoch + 1)) if callable(lf) else 1.0,
         dataset_size=len(dataset) if dataset is not None else None,
-        bn_momentum=s.spec.bn_momentum,
+        bn_momentum="auto" if s.lr.bn_auto else s.spec.bn_momentum,  # the large-batch recipe turns it on
         bn_base=_bn_base(trainer, s),
     )
 
