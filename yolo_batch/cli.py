@@ -12,9 +12,10 @@ import argparse
 import importlib
 import shlex
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from yolo_batch.cmdline import boolean, parse_pairs, positive, run_child, run_env, yolo_command
 from yolo_batch.spec import POLICIES, AutoPlusError, _closest
@@ -299,7 +300,14 @@ def cmd_make_data(args: list[str]) -> int:
     """``yolo-batch make-data``: write the synthetic set and print its data.yaml path."""
     from yolo_batch.datasets import make_dataset
 
-    valid = {"out": str, "task": str, "n_train": positive, "n_val": positive, "imgsz": positive, "classes": positive}
+    valid: dict[str, Callable[[str], Any]] = {
+        "out": str,
+        "task": str,
+        "n_train": positive,
+        "n_val": positive,
+        "imgsz": positive,
+        "classes": positive,
+    }
     valid.update({"dense": boolean, "seed": int})
     opts = parse_pairs(args, valid, "make-data")
     out = opts.pop("out", MAKE_DATA["out"])

@@ -161,7 +161,9 @@ def choose(
         return Choice(None, f"stays at {current}: {noise_words}")
     if high < low:
         return Choice(None, f"stays at {current}: no batch from min_batch {low} to the fit bound {high}")
-    noise = float(readings[-1])
+    last = readings[-1]
+    assert last is not None  # settled: the last two readings are estimates
+    noise = float(last)
 
     def good(b: int) -> tuple[float, float, float]:
         speed, eff = pace.images_per_s(b), efficiency(b, nbs, noise)
