@@ -17,9 +17,14 @@ what happened instead. The switch uses one of Ultralytics' three restarts of tha
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from yolo_batch.session import log
+
+if TYPE_CHECKING:
+    from ultralytics.engine.trainer import BaseTrainer
+
+    from yolo_batch.session import Session
 
 
 class BatchSwitch(RuntimeError):
@@ -71,12 +76,12 @@ class _QuietRestart(logging.Filter):
         return not ("Reducing to batch=" in message and "retrying" in message)
 
 
-def begin(s, pace, fit_bound: int) -> None:
+def begin(s: Session, pace, fit_bound: int) -> None:
     """Policy goodput from here: switch at epoch ends on ``pace``, up to ``fit_bound``."""
     s.switching.on, s.switching.pace, s.switching.fit_bound = True, pace, fit_bound
 
 
-def after_epoch(trainer, s) -> None:
+def after_epoch(trainer: BaseTrainer, s: Session) -> None:
     """Note the epoch's noise scale; for ``goodput``, decide the batch of the next epoch (not after the last)."""
     state, noise = s.switching, s.meter.noise
     state.readings.append(noise.value if noise is not None else None)
@@ -104,7 +109,7 @@ def after_epoch(trainer, s) -> None:
     logger.info(f"{prefix}goodput after epoch {trainer.epoch + 1}: switching {trainer.batch_size} -> {choice.batch}")
 
 
-def arm(trainer, s) -> None:
+def arm(trainer: BaseTrainer, s: Session) -> None:
     """At an epoch's start: put the stand-in loader in place for a switch decided at the last epoch's end."""
     state = s.switching
     if state.choice is None or isinstance(trainer.train_loader, _StandIn):
@@ -117,17 +122,17 @@ def arm(trainer, s) -> None:
     state.log_filter = _QuietRestart()
     logger.addFilter(state.log_filter)
     # the loop's warm-up step runs once for the stand-in's iteration: `switch` puts back what it set
-    groups = [(g.get("lr"), g.get("momentum")) for g in trainer.optimizer.param_groups]
+    groups = [(g.get("lr"), g.get("momentum")) for g in trainer.optimizer.param_groups]  # type: ignore[attr-defined]  # Ultralytics types optimizer None
     state.saved = (groups, trainer.accumulate)
     trainer.train_loader = _StandIn(trainer.train_loader, trainer.batch_size, state.choice.batch)
 
 
-def pending(trainer, s) -> bool:
+def pending(trainer: BaseTrainer, s: Session) -> bool:
     """True inside ``_build_train_pipeline`` when the restart was a goodput switch."""
     return s.switching.choice is not None and isinstance(getattr(trainer, "train_loader", None), _StandIn)
 
 
-def switch(trainer, s) -> None:
+def switch(trainer: BaseTrainer, s: Session) -> None:
     """Called by `recovery.step_down` before the rebuild: set the new batch, rescale lr0, record and log it."""
     from yolo_batch import goodput, lrscale, records
 
@@ -139,7 +144,7 @@ def switch(trainer, s) -> None:
     old, choice = trainer.train_loader.old, state.choice
     state.choice = None
     groups, trainer.accumulate = state.saved
-    for group, (lr, momentum) in zip(trainer.optimizer.param_groups, groups):
+    for group, (lr, momentum) in zip(trainer.optimizer.param_groups, groups):  # type: ignore[attr-defined]  # Ultralytics types optimizer None
         group["lr"] = lr
         if momentum is not None:
             group["momentum"] = momentum
@@ -165,7 +170,7 @@ def switch(trainer, s) -> None:
     )
 
 
-def resumes_goodput(resume, s) -> bool:
+def resumes_goodput(resume, s: Session) -> bool:
     """At a plain resume (``resume=.../last.pt``, no batch given): True when the run's latest decision is goodput.
 
     If so, the session takes the decision's settings (``goodput_gain``, ``min_batch``, ``oom_retries``...).
@@ -190,7 +195,7 @@ def resumes_goodput(resume, s) -> bool:
     return s.spec.policy == "goodput"
 
 
-def resume(trainer, s) -> None:
+def resume(trainer: BaseTrainer, s: Session) -> None:
     """A resumed goodput run: the pace and fit bound from its decision (`lrscale` carries its lr_scaling on)."""
     from yolo_batch.throughput import pace_from_record
 
@@ -199,7 +204,7 @@ def resume(trainer, s) -> None:
     begin(s, pace_from_record(record), int(kept.get("fit_bound") or trainer.batch_size))
 
 
-def after_oom(s, new: int) -> None:
+def after_oom(s: Session, new: int) -> None:
     """After an out-of-memory step-down to ``new``: goodput never switches above it again."""
     state = s.switching
     if state.on:

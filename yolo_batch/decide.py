@@ -11,11 +11,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from yolo_batch.policy import ADVICE, gib
 from yolo_batch.session import log, session
 from yolo_batch.spec import AutoPlusError, BatchSpec, with_overrides
+
+if TYPE_CHECKING:
+    from ultralytics.engine.trainer import BaseTrainer
+
 
 VERIFY_MARGIN = 0.5  # verify: auto proves picks whose predicted peak is above this share of the budget...
 VERIFY_CHEAP_S = 1.0  # ...or whose step (estimated from the probe) takes at most this long
@@ -50,7 +54,7 @@ def planning() -> Iterator[None]:
         _PLANNING.reset(token)
 
 
-def auto_batch(trainer, world: int = 1) -> int:
+def auto_batch(trainer: BaseTrainer, world: int = 1) -> int:
     """Probe (or check the law cache), decide, verify and report; return the batch (per GPU when ``world`` > 1)."""
     from yolo_batch import adapt, decision_record, lawcache, lrscale, records
     from yolo_batch.memory import backend_for
@@ -59,6 +63,7 @@ def auto_batch(trainer, world: int = 1) -> int:
     from yolo_batch.throughput import record_fields
 
     s, (logger, prefix) = session(trainer), log()
+    assert s is not None  # attached to auto-plus trainers only (wiring.attach)
     spec = s.spec
     s.backend = s.backend or backend_for(trainer.device)
     phases = Phases()
@@ -146,7 +151,7 @@ def auto_batch(trainer, world: int = 1) -> int:
     return batch
 
 
-def _full(trainer, prober, spec: BatchSpec, world: int, phases):
+def _full(trainer: BaseTrainer, prober, spec: BatchSpec, world: int, phases):
     """The full decision: probe the memory law (and the pace), pick, verify (stepping down, refitting once)."""
     from yolo_batch import ddp, policy, valbatch
     from yolo_batch.loader import measure_pace
@@ -195,7 +200,7 @@ def _full(trainer, prober, spec: BatchSpec, world: int, phases):
     return picked
 
 
-def _verified(trainer, prober, spec: BatchSpec, world: int, model, decision, budget, result, pace):
+def _verified(trainer: BaseTrainer, prober, spec: BatchSpec, world: int, model, decision, budget, result, pace):
     """Verify the pick (`spec.verify`): step down on out-of-memory, refit the law through the verified step once."""
     from yolo_batch import ddp, lawcache, policy
 
@@ -247,16 +252,18 @@ def _verified(trainer, prober, spec: BatchSpec, world: int, model, decision, bud
     return picked
 
 
-def ddp_auto_batch(trainer) -> int:
+def ddp_auto_batch(trainer: BaseTrainer) -> int:
     """DDP worker: probe this rank's GPU alone, agree on the smallest per-GPU pick; return per-GPU x world."""
     from yolo_batch import ddp, lrscale, records
     from yolo_batch.memory import backend_for
 
     s, world = session(trainer), trainer.world_size
+    assert s is not None  # a DDP worker of an auto-plus launch (recovery.step_down)
     s.backend = backend_for(trainer.device)  # this rank's GPU, as Ultralytics' _setup_ddp set it
     with ddp.unwrapped(trainer):  # the bare module: no probe step runs a collective
         per_gpu, picks = ddp.agree(lambda: auto_batch(trainer, world=world), world)
     batch = per_gpu * world
+    assert s.record is not None  # auto_batch built this rank's
     s.record.update(ddp.record_fields(s.record, picks, ddp.rank()))
     s.record.update(lrscale.plan(trainer, s, s.spec.lr_scaling, batch))
     records.decided(trainer, s)  # rank 0 writes

@@ -12,6 +12,11 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ultralytics.engine.trainer import BaseTrainer
+
 
 SECONDS = 3.0  # the measurement's bound after the first batch
 MIN_BATCHES = 8  # batches counted at least (when they come within SECONDS)
@@ -30,7 +35,7 @@ class LoaderRate:
     start_seconds: float  # building the loader and waiting for its first batch
 
 
-def measure(trainer, dataset, seconds: float = SECONDS, batch: int = BATCH) -> LoaderRate:
+def measure(trainer: BaseTrainer, dataset, seconds: float = SECONDS, batch: int = BATCH) -> LoaderRate:
     """Time the training dataloader the run would build, on ``dataset`` (the probe's training dataset).
 
     Args:
@@ -56,7 +61,8 @@ def measure(trainer, dataset, seconds: float = SECONDS, batch: int = BATCH) -> L
     )
     workers = loader.num_workers
     wanted = max(2 * workers, MIN_BATCHES)
-    images, first, last, count = 0, None, None, 0
+    images, count, last = 0, 0, 0.0
+    first: float | None = None  # `last` is set with it
     try:
         while count < wanted and (first is None or last - first < seconds):
             for b in loader:
@@ -95,7 +101,7 @@ def cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def measure_pace(trainer, prober, result, limit: int):
+def measure_pace(trainer: BaseTrainer, prober, result, limit: int):
     """The run's `throughput.Pace`: the time law from timed training steps and the measured dataloader.
 
     See `time_law` for the steps; then `measure` times the dataloader.

@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from yolo_batch.session import log, session
 from yolo_batch.spec import AutoPlusError
 
+if TYPE_CHECKING:
+    from ultralytics.engine.trainer import BaseTrainer
 
-def open_epoch(trainer, s) -> None:
+    from yolo_batch.session import Session
+
+
+def open_epoch(trainer: BaseTrainer, s: Session) -> None:
     """At an epoch's start (auto-plus and resumed goodput runs): every epoch may restart after running out of memory.
 
     Ultralytics recovers from an out-of-memory error only while ``epoch == start_epoch``: ``start_epoch`` is held
@@ -31,18 +37,18 @@ def open_epoch(trainer, s) -> None:
         trainer._oom_retries = 3
 
 
-def close_epoch(trainer, s) -> None:
+def close_epoch(trainer: BaseTrainer, s: Session) -> None:
     """At an epoch's training end: Ultralytics' ``start_epoch`` back as it was."""
     if s.oom.start_epoch is not None:
         trainer.start_epoch, s.oom.start_epoch = s.oom.start_epoch, None
 
 
-def halved(s, old: int, new: int) -> None:
+def halved(s: Session, old: int, new: int) -> None:
     """A measured run's batch went from ``old`` down to ``new`` (Ultralytics' own halving): one event per half."""
     s.oom.events += round(math.log2(old / new))
 
 
-def guarded_train(trainer, original):
+def guarded_train(trainer: BaseTrainer, original):
     """Turn an out-of-memory error that recovery could not absorb into one clear, resumable message."""
     from yolo_batch.memory import is_oom
 
@@ -65,7 +71,7 @@ def guarded_train(trainer, original):
         ) from e
 
 
-def step_down(trainer, original):
+def step_down(trainer: BaseTrainer, original):
     """Rebuild the data pipeline; after an OOM, at the plugin's next lower batch instead of Ultralytics' half.
 
     A goodput switch comes through here too (`adapt`): the same restart, at the batch goodput chose.
@@ -73,6 +79,7 @@ def step_down(trainer, original):
     from yolo_batch import lrscale, policy, records
 
     s = session(trainer)
+    assert s is not None  # attached to auto-plus trainers only (wiring.attach)
     if s.worker and s.oom.train_batch is None:  # DDP worker, first build: agree on the batch with the other ranks
         from yolo_batch.decide import ddp_auto_batch
 
@@ -108,11 +115,12 @@ def step_down(trainer, original):
     return result
 
 
-def guarded_validate(trainer, original):
+def guarded_validate(trainer: BaseTrainer, original):
     """Validate; on out-of-memory (detect validates at 2x the batch) halve the validation batch and retry."""
     from yolo_batch.memory import is_oom
 
     s = session(trainer)
+    assert s is not None  # attached to auto-plus trainers only (wiring.attach)
     while True:
         try:
             return original()
@@ -127,7 +135,7 @@ def guarded_validate(trainer, original):
             s.val_batch = new
         split = trainer.data.get(trainer.args.split) or trainer.data.get("val")
         trainer.test_loader = trainer.get_dataloader(split, batch_size=new, rank=-1, mode="val")
-        trainer.validator.dataloader = trainer.test_loader
+        trainer.validator.dataloader = trainer.test_loader  # type: ignore[attr-defined]  # Ultralytics types it None
         logger, prefix = log()
         logger.warning(
             f"{prefix}out of memory validating at batch {loader.batch_size}; validating at {new} "

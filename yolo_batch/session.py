@@ -17,9 +17,14 @@ library and `spec`, so none of them needs another for the per-run state, and no 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from yolo_batch.spec import BatchSpec
+
+if TYPE_CHECKING:
+    import logging
+
+    from yolo_batch.memory import CPUMemory, CUDAMemory, Headroom, MPSMemory
 
 ATTR = "_yolo_batch"  # the per-trainer Session lives in this attribute
 DECISION_FILE = "batch_decision.json"
@@ -27,7 +32,7 @@ EFFECT_FILE = "batch_effect.csv"
 PLOT_FILE = "batch_effect.png"
 
 
-def log():
+def log() -> tuple[logging.Logger, str]:
     """Ultralytics' ``LOGGER`` and the coloured ``AutoPlus: `` prefix every plugin line starts with."""
     from ultralytics.utils import LOGGER, colorstr
 
@@ -128,8 +133,8 @@ class Session:
     def __init__(self, spec: BatchSpec, decides: bool, value: str | None) -> None:
         """``decides``: choose the batch (auto-plus); else only measure and log the effect."""
         self.spec, self.decides, self.value = spec, decides, value
-        self.backend = None
-        self.headroom = None
+        self.backend: CPUMemory | CUDAMemory | MPSMemory | None = None  # the device's memory meter
+        self.headroom: Headroom | None = None  # the device's memory at the run's start
         self.record: dict[str, Any] | None = None  # the latest auto-plus decision (batch_decision.json)
         self.history: list[dict[str, Any]] = []  # every batch choice of the run, oldest first
         self.pending = False  # a decision made on resume, queued once its first epoch is known
@@ -151,6 +156,6 @@ class Session:
         self.lr = LrScale()  # lr_scaling's factor on the optimizer (`lrscale`)
 
 
-def session(trainer) -> Session | None:
+def session(trainer: object) -> Session | None:
     """The trainer's Session, or None for a run that did not ask for the plugin."""
     return getattr(trainer, ATTR, None)
