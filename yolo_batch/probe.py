@@ -274,7 +274,7 @@ class Prober:
                 decay=args.weight_decay,
                 iterations=iterations,
             )
-        trainer.optimizer, trainer.ema = self.optimizer, ModelEMA(trainer.model)  # type: ignore[assignment]
+        trainer.optimizer, trainer.ema = self.optimizer, ModelEMA(trainer.model)  # type: ignore[assignment]  # ema: None
         self._items: list = []
         self.allocated: list[tuple[int, str, int]] = []  # (images, "train" or "val", allocated peak) where measured
         self.last_seconds = (0.0, 0.0)  # the last training step: (forward + loss + backward, optimizer + EMA)
