@@ -48,9 +48,11 @@ bench: install
 figures: install
 	$(BIN)/python benchmarks/figures.py
 
+# mypy reads its settings from pyproject.toml ([tool.mypy]: the yolo_batch package).
 lint: install
 	$(BIN)/ruff check yolo_batch tests benchmarks
 	$(BIN)/ruff format --check yolo_batch tests benchmarks
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) $(LOGGERS) build *.egg-info runs .pytest_cache .u83

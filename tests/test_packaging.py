@@ -81,6 +81,19 @@ def test_the_logger_tests_get_the_loggers_extra_from_the_makefile():
     assert {r.split(">")[0].replace("_", "-") for r in loggers_target.requirements()} == _extra("loggers")
 
 
+def test_lint_type_checks_and_ci_runs_lint_before_the_tests():
+    """`make lint` runs mypy (its settings in pyproject.toml, mypy in [dev]); `.ci/run` runs lint, then test."""
+    make = (ROOT / "Makefile").read_text(encoding="utf-8")
+    lint = make.split("\nlint: install\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert [line.split()[0] for line in lint] == ["$(BIN)/ruff", "$(BIN)/ruff", "$(BIN)/mypy"]
+    assert 'files = ["yolo_batch"]' in (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert {"mypy", "types-pyyaml", "types-psutil"} <= _extra("dev")
+    steps = [
+        line for line in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines() if line.startswith("make")
+    ]
+    assert steps == ["make lint", "make test"]
+
+
 def test_the_changelog_has_the_current_version_and_an_unreleased_section():
     text = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
     headings = re.findall(r"^## \[?([^\]\s]+)\]?", text, flags=re.M)

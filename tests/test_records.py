@@ -269,13 +269,26 @@ def test_get_cfg_lets_auto_plus_through_for_training_and_leaves_stock_values_alo
 # The shape of the code
 
 
+def _runtime_nodes(tree: ast.AST):
+    """Every node of ``tree`` but those under ``if TYPE_CHECKING:`` (annotations only, never imported at run time)."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            if not (
+                isinstance(child, ast.If) and isinstance(child.test, ast.Name) and child.test.id == "TYPE_CHECKING"
+            ):
+                todo.append(child)
+
+
 def _imports() -> dict[str, set[str]]:
-    """Every module's imports of other yolo_batch modules, at module level or inside functions."""
+    """Every module's imports of other yolo_batch modules, at module level or inside functions (run time only)."""
     modules = {p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
     graph: dict[str, set[str]] = {}
     for name in modules:
         deps = set()
-        for node in ast.walk(ast.parse((PACKAGE / f"{name}.py").read_text())):
+        for node in _runtime_nodes(ast.parse((PACKAGE / f"{name}.py").read_text())):
             if isinstance(node, ast.ImportFrom) and node.module == "yolo_batch":
                 deps |= {a.name for a in node.names if a.name in modules}
             elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("yolo_batch."):

@@ -88,6 +88,8 @@ class _PatchingLoader:
 class _Finder:
     """A meta-path finder that only ever answers for the two Ultralytics modules it patches."""
 
+    warned = False  # the unsupported-release warning was printed
+
     def find_spec(self, name: str, path=None, target=None):
         if name not in _TARGETS:
             return None
@@ -97,7 +99,8 @@ class _Finder:
             spec = finder.find_spec(name, path, target)
             if spec is not None:
                 if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-                    spec.loader = _PatchingLoader(spec.loader, name)
+                    # duck-typed (create_module, exec_module): importlib.abc would cost every Python start-up
+                    spec.loader = _PatchingLoader(spec.loader, name)  # type: ignore[assignment]
                 return spec
         return None
 
@@ -167,7 +170,7 @@ def _patch_trainer(module) -> None:
         original(self, cfg, overrides, _callbacks)
         wiring.attach(self)
 
-    __init__.__wrapped_by__ = "yolo_batch"
+    __init__.__wrapped_by__ = "yolo_batch"  # type: ignore[attr-defined]  # a marker; typeshed declares none
     module.BaseTrainer.__init__ = __init__
 
 

@@ -16,13 +16,18 @@ from __future__ import annotations
 
 from yolo_batch.session import log
 
+if TYPE_CHECKING:
+    from ultralytics.engine.trainer import BaseTrainer
+
+    from yolo_batch.session import Session
+
 
 def begin(s, pace, fit_bound: int) -> None:
     """Policy goodput from here: switch at epoch ends on ``pace``, up to ``fit_bound``."""
     s.switching.on, s.switching.pace, s.switching.fit_bound = True, pace, fit_bound
 
 
-def after_epoch(trainer, s) -> None:
+def after_epoch(trainer: BaseTrainer, s: Session) -> None:
     """Note the epoch's noise scale; for ``goodput``, decide the batch of the next epoch (not after the last)."""
     state, noise = s.switching, s.meter.noise
     state.readings.append(noise.value if noise is not None else None)
@@ -122,7 +127,7 @@ def switch(trainer, s, old: int, new: int) -> None:
     )
 
 
-def resumes_goodput(resume, s) -> bool:
+def resumes_goodput(resume, s: Session) -> bool:
     """At a plain resume (``resume=.../last.pt``, no batch given): True when the run's latest decision is goodput.
 
     If so, the session takes the decision's settings (``goodput_gain``, ``min_batch``, ``oom_retries``...).
@@ -147,7 +152,7 @@ def resumes_goodput(resume, s) -> bool:
     return s.spec.policy == "goodput"
 
 
-def resume(trainer, s) -> None:
+def resume(trainer: BaseTrainer, s: Session) -> None:
     """A resumed goodput run: the pace and fit bound from its decision (`lrscale` carries its lr_scaling on)."""
     from yolo_batch.throughput import pace_from_record
 
@@ -156,7 +161,7 @@ def resume(trainer, s) -> None:
     begin(s, pace_from_record(record), int(kept.get("fit_bound") or trainer.batch_size))
 
 
-def after_oom(s, new: int) -> None:
+def after_oom(s: Session, new: int) -> None:
     """After an out-of-memory step-down to ``new``: goodput never switches above it again."""
     state = s.switching
     if state.on:

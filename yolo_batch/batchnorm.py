@@ -16,6 +16,13 @@ the plugin only measures (an integer batch, ``YOLO_BATCH_OBSERVE=1``): measuring
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ultralytics.engine.trainer import BaseTrainer
+
+    from yolo_batch.session import Session
+
 
 REFERENCE_BATCH = 16  # Ultralytics' default batch, at which its momentum of 0.03 was chosen
 
@@ -42,7 +49,7 @@ def half_life_images(momentum: float, batch: int) -> float:
     return batch * math.log(0.5) / math.log(1 - momentum)
 
 
-def apply(trainer, session) -> None:
+def apply(trainer: BaseTrainer, session: Session) -> None:
     """Scale the training model's BatchNorm momentum to the batch it trains at (``bn_momentum: auto`` only).
 
     Runs at every epoch start (the batch may have stepped down after running out of memory); logs a change.
@@ -63,7 +70,7 @@ def apply(trainer, session) -> None:
         session.bn_momenta = {}
     originals = session.bn_momenta
     changed = []
-    for name, m in unwrap_model(trainer.model).named_modules():
+    for name, m in unwrap_model(trainer.model).named_modules():  # type: ignore[arg-type]  # Ultralytics types model str | Path
         if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.momentum is not None:
             base = originals.setdefault(name, m.momentum)
             m.momentum = scaled(base, batch)

@@ -17,12 +17,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from yolo_batch import adapt, rebuild, recovery
 from yolo_batch.goodput import accumulate
 from yolo_batch.session import ATTR, DECISION_FILE, EFFECT_FILE, PLOT_FILE, Session, log, session
 from yolo_batch.spec import AutoPlusError
+
+if TYPE_CHECKING:
+    from ultralytics.engine.trainer import BaseTrainer
+
 
 __all__ = ("ATTR", "DECISION_FILE", "EFFECT_FILE", "PLOT_FILE", "Session", "callbacks", "nominal_accumulate", "session")
 
@@ -31,7 +35,7 @@ __all__ = ("ATTR", "DECISION_FILE", "EFFECT_FILE", "PLOT_FILE", "Session", "call
 
 
 def _safe(fn):
-    def hook(trainer):
+    def hook(trainer: BaseTrainer):
         s = session(trainer)
         if s is None:
             return None
@@ -50,7 +54,7 @@ def _safe(fn):
 
 
 @_safe
-def on_pretrain_routine_start(trainer, s: Session) -> None:
+def on_pretrain_routine_start(trainer: BaseTrainer, s: Session) -> None:
     """Put the auto-plus value in args.yaml, read a resumed run's earlier choices, log the memory headroom."""
     from yolo_batch import decide, lrscale, memory, records
 
@@ -66,20 +70,20 @@ def on_pretrain_routine_start(trainer, s: Session) -> None:
 
 
 @_safe
-def on_pretrain_routine_end(trainer, s: Session) -> None:
+def on_pretrain_routine_end(trainer: BaseTrainer, s: Session) -> None:
     """The optimizer is built and a checkpoint loaded: apply lr_scaling at the batch that trains (`lrscale`)."""
     from yolo_batch import lrscale
 
     lrscale.start(trainer, s)
 
 
-def _grad_scale(trainer) -> float:
+def _grad_scale(trainer: BaseTrainer) -> float:
     scaler = getattr(trainer, "scaler", None)
     return float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else 1.0
 
 
 @_safe
-def on_train_start(trainer, s: Session) -> None:
+def on_train_start(trainer: BaseTrainer, s: Session) -> None:
     """Note the starting batch and record a resumed run's new choice; start the gradient-noise tap.
 
     The tap reads ``.grad`` only, around the optimizer step.
@@ -93,7 +97,7 @@ def on_train_start(trainer, s: Session) -> None:
     from yolo_batch.effect import GradientNoise, GradientTap
 
     s.meter.noise = GradientNoise()
-    s.meter.tap = GradientTap(trainer.model.parameters(), s.meter.noise)
+    s.meter.tap = GradientTap(trainer.model.parameters(), s.meter.noise)  # type: ignore[union-attr]  # Ultralytics types model str | Path
     original = trainer.optimizer_step
 
     def optimizer_step():
@@ -106,11 +110,11 @@ def on_train_start(trainer, s: Session) -> None:
         s.meter.stepped = True
         return original()
 
-    trainer.optimizer_step = optimizer_step
+    trainer.optimizer_step = optimizer_step  # type: ignore[method-assign]  # this trainer only
 
 
 @_safe
-def on_train_epoch_start(trainer, s: Session) -> None:
+def on_train_epoch_start(trainer: BaseTrainer, s: Session) -> None:
     """Start the epoch's peak-memory and time measurement."""
     from yolo_batch import batchnorm, memory
 
@@ -123,9 +127,9 @@ def on_train_epoch_start(trainer, s: Session) -> None:
 
 
 @_safe
-def on_train_batch_end(trainer, s: Session) -> None:
+def on_train_batch_end(trainer: BaseTrainer, s: Session) -> None:
     """Sample memory where the device keeps no peak counter (MPS); feed the gradient-noise tap."""
-    if hasattr(s.backend, "sample"):
+    if s.backend is not None and hasattr(s.backend, "sample"):
         s.backend.sample()
     if s.meter.tap is not None:
         s.meter.tap.after_backward(s.meter.stepped, trainer.batch_size, _grad_scale(trainer))
@@ -133,7 +137,7 @@ def on_train_batch_end(trainer, s: Session) -> None:
 
 
 @_safe
-def on_train_epoch_end(trainer, s: Session) -> None:
+def on_train_epoch_end(trainer: BaseTrainer, s: Session) -> None:
     """Close the training part of the epoch (validation excluded from images/s)."""
     s.meter.train_seconds = time.perf_counter() - s.meter.started
     s.meter.trained = True
@@ -141,7 +145,7 @@ def on_train_epoch_end(trainer, s: Session) -> None:
 
 
 @_safe
-def on_fit_epoch_end(trainer, s: Session) -> None:
+def on_fit_epoch_end(trainer: BaseTrainer, s: Session) -> None:
     """Write the epoch's row of batch_effect.csv, or the ``final`` row after the best-model evaluation."""
     from yolo_batch import records
     from yolo_batch.ddp import rank
@@ -161,8 +165,10 @@ def on_fit_epoch_end(trainer, s: Session) -> None:
     if not final:
         row.update(getattr(trainer, "lr", {}) or {})
         row.update(trainer.label_loss_items(trainer.tloss) if trainer.tloss is not None else {})
-    row.update({k: float(v) for k, v in (trainer.metrics or {}).items()})
+    metrics: dict[str, Any] = trainer.metrics or {}  # Ultralytics types it None
+    row.update({k: float(v) for k, v in metrics.items()})
     if not final:
+        assert s.backend is not None  # on_train_epoch_start set it
         peak = s.backend.peak_bytes()
         total = s.headroom.total_bytes if s.headroom else 0
         images = len(trainer.train_loader.dataset)
@@ -195,14 +201,14 @@ def on_fit_epoch_end(trainer, s: Session) -> None:
         _to_loggers(trainer, row, s.record)
 
 
-def _to_loggers(trainer, row: dict[str, Any], record: dict[str, Any] | None) -> None:
+def _to_loggers(trainer: BaseTrainer, row: dict[str, Any], record: dict[str, Any] | None) -> None:
     """The batch figures and the decision to every logger the user turned on (`yolo_batch.loggers`)."""
     from yolo_batch import loggers
 
     loggers.epoch_end(trainer, row, record)
 
 
-def nominal_accumulate(trainer) -> int:
+def nominal_accumulate(trainer: BaseTrainer) -> int:
     """Batches per optimizer step once warm-up is over, as Ultralytics sets it: ``round(nbs / batch)``."""
     acc = accumulate(trainer.batch_size, trainer.args.nbs)
     if not trainer.args.time and getattr(trainer, "train_loader", None) is not None:
@@ -211,7 +217,7 @@ def nominal_accumulate(trainer) -> int:
 
 
 @_safe
-def on_train_end(trainer, s: Session) -> None:
+def on_train_end(trainer: BaseTrainer, s: Session) -> None:
     """The end-of-run summary table in the log, and ``batch_effect.png``."""
     from yolo_batch.ddp import rank
     from yolo_batch.records import decision

@@ -12,9 +12,10 @@ import argparse
 import importlib
 import shlex
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from yolo_batch.cmdline import boolean, parse_pairs, positive, run_child, run_env, yolo_command
 from yolo_batch.spec import POLICIES, AutoPlusError, _closest
@@ -329,7 +330,7 @@ def cmd_demo(args: list[str]) -> int:
 
     opts = parse_pairs(args, {"out": str, "epochs": positive, "imgsz": positive, "batch": str}, "demo")
     out = Path(opts.get("out", "runs/demo")).resolve()
-    train = {**DEMO_TRAIN, **{k: opts[k] for k in ("epochs", "imgsz") if k in opts}}
+    train: dict[str, Any] = {**DEMO_TRAIN, **{k: opts[k] for k in ("epochs", "imgsz") if k in opts}}
     data = make_dataset(out / "data", **{**DEMO_DATA, "imgsz": train["imgsz"]})
     cmd = [*yolo_command(), "train", "model=yolo11n.yaml", f"data={data}", f"batch={opts.get('batch', 'auto-plus')}"]
     cmd += [f"{k}={v}" for k, v in train.items()]

@@ -198,6 +198,8 @@ def run_child(cmd: list[str], env: dict[str, str] | None = None, log: Path | Non
         raise KeyboardInterrupt
 
     for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is None:  # no SIGHUP on Windows
+            continue
         try:
             old[sig] = signal.signal(sig, stop)
         except (TypeError, ValueError):  # no such signal here, or not the main thread: Ctrl-C alone

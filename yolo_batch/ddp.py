@@ -26,9 +26,13 @@ import os
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from yolo_batch.spec import AutoPlusError, BatchSpec, parse_batch_value
+
+if TYPE_CHECKING:
+    from ultralytics.engine.trainer import BaseTrainer
+
 
 ENV = "YOLO_BATCH_DDP"  # the auto-plus value, from the launcher to its workers
 SPEC_ENV = "YOLO_BATCH_DDP_SPEC"  # the launcher's resolved settings (Python keywords, config), as JSON
@@ -141,7 +145,16 @@ def per_gpu_decision(
     limits = {"candidates": spec.candidates, "min_batch": spec.min_batch, "max_batch": max(spec.max_batch // world, 1)}
     speed = {"pace": pace, "speed_threshold": spec.speed_threshold, "speed_gain": spec.speed_gain}
     decision = policy.decide(
-        model, budget_bytes, policy=spec.policy, dataset_size=share, fraction=fraction, **limits, **speed
+        model,
+        budget_bytes,
+        policy=spec.policy,
+        candidates=spec.candidates,
+        min_batch=spec.min_batch,
+        max_batch=max(spec.max_batch // world, 1),
+        dataset_size=share,
+        fraction=fraction,
+        pace=pace,
+        speed_threshold=spec.speed_threshold,
     )
     return decision if world == 1 else replace(decision, reason=f"per GPU of {world}: {decision.reason}")
 
@@ -223,7 +236,7 @@ def agree(local_pick: Callable[[], int], world: int) -> tuple[int, list[int]]:
 
 
 @contextmanager
-def unwrapped(trainer):
+def unwrapped(trainer: BaseTrainer):
     """Lend the trainer the bare module of its DDP model, so probe steps run no gradient all-reduce."""
     import torch
 

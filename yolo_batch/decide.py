@@ -11,11 +11,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from yolo_batch.policy import ADVICE, gib
 from yolo_batch.session import log, session
 from yolo_batch.spec import AutoPlusError, BatchSpec, with_overrides
+
+if TYPE_CHECKING:
+    from ultralytics.engine.trainer import BaseTrainer
+
 
 VERIFY_MARGIN = 0.5  # verify: auto proves picks whose predicted peak is above this share of the budget...
 VERIFY_CHEAP_S = 1.0  # ...or whose step (estimated from the probe) takes at most this long
@@ -78,6 +82,7 @@ def auto_batch(trainer, world: int = 1) -> int:
     from yolo_batch.probe import Prober, borrowed
 
     s, (logger, prefix) = session(trainer), log()
+    assert s is not None  # attached to auto-plus trainers only (wiring.attach)
     spec = s.spec
     memory.bind(s.device, trainer.device)
     phases = Phases()
@@ -178,7 +183,7 @@ def auto_batch(trainer, world: int = 1) -> int:
     return batch
 
 
-def _full(trainer, prober, spec: BatchSpec, world: int, phases):
+def _full(trainer: BaseTrainer, prober, spec: BatchSpec, world: int, phases):
     """The full decision: probe the memory law (and the pace), pick, verify (stepping down, refitting once)."""
     from yolo_batch import ddp, policy, valbatch
     from yolo_batch.loader import measure_pace
@@ -225,7 +230,7 @@ def _full(trainer, prober, spec: BatchSpec, world: int, phases):
     return picked
 
 
-def _verified(trainer, prober, spec: BatchSpec, world: int, model, decision, budget, result, pace):
+def _verified(trainer: BaseTrainer, prober, spec: BatchSpec, world: int, model, decision, budget, result, pace):
     """Verify the pick (`spec.verify`): step down on out-of-memory, refit the law through the verified step once."""
     from yolo_batch import ddp, lawcache, policy, retime
 
@@ -290,7 +295,7 @@ def _verified(trainer, prober, spec: BatchSpec, world: int, model, decision, bud
     return picked
 
 
-def ddp_auto_batch(trainer) -> int:
+def ddp_auto_batch(trainer: BaseTrainer) -> int:
     """DDP worker: probe this rank's GPU alone, agree on the smallest per-GPU pick; return per-GPU x world."""
     from yolo_batch import ddp, lrscale, memory, records
 

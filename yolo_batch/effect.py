@@ -159,7 +159,8 @@ class GradientTap:
     def __init__(self, params, noise: GradientNoise) -> None:
         """Watch ``params`` (an iterable of tensors)."""
         self.params, self.noise = [p for p in params if p.requires_grad], noise
-        self.micro, self.small_sq, self.previous = 0, None, None
+        self.micro, self.previous = 0, None
+        self.small_sq: float | None = None
 
     def _flat(self, divisor: float):
         """All gradients as one float vector divided by ``divisor`` (one copy; None without gradients)."""

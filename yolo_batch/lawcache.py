@@ -22,7 +22,11 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ultralytics.engine.trainer import BaseTrainer
+
 
 FOLDER = "yolo_batch_laws"
 FORMAT = 1
@@ -62,7 +66,7 @@ def _digest(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def setup_of(trainer, spec, backend, versions: dict[str, str]) -> dict[str, Any] | None:
+def setup_of(trainer: BaseTrainer, spec, backend, versions: dict[str, str]) -> dict[str, Any] | None:
     """The set-up part of the key (no dataset needed); None when the model has no definition to hash."""
     import torch
 
@@ -122,7 +126,7 @@ class Lookup:
         return out
 
 
-def lookup(trainer, spec, backend, versions: dict[str, str], world: int = 1) -> Lookup:
+def lookup(trainer: BaseTrainer, spec, backend, versions: dict[str, str], world: int = 1) -> Lookup:
     """Read the entry of this set-up (no dataset needed); ``status`` ``off``, ``miss`` or ``found``."""
     if not spec.probe_cache:
         return Lookup(None, detail="probe.cache is false")
@@ -144,13 +148,14 @@ def lookup(trainer, spec, backend, versions: dict[str, str], world: int = 1) -> 
     return found
 
 
-def cached_pick(trainer, prober, spec, backend, found: Lookup, phases) -> Picked | None:
+def cached_pick(trainer: BaseTrainer, prober, spec, backend, found: Lookup, phases) -> Picked | None:
     """The pick from the cached law, proven by one verified step; None (and ``found`` says why) to probe."""
     from yolo_batch import ddp, policy
     from yolo_batch.probe import ProbeResult
     from yolo_batch.throughput import pace_from_record
 
     entry = found.entry
+    assert entry is not None  # decide asks only for a found entry
     if entry["check"] != check_of(prober):
         found.status, found.detail = "miss", "the worst-case batch or the optimizer differs"
         return None

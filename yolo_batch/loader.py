@@ -14,6 +14,11 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ultralytics.engine.trainer import BaseTrainer
+
 
 SECONDS = 3.0  # the measurement's bound after the first batch
 MIN_BATCHES = 8  # batches counted at least (when they come within SECONDS)
@@ -33,7 +38,7 @@ class LoaderRate:
     skipped: int = 0  # batches not counted: the first, and every worker's prefetched batches
 
 
-def measure(trainer, dataset, seconds: float = SECONDS, batch: int = BATCH) -> LoaderRate:
+def measure(trainer: BaseTrainer, dataset, seconds: float = SECONDS, batch: int = BATCH) -> LoaderRate:
     """Time the training dataloader the run would build, on ``dataset`` (the probe's training dataset).
 
     Args:
@@ -101,7 +106,7 @@ def cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def measure_pace(trainer, prober, result, limit: int):
+def measure_pace(trainer: BaseTrainer, prober, result, limit: int):
     """The run's `throughput.Pace`: the time law from timed training steps and the measured dataloader.
 
     See `time_law` for the steps; then `measure` times the dataloader.

@@ -28,7 +28,11 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ultralytics.engine.trainer import BaseTrainer
+
 
 FIGURES = (
     "batch",
@@ -56,7 +60,7 @@ def figures(row: dict[str, Any]) -> dict[str, float]:
     return {PREFIX + k: float(row[k]) for k in FIGURES if row.get(k) is not None}
 
 
-def _module(trainer, name: str):
+def _module(trainer: BaseTrainer, name: str):
     """Ultralytics' callback module ``name`` when its hooks are on for this trainer, else None."""
     module = sys.modules.get(f"ultralytics.utils.callbacks.{name}")
     hooks = getattr(module, "callbacks", None) or {}
@@ -72,11 +76,11 @@ class _MLflow:
     name = "MLflow"
     module = "mlflow"
 
-    def run(self, m, trainer):
+    def run(self, m, trainer: BaseTrainer):
         ok = m.mlflow is not None and getattr(trainer, "_mlflow_active", True)  # 8.4 sets it; 8.3 has none
         return m.mlflow if ok and m.mlflow.active_run() is not None else None  # never let mlflow start a run
 
-    def figures(self, mlflow, trainer, figs):
+    def figures(self, mlflow, trainer: BaseTrainer, figs):
         mlflow.log_metrics(figs, step=trainer.epoch)
 
     def decision(self, mlflow, values):
@@ -93,13 +97,13 @@ class _WandB:
     name = "W&B"
     module = "wb"
 
-    def run(self, m, trainer):
+    def run(self, m, trainer: BaseTrainer):
         return m.wb.run if m.wb is not None else None
 
     def __init__(self) -> None:
         self.defined: set[str] = set()  # the runs told to plot batch/* against the epoch
 
-    def figures(self, run, trainer, figs):
+    def figures(self, run, trainer: BaseTrainer, figs):
         if run.id not in self.defined:
             run.define_metric(f"{PREFIX}*", step_metric="epoch")
             self.defined.add(run.id)
@@ -126,10 +130,10 @@ class _DVCLive:
     name = "DVCLive"
     module = "dvc"
 
-    def run(self, m, trainer):
+    def run(self, m, trainer: BaseTrainer):
         return getattr(m, "live", None)
 
-    def figures(self, live, trainer, figs):
+    def figures(self, live, trainer: BaseTrainer, figs):
         for k, v in figs.items():
             live.log_metric(k, v)
 
@@ -154,10 +158,10 @@ class _Comet:
     name = "Comet"
     module = "comet"
 
-    def run(self, m, trainer):
+    def run(self, m, trainer: BaseTrainer):
         return m.comet_ml.get_running_experiment() if m.comet_ml is not None else None
 
-    def figures(self, experiment, trainer, figs):
+    def figures(self, experiment, trainer: BaseTrainer, figs):
         meta = sys.modules[f"ultralytics.utils.callbacks.{self.module}"]._fetch_trainer_metadata(trainer)
         experiment.log_metrics(figs, step=meta["curr_step"], epoch=meta["curr_epoch"])
 
@@ -178,10 +182,10 @@ class _ClearML:
     name = "ClearML"
     module = "clearml"
 
-    def run(self, m, trainer):
+    def run(self, m, trainer: BaseTrainer):
         return m.Task.current_task() if getattr(m, "clearml", None) is not None else None
 
-    def figures(self, task, trainer, figs):
+    def figures(self, task, trainer: BaseTrainer, figs):
         for k, v in figs.items():
             task.get_logger().report_scalar("batch", k[len(PREFIX) :], v, iteration=trainer.epoch)
 
@@ -202,10 +206,10 @@ class _TensorBoard:
     name = "TensorBoard"
     module = "tensorboard"
 
-    def run(self, m, trainer):
+    def run(self, m, trainer: BaseTrainer):
         return getattr(m, "WRITER", None)
 
-    def figures(self, writer, trainer, figs):
+    def figures(self, writer, trainer: BaseTrainer, figs):
         for k, v in figs.items():
             writer.add_scalar(k, v, trainer.epoch + 1)
         writer.flush()
@@ -229,7 +233,7 @@ class _TensorBoard:
 LOGGERS = (_MLflow(), _WandB(), _DVCLive(), _Comet(), _ClearML(), _TensorBoard())
 
 
-def _active(trainer):
+def _active(trainer: BaseTrainer):
     """``(logger, run, state)`` for each integration that is on for ``trainer``, has an open run, and has not failed."""
     state = getattr(trainer, STATE, None)
     if state is None:
@@ -259,7 +263,7 @@ def _failed(state: dict, logger, e: Exception) -> None:
     LOGGER.warning(f"{colorstr('AutoPlus: ')}{logger.name}: batch figures not sent ({why}); training goes on")
 
 
-def epoch_end(trainer, row: dict[str, Any], record: dict[str, Any] | None) -> None:
+def epoch_end(trainer: BaseTrainer, row: dict[str, Any], record: dict[str, Any] | None) -> None:
     """An epoch's figures to every open logger, and the decision (``record``) to those that lack it."""
     figs = figures(row)
     for logger, run, state in _active(trainer):
@@ -273,7 +277,7 @@ def epoch_end(trainer, row: dict[str, Any], record: dict[str, Any] | None) -> No
             _failed(state, logger, e)
 
 
-def train_end(trainer, record: dict[str, Any] | None, paths: list[Path]) -> None:
+def train_end(trainer: BaseTrainer, record: dict[str, Any] | None, paths: list[Path]) -> None:
     """The decision (where not sent yet) and the run's files (``batch_decision.json``, ``batch_effect.png``)."""
     decision = next((p for p in paths if p.suffix == ".json"), None)
     if record is None and decision is not None:  # e.g. a resumed run: the decision is on disk

@@ -75,7 +75,7 @@ def start(trainer: BaseTrainer, s: Session) -> None:
         return
     s.lr.base_lrs = list(scheduler.base_lrs)  # built from args.lr0, the base: factor 1
     s.lr.factor = 1.0
-    for group, base in zip(trainer.optimizer.param_groups, s.lr.base_lrs):
+    for group, base in zip(trainer.optimizer.param_groups, s.lr.base_lrs):  # type: ignore[attr-defined]  # Ultralytics types optimizer None
         group["initial_lr"] = base  # a checkpoint's groups hold the factor of the batch it trained at
     follow(trainer, s)
 
@@ -89,10 +89,10 @@ def follow(trainer: BaseTrainer, s: Session) -> str:
     if factor == state.factor:
         return f", lr_scaling {state.scaling}: unchanged"
     ratio = factor / state.factor
-    for group, base in zip(trainer.optimizer.param_groups, state.base_lrs):
+    for group, base in zip(trainer.optimizer.param_groups, state.base_lrs):  # type: ignore[attr-defined]  # Ultralytics types optimizer None
         group["initial_lr"] = base * factor
         group["lr"] *= ratio
-    trainer.scheduler.base_lrs = [base * factor for base in state.base_lrs]
+    trainer.scheduler.base_lrs = [base * factor for base in state.base_lrs]  # type: ignore[attr-defined]  # None too
     state.factor = factor
     logger, prefix, lr0 = *log(), trainer.args.lr0
     logger.info(

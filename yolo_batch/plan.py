@@ -42,7 +42,8 @@ instead of the tables.
 def _split(args: list[str]) -> tuple[list[str], dict[str, str], bool]:
     """(training words, plan's own project/name/exist_ok, --json) from the command line; one-line errors."""
     json_out = False
-    words, own = [], {}
+    words: list[str] = []
+    own: dict[str, Any] = {}
     for a in args:
         if a == "--json":
             json_out = True

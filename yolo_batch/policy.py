@@ -190,7 +190,7 @@ def decide(
         (32, '64 needs 36.00 GiB > budget 28.80 GiB; 32 fits at 20.00 GiB')
     """
     cap = min(max_batch, dataset_size) if dataset_size else max_batch
-    by_data = bool(dataset_size) and dataset_size < max_batch
+    by_data = bool(dataset_size and dataset_size < max_batch)
     after = f" after fraction={fraction:g}" if fraction < 1 else ""
     data_note = f"capped by the training set of {images(dataset_size)}{after}"
     cap_note = data_note if by_data else f"capped by max_batch {max_batch}"

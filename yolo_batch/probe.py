@@ -12,11 +12,16 @@ import random
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from yolo_batch.memory import is_oom
+
+if TYPE_CHECKING:
+    from ultralytics.engine.trainer import BaseTrainer
+
 
 ITEMS = 16  # distinct training samples the probe loads
 
@@ -95,9 +100,10 @@ class _Snapshot:
     - the AMP scaler, the random, numpy, torch and CUDA generators, and torch's global switches.
     """
 
-    def __init__(self, trainer) -> None:
+    def __init__(self, trainer: BaseTrainer) -> None:
         """Take the snapshot (one CPU copy of the weights)."""
-        self.trainer, model = trainer, trainer.model
+        self.trainer = trainer
+        model: torch.nn.Module = trainer.model  # type: ignore[assignment]  # Ultralytics types model str | Path
         self.attrs = dict(vars(trainer))
         self.args = dict(vars(trainer.args))
         self.modules = []
@@ -174,7 +180,7 @@ def _set_switches(s: tuple) -> None:
 
 
 @contextmanager
-def borrowed(trainer, phases=None):
+def borrowed(trainer: BaseTrainer, phases=None):
     """Lend the trainer to the probe; afterwards the trainer is as it was (see `_Snapshot`), bit for bit.
 
     Inside, the objects that existed before are frozen out of Python's garbage collector (`frozen_gc`), so the
@@ -228,7 +234,7 @@ def frozen_gc(phases=None):
 class Prober:
     """Runs real steps on the task's worst-case images of the training set (`WORST_CASE`); use inside `borrowed`."""
 
-    def __init__(self, trainer, backend) -> None:
+    def __init__(self, trainer: BaseTrainer, backend) -> None:
         """Build the probe's dataset view, optimizer and EMA from the trainer's own settings."""
         from ultralytics.utils import colorstr  # noqa: F401  (import check: ultralytics present)
         from ultralytics.utils.torch_utils import ModelEMA
@@ -268,7 +274,7 @@ class Prober:
                 decay=args.weight_decay,
                 iterations=iterations,
             )
-        trainer.optimizer, trainer.ema = self.optimizer, ModelEMA(trainer.model)
+        trainer.optimizer, trainer.ema = self.optimizer, ModelEMA(trainer.model)  # type: ignore[assignment]  # ema: None
         self._items: list = []
         self.allocated: list[tuple[int, str, int]] = []  # (images, "train" or "val", allocated peak) where measured
         self.last_seconds = (0.0, 0.0)  # the last training step: (forward + loss + backward, optimizer + EMA)
@@ -325,9 +331,9 @@ class Prober:
             self.backend.reset_peak()
         start = self._clock()
         batch = self._batch(n)
-        t.model.train()
+        t.model.train()  # type: ignore[union-attr]  # Ultralytics types model str | Path
         with self._autocast():
-            loss, _ = t.model(batch)
+            loss, _ = t.model(batch)  # type: ignore[operator]  # Ultralytics types model str | Path
             loss = loss.sum()
         t.scaler.scale(loss).backward()
         mid = self._clock()
@@ -342,7 +348,7 @@ class Prober:
         Half precision on CUDA with AMP.
         """
         t = self.trainer
-        ema = t.ema.ema
+        ema = t.ema.ema  # type: ignore[attr-defined]  # Ultralytics types ema None
         half = t.device.type != "cpu" and t.amp
         self.backend.reset_peak()
         batch = self._batch(n)
@@ -407,6 +413,6 @@ class Prober:
         except RuntimeError as e:
             if not is_oom(e):
                 raise
-            self.trainer.optimizer.zero_grad(set_to_none=True)
+            self.trainer.optimizer.zero_grad(set_to_none=True)  # type: ignore[attr-defined]  # Ultralytics types optimizer None
             self.backend.empty_cache()
             return None

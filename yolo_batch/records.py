@@ -17,9 +17,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from yolo_batch.session import DECISION_FILE, Session, log
+
+if TYPE_CHECKING:
+    from ultralytics.engine.trainer import BaseTrainer
+
 
 ARGS_FILE = "args.yaml"
 
@@ -51,7 +55,7 @@ def fresh_save_dir(overrides: dict[str, Any]) -> tuple[dict[str, Any], str | Non
     return {**{k: v for k, v in overrides.items() if k != "save_dir"}, "exist_ok": False}, str(folder)
 
 
-def write_args(trainer, s: Session) -> None:
+def write_args(trainer: BaseTrainer, s: Session) -> None:
     """Put the auto-plus value where Ultralytics wrote ``batch: -1`` (or the DDP placeholder) in ``args.yaml``.
 
     Only the ``batch`` line changes; the rest of the file stays as Ultralytics wrote it.
@@ -72,7 +76,7 @@ def write_args(trainer, s: Session) -> None:
         atomic_write(path, new)
 
 
-def load_history(trainer, s: Session) -> None:
+def load_history(trainer: BaseTrainer, s: Session) -> None:
     """On resume: read the run's earlier choices back from ``batch_decision.json``.
 
     A file without ``history`` (written before there was one) holds one decision, from epoch 1.
@@ -118,12 +122,13 @@ def decided(trainer, s: Session, fields: dict[str, Any] | None = None) -> None:
     s.pending = True
     if not getattr(trainer, "resume", False):
         s.pending = False
+        assert s.record is not None  # decide made it
         s.record = {**s.record, "source": "auto-plus", "from_epoch": 1}
         s.history.append(s.record)
         write(trainer, s)
 
 
-def started(trainer, s: Session) -> None:
+def started(trainer: BaseTrainer, s: Session) -> None:
     """At ``on_train_start`` (the checkpoint's epoch is known): trim the history to it, queue a resume's choice.
 
     A resume continues after the checkpoint's last epoch: an entry from a later epoch never finished an epoch
@@ -139,13 +144,14 @@ def started(trainer, s: Session) -> None:
     first = trainer.start_epoch + 1
     if s.pending:
         s.pending = False
+        assert s.record is not None  # pending: decided() kept it
         s.record = {**s.record, "source": "auto-plus", "from_epoch": first}
         s.waiting.append(s.record)
     elif s.given is not None and s.history:
         s.waiting.append({"source": "given", "batch": trainer.batch_size, "value": s.given, "from_epoch": first})
 
 
-def changed(trainer, s: Session, entry: dict[str, Any], words: str) -> None:
+def changed(trainer: BaseTrainer, s: Session, entry: dict[str, Any], words: str) -> None:
     """A batch change inside the epoch now running (a goodput switch, an out-of-memory step-down).
 
     It waits for the epoch to finish (`epoch_end`). A second change in the same epoch (a switch that then ran
@@ -164,7 +170,7 @@ def changed(trainer, s: Session, entry: dict[str, Any], words: str) -> None:
     s.waiting.append(entry)
 
 
-def epoch_end(trainer, s: Session) -> tuple[int, int, str] | None:
+def epoch_end(trainer: BaseTrainer, s: Session) -> tuple[int, int, str] | None:
     """An epoch finished (its checkpoint saved): its waiting entries join the history; the epoch's change, if any."""
     change, s.change = s.change, None
     if s.waiting:
@@ -174,7 +180,7 @@ def epoch_end(trainer, s: Session) -> tuple[int, int, str] | None:
     return change
 
 
-def write(trainer, s: Session) -> None:
+def write(trainer: BaseTrainer, s: Session) -> None:
     """Write ``batch_decision.json`` now (rank 0 alone), e.g. after a goodput switch joined the history."""
     from yolo_batch.ddp import rank
     from yolo_batch.effect import write_json
@@ -185,7 +191,7 @@ def write(trainer, s: Session) -> None:
     write_json(Path(trainer.save_dir) / DECISION_FILE, data)
 
 
-def start_line(trainer, s: Session) -> str:
+def start_line(trainer: BaseTrainer, s: Session) -> str:
     """What the start-up line says about the batch: asked for, measured only, or resumed (and how it was chosen)."""
     batch = trainer.args.batch
     if not getattr(trainer, "resume", False):
@@ -206,7 +212,7 @@ def start_line(trainer, s: Session) -> str:
     return f"resuming at batch={batch} from the checkpoint{earlier or ' (measuring only)'}"
 
 
-def rerun_line(trainer, s: Session) -> str | None:
+def rerun_line(trainer: BaseTrainer, s: Session) -> str | None:
     """The note for a rerun of a run's args.yaml that got a new folder."""
     if not s.earlier_run:
         return None
@@ -227,7 +233,7 @@ def unrecorded(s: Session) -> list[str]:
     return [f"{k}={v}" for k, v in s.spec.as_dict().items() if k != "config" and rerun.get(k) != v]
 
 
-def note_start(trainer, s: Session) -> None:
+def note_start(trainer: BaseTrainer, s: Session) -> None:
     """At ``on_pretrain_routine_start``: fix args.yaml, read a resumed run's history, say what a rerun would miss."""
     write_args(trainer, s)
     if getattr(trainer, "resume", False):

@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from yolo_batch.session import log, session
 from yolo_batch.spec import AutoPlusError
 
+if TYPE_CHECKING:
+    from ultralytics.engine.trainer import BaseTrainer
 
 def halved(s, old: int, new: int) -> None:
     """A measured run's batch went from ``old`` down to ``new`` (Ultralytics' own halving): one event per half."""
     s.oom.events += round(math.log2(old / new))
 
 
-def guarded_train(trainer, original):
+def guarded_train(trainer: BaseTrainer, original):
     """Turn an out-of-memory error that recovery could not absorb into one clear, resumable message."""
     from yolo_batch.memory import is_oom
 
@@ -79,12 +82,13 @@ def restarts_left(s) -> bool:
     return s.oom.events < s.spec.oom_retries
 
 
-def guarded_validate(trainer, original):
+def guarded_validate(trainer: BaseTrainer, original):
     """Validate; on out-of-memory (detect validates at 2x the batch) halve the validation batch and retry."""
     from yolo_batch import valbatch
     from yolo_batch.memory import is_oom
 
     s = session(trainer)
+    assert s is not None  # attached to auto-plus trainers only (wiring.attach)
     while True:
         try:
             return original()
@@ -98,7 +102,7 @@ def guarded_validate(trainer, original):
         valbatch.lower(s, new)  # a fixed validation batch (YOLO_BATCH_VAL_BATCH) steps down too
         split = trainer.data.get(trainer.args.split) or trainer.data.get("val")
         trainer.test_loader = trainer.get_dataloader(split, batch_size=new, rank=-1, mode="val")
-        trainer.validator.dataloader = trainer.test_loader
+        trainer.validator.dataloader = trainer.test_loader  # type: ignore[attr-defined]  # Ultralytics types it None
         logger, prefix = log()
         logger.warning(
             f"{prefix}out of memory validating at batch {loader.batch_size}; validating at {new} "

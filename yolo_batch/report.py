@@ -131,9 +131,9 @@ def compare(runs: list[Path], out: Path | None = None) -> list[dict[str, Any]]:
     for row in rows:
         writer.writerow({k: _cell(row.get(k)) for k in names})
     atomic_write(out / CSV_FILE, buf.getvalue())
-    buf = io.BytesIO()
-    comparison_figure(loaded).savefig(buf, format="png")
-    atomic_write_bytes(out / PNG_FILE, buf.getvalue())
+    png = io.BytesIO()
+    comparison_figure(loaded).savefig(png, format="png")
+    atomic_write_bytes(out / PNG_FILE, png.getvalue())
     return rows
 
 

@@ -18,9 +18,14 @@ through it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from yolo_batch.spec import BatchSpec
+
+if TYPE_CHECKING:
+    import logging
+
+    from yolo_batch.memory import CPUMemory, CUDAMemory, Headroom, MPSMemory
 
 ATTR = "_yolo_batch"  # the per-trainer Session lives in this attribute
 DECISION_FILE = "batch_decision.json"
@@ -28,7 +33,7 @@ EFFECT_FILE = "batch_effect.csv"
 PLOT_FILE = "batch_effect.png"
 
 
-def log():
+def log() -> tuple[logging.Logger, str]:
     """Ultralytics' ``LOGGER`` and the coloured ``AutoPlus: `` prefix every plugin line starts with."""
     from ultralytics.utils import LOGGER, colorstr
 
@@ -192,6 +197,6 @@ class Session:
         return self.device.headroom
 
 
-def session(trainer) -> Session | None:
+def session(trainer: object) -> Session | None:
     """The trainer's Session, or None for a run that did not ask for the plugin."""
     return getattr(trainer, ATTR, None)

@@ -127,10 +127,10 @@ def boxes(rng: np.random.Generator, imgsz: int, n: int, size: tuple[float, float
         g = math.ceil(math.sqrt(n))
         cell = imgsz / g
         for c in sorted(rng.choice(g * g, size=n, replace=False).tolist()):
-            s = max(int(cell * rng.uniform(0.5, 0.9)), 3)
-            x0 = int(c % g * cell + rng.uniform(0, cell - s))
-            y0 = int(c // g * cell + rng.uniform(0, cell - s))
-            out.append((x0, y0, min(x0 + s, imgsz - 1), min(y0 + s, imgsz - 1)))
+            side = max(int(cell * rng.uniform(0.5, 0.9)), 3)
+            x0 = int(c % g * cell + rng.uniform(0, cell - side))
+            y0 = int(c // g * cell + rng.uniform(0, cell - side))
+            out.append((x0, y0, min(x0 + side, imgsz - 1), min(y0 + side, imgsz - 1)))
         return out
     for _ in range(n):
         for _try in range(50):  # rejection sampling; accept an overlapping box after 50 misses

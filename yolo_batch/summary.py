@@ -94,8 +94,8 @@ def loss_columns(columns: Iterable[str]) -> list[str]:
 def train_loss(row: dict[str, Any]) -> float | None:
     """Sum of a row's train-loss columns (box + cls + dfl for detect, ``train/loss`` for classify, ...)."""
     parts = [number(row[k]) for k in loss_columns(row)]
-    parts = [p for p in parts if p is not None]
-    return sum(parts) if parts else None
+    known = [p for p in parts if p is not None]
+    return sum(known) if known else None
 
 
 def _loss_label(columns: Iterable[str]) -> str:
@@ -125,7 +125,7 @@ def metric_line(rows: list[dict[str, Any]]) -> str | None:
     if final is not None and number(final.get(head)) is not None:
         row, lead = final, "best model"
     elif epochs:
-        row = max(epochs, key=lambda r: number(r[head]))
+        row = max(epochs, key=lambda r: number(r[head]) or 0.0)  # each has a number (epochs above)
         lead = f"best epoch {row['epoch']} by {task.headline[0]}"
     else:
         return None

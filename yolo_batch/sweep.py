@@ -17,6 +17,7 @@ import shlex
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,7 @@ def plan(args: list[str]) -> tuple[dict[str, Any], list[str], Path]:
     """
     from ultralytics.cfg import DEFAULT_CFG_DICT, check_cfg, smart_value
 
-    own = {
+    own: dict[str, Callable[[str], Any]] = {
         "model": str,
         "data": str,
         "batches": parse_batches,
@@ -66,7 +67,7 @@ def plan(args: list[str]) -> tuple[dict[str, Any], list[str], Path]:
         "seed": int,
         "val_batch": positive,
     }
-    valid = {**{k: str for k in DEFAULT_CFG_DICT if k not in SET_BY_SWEEP}, **own}
+    valid: dict[str, Callable[[str], Any]] = {**{k: str for k in DEFAULT_CFG_DICT if k not in SET_BY_SWEEP}, **own}
     for a in args:
         key, eq, _ = a.partition("=")
         if not eq:
@@ -166,6 +167,7 @@ def member_command(recipe: dict[str, Any], value: str, project: Path, state: str
     """
     run = project / label(value)
     if state == "interrupted":
+        assert saved is not None  # run_state gives the epoch last.pt holds
         _trim_results(run, saved)
         return [*yolo_command(), "train", "resume", f"model={run / 'weights' / 'last.pt'}"]
     if state == "partial":

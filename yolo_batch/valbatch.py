@@ -16,8 +16,15 @@ from __future__ import annotations
 
 import functools
 import os
+from typing import TYPE_CHECKING
 
 from yolo_batch.spec import AutoPlusError
+
+if TYPE_CHECKING:
+    from ultralytics.engine.trainer import BaseTrainer
+
+    from yolo_batch.session import Session
+
 
 ENV = "YOLO_BATCH_VAL_BATCH"
 
@@ -46,11 +53,11 @@ def wanted() -> int | None:
     return value
 
 
-def attach(trainer, session) -> None:
+def attach(trainer: BaseTrainer, session: Session) -> None:
     """Validate at the fixed batch in this run, when ``YOLO_BATCH_VAL_BATCH`` asks for one (and say so)."""
     session.val_batch = wanted()
     if session.val_batch is not None:
-        trainer.get_dataloader = functools.partial(_get_dataloader, trainer, trainer.get_dataloader)
+        trainer.get_dataloader = functools.partial(_get_dataloader, trainer, trainer.get_dataloader)  # type: ignore[method-assign]  # this trainer only
         from yolo_batch.session import log
 
         logger, prefix = log()

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import types
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from yolo_batch.callbacks import callbacks
 from yolo_batch.session import DECISION_FILE, Session, session
 from yolo_batch.spec import AutoPlusError, looks_like_auto_plus, resolve_spec
+
+if TYPE_CHECKING:
+    from ultralytics.engine.trainer import BaseTrainer
 
 
 def _batch_value(cfg: Any, overrides: dict | None) -> tuple[bool, Any]:
@@ -42,7 +45,7 @@ class Hook:
         """Bind ``event``'s hook to ``plugin`` (an `AutoPlus`)."""
         self.plugin, self.event = plugin, event
 
-    def __call__(self, trainer) -> None:
+    def __call__(self, trainer: BaseTrainer) -> None:
         """Run the module-level hook; the trainer's Session already holds the plugin's settings."""
         return callbacks[self.event](trainer)
 
@@ -105,6 +108,7 @@ def plan(cfg: Any, overrides: dict | None, given_callbacks: dict | None, observe
     elif given and looks_like_auto_plus(value):
         spec, decides = resolve_spec(value, keywords, config), True
     elif plugin and not given:  # recorded in args.yaml: the policy and fraction the keywords chose
+        assert keywords is not None  # the plugin's own
         value = ":".join(["auto-plus", *(str(keywords[k]) for k in ("policy", "utilization") if k in keywords)])
         spec, decides = resolve_spec(value, keywords, config), True
     elif hooks or observe or _resumes_auto_plus_run(overrides):
@@ -142,7 +146,7 @@ def plan(cfg: Any, overrides: dict | None, given_callbacks: dict | None, observe
     return overrides, merged, s
 
 
-def attach(trainer) -> None:
+def attach(trainer: BaseTrainer) -> None:
     """Give a trainer that asked for auto-plus its own ``auto_batch`` and the out-of-memory guards.
 
     Instance attributes only: the class, and every other trainer, stay stock.
@@ -153,11 +157,12 @@ def attach(trainer) -> None:
     from yolo_batch.policy import SPEEDS
 
     s = session(trainer)
+    assert s is not None  # plan() put it there: this trainer asked for the plugin
     if s.launcher:  # spawns the DDP workers (which inherit YOLO_BATCH_DDP), then forgets the value
         records.write_args(trainer, s)  # no on_pretrain_routine_start runs in the launcher
-        trainer.train = functools.partial(ddp.launched, trainer.train)
+        trainer.train = functools.partial(ddp.launched, trainer.train)  # type: ignore[method-assign]  # this trainer only
         return
-    trainer.train = functools.partial(recovery.guarded_train, trainer, trainer.train)
+    trainer.train = functools.partial(recovery.guarded_train, trainer, trainer.train)  # type: ignore[method-assign]  # this trainer only
     valbatch.attach(trainer, s)
     if s.decides:
         trainer.auto_batch = functools.partial(decide.auto_batch, trainer)
@@ -169,4 +174,4 @@ def attach(trainer) -> None:
         first = decide.ddp_auto_batch if s.worker else None  # a DDP worker decides at its first pipeline build
         rebuild.attach(trainer, first, adapt.switch, recovery.step_down, lrscale.follow)
         if not s.worker:  # DDP validate() broadcasts the EMA: a retry on one rank would desynchronise the ranks
-            trainer.validate = functools.partial(recovery.guarded_validate, trainer, trainer.validate)
+            trainer.validate = functools.partial(recovery.guarded_validate, trainer, trainer.validate)  # type: ignore[method-assign]  # this trainer only
