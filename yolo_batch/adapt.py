@@ -14,6 +14,8 @@ switch uses one of Ultralytics' three restarts of that epoch.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from yolo_batch.session import log
 
 if TYPE_CHECKING:

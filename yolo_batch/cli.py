@@ -39,9 +39,9 @@ DEMO_TRAIN = {
     "warmup_epochs": 1,
     "seed": 0,
 }
-MAKE_DATA = {"out": "datasets/synthetic", "task": "detect", "n_train": 192, "n_val": 48, "imgsz": 320, "classes": 3}
+MAKE_DATA: dict[str, Any] = {"out": "datasets/synthetic", "task": "detect", "n_train": 192, "n_val": 48}
 MAKE_DATA.update(
-    {"objects": (1, 4), "dense": False, "aspect": 1.0, "seed": 0}
+    {"imgsz": 320, "classes": 3, "objects": (1, 4), "dense": False, "aspect": 1.0, "seed": 0}
 )  # make_dataset's defaults (a test keeps them equal)
 
 
@@ -312,7 +312,14 @@ def cmd_make_data(args: list[str]) -> int:
     """``yolo-batch make-data``: write the synthetic set and print its data.yaml path."""
     from yolo_batch.datasets import make_dataset
 
-    valid = {"out": str, "task": str, "n_train": positive, "n_val": positive, "imgsz": positive, "classes": positive}
+    valid: dict[str, Callable[[str], Any]] = {
+        "out": str,
+        "task": str,
+        "n_train": positive,
+        "n_val": positive,
+        "imgsz": positive,
+        "classes": positive,
+    }
     valid.update({"objects": _int_pair, "dense": boolean, "aspect": float, "seed": int})
     opts = parse_pairs(args, valid, "make-data")
     out = opts.pop("out", MAKE_DATA["out"])

@@ -142,8 +142,6 @@ def per_gpu_decision(
 
     world = max(int(world), 1)
     share = max(dataset_size // world, 1) if dataset_size else None
-    limits = {"candidates": spec.candidates, "min_batch": spec.min_batch, "max_batch": max(spec.max_batch // world, 1)}
-    speed = {"pace": pace, "speed_threshold": spec.speed_threshold, "speed_gain": spec.speed_gain}
     decision = policy.decide(
         model,
         budget_bytes,
@@ -155,6 +153,7 @@ def per_gpu_decision(
         fraction=fraction,
         pace=pace,
         speed_threshold=spec.speed_threshold,
+        speed_gain=spec.speed_gain,
     )
     return decision if world == 1 else replace(decision, reason=f"per GPU of {world}: {decision.reason}")
 

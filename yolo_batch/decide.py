@@ -300,17 +300,21 @@ def ddp_auto_batch(trainer: BaseTrainer) -> int:
     from yolo_batch import ddp, lrscale, memory, records
 
     s, world = session(trainer), trainer.world_size
+    assert s is not None  # a DDP worker of an auto-plus launch (rebuild's first build)
     memory.bind(s.device, trainer.device)  # this rank's GPU, as Ultralytics' _setup_ddp set it
     with ddp.unwrapped(trainer):  # the bare module: no probe step runs a collective
         per_gpu, picks = ddp.agree(lambda: auto_batch(trainer, world=world), world)
     batch = per_gpu * world
+    assert s.record is not None  # auto_batch built this rank's
     fields = {**ddp.record_fields(s.record, picks, ddp.rank()), **lrscale.plan(trainer, s, s.spec.lr_scaling, batch)}
     records.decided(trainer, s, fields)  # rank 0 writes
+    record = s.record
+    assert record is not None
     if ddp.rank() == 0:
         logger, prefix = log()
-        for line in decision_table({**s.record, "batch": s.record["local_batch"]}):
+        for line in decision_table({**record, "batch": record["local_batch"]}):
             logger.info(f"{prefix}{line}")
-        logger.info(f"{prefix}{s.record['ddp_reason']}")
+        logger.info(f"{prefix}{record['ddp_reason']}")
     return batch
 
 

@@ -341,7 +341,9 @@ def choose(
     batches = [b for b in sizes(low, high, current) if b not in out]
     left_out = _left_out(out)
     if ok:
-        c = _compare(pace, batches, current, nbs, float(readings[-1]), recipe)
+        noise = readings[-1]
+        assert noise is not None  # settled: the last two readings exist
+        c = _compare(pace, batches, current, nbs, noise, recipe)
         if c.best == current:
             return Choice(
                 None, f"stays at {current}: the best goodput of the batches up to {high}; {noise_words}{left_out}"

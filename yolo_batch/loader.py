@@ -65,12 +65,16 @@ def measure(trainer: BaseTrainer, dataset, seconds: float = SECONDS, batch: int 
     workers = loader.num_workers
     skip = 1 + workers * (getattr(loader, "prefetch_factor", None) or 0)  # the first batch, then the prefetched
     wanted = max(2 * workers, MIN_BATCHES)
-    images, began, first, last, count, seen = 0, None, None, None, 0, 0
+    images, count, seen = 0, 0, 0
+    began: float | None = None
+    first: float | None = None
+    last: float = 0.0
     try:
         while count < wanted and (first is None or last - first < seconds):
             for b in loader:
                 now = time.perf_counter()
-                seen, began = seen + 1, began or now
+                seen += 1
+                began = now if began is None else began
                 if first is None:
                     if seen >= skip or now - began >= seconds:  # warmed up (or the skip's own bound)
                         first = last = now

@@ -118,7 +118,7 @@ def decided(trainer, s: Session, fields: dict[str, Any] | None = None) -> None:
     runs before Ultralytics reads the checkpoint's epoch, so `started` queues it with its first epoch.
     """
     if fields:
-        s.record = {**s.record, **fields}
+        s.record = {**(s.record or {}), **fields}
     s.pending = True
     if not getattr(trainer, "resume", False):
         s.pending = False

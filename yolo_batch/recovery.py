@@ -19,6 +19,7 @@ from yolo_batch.spec import AutoPlusError
 if TYPE_CHECKING:
     from ultralytics.engine.trainer import BaseTrainer
 
+
 def halved(s, old: int, new: int) -> None:
     """A measured run's batch went from ``old`` down to ``new`` (Ultralytics' own halving): one event per half."""
     s.oom.events += round(math.log2(old / new))

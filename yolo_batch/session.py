@@ -25,7 +25,6 @@ from yolo_batch.spec import BatchSpec
 if TYPE_CHECKING:
     import logging
 
-    from yolo_batch.memory import CPUMemory, CUDAMemory, Headroom, MPSMemory
 
 ATTR = "_yolo_batch"  # the per-trainer Session lives in this attribute
 DECISION_FILE = "batch_decision.json"

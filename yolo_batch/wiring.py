@@ -165,11 +165,13 @@ def attach(trainer: BaseTrainer) -> None:
     trainer.train = functools.partial(recovery.guarded_train, trainer, trainer.train)  # type: ignore[method-assign]  # this trainer only
     valbatch.attach(trainer, s)
     if s.decides:
-        trainer.auto_batch = functools.partial(decide.auto_batch, trainer)
+        trainer.auto_batch = functools.partial(decide.auto_batch, trainer)  # type: ignore[method-assign]  # this trainer only
     if (s.decides and s.spec.policy in SPEEDS or getattr(trainer.args, "resume", False)) and hasattr(
         trainer, "_get_warmup_iterations"
     ):  # the large-batch recipe's warm-up floor (stock when no recipe applies)
-        trainer._get_warmup_iterations = functools.partial(lrscale.warmup, trainer, trainer._get_warmup_iterations)
+        trainer._get_warmup_iterations = functools.partial(  # type: ignore[method-assign]  # this trainer only
+            lrscale.warmup, trainer, trainer._get_warmup_iterations
+        )
     if s.decides or s.adapts:  # a resumed goodput run keeps switching and the out-of-memory recovery
         first = decide.ddp_auto_batch if s.worker else None  # a DDP worker decides at its first pipeline build
         rebuild.attach(trainer, first, adapt.switch, recovery.step_down, lrscale.follow)
