@@ -15,38 +15,16 @@ the plugin only measures (an integer batch, ``YOLO_BATCH_OBSERVE=1``): measuring
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
+
+from yolo_batch.recipe import REFERENCE_BATCH, half_life_images, scaled  # the pure formulas, in the core
 
 if TYPE_CHECKING:
     from ultralytics.engine.trainer import BaseTrainer
 
     from yolo_batch.session import Session
 
-
-REFERENCE_BATCH = 16  # Ultralytics' default batch, at which its momentum of 0.03 was chosen
-
-
-def scaled(momentum: float, batch: int, reference: int = REFERENCE_BATCH) -> float:
-    """The momentum at ``batch`` whose decay per image equals ``momentum``'s at ``reference``.
-
-    Examples:
-        >>> round(scaled(0.03, 64), 4), round(scaled(0.03, 8), 4), scaled(0.03, 16)
-        (0.1147, 0.0151, 0.03)
-    """
-    if batch == reference:
-        return momentum
-    return 1 - (1 - momentum) ** (batch / reference)
-
-
-def half_life_images(momentum: float, batch: int) -> float:
-    """Images after which a batch's statistics keep half their weight in the running average.
-
-    Examples:
-        >>> round(half_life_images(0.03, 16)), round(half_life_images(0.03, 64)), round(half_life_images(0.1147, 64))
-        (364, 1456, 364)
-    """
-    return batch * math.log(0.5) / math.log(1 - momentum)
+__all__ = ("REFERENCE_BATCH", "apply", "half_life_images", "scaled")
 
 
 def apply(trainer: BaseTrainer, session: Session) -> None:

@@ -56,7 +56,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from yolo_batch.batchnorm import half_life_images, scaled
+from yolo_batch.recipe import half_life_images, scaled
 
 SETTLE = 0.20  # the noise scale has settled when it moved less than this share between the last two epochs
 ULTRALYTICS_BN_MOMENTUM = 0.03  # every BatchNorm's momentum after Ultralytics' initialize_weights
@@ -106,7 +106,7 @@ class Recipe:
         lr_scaling (str): ``none``, ``linear`` or ``sqrt``: lr0's factor at each batch (`lr_factor`), as applied.
         lr_left (float): The lr schedule's factor for the next epoch: 1 at the start, ``lrf`` at the end.
         dataset_size (int | None): Training images (None: no BatchNorm guard).
-        bn_momentum (str): ``keep`` or ``auto`` (scaled with the batch, `batchnorm.scaled`).
+        bn_momentum (str): ``keep`` or ``auto`` (scaled with the batch, `recipe.scaled`).
         bn_base (float): BatchNorm's momentum per update (``keep``), at batch 16 (``auto``).
 
     Examples:
