@@ -20,9 +20,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from yolo_batch.cmdline import parse_pairs, run_env, yolo_command
-from yolo_batch.datasets import make_dataset
 from yolo_batch.effect import read_csv
+from yolo_batch.tools.cmdline import parse_pairs, run_env, yolo_command
+from yolo_batch.tools.datasets import make_dataset
 
 
 def train(data: Path, project: Path, name: str, device: str, batch: str, epochs: int, imgsz: int, model: str):

@@ -29,9 +29,9 @@ import sys
 import time
 from pathlib import Path
 
-from yolo_batch.cmdline import parse_pairs
-from yolo_batch.datasets import make_dataset
-from yolo_batch.report import compare, format_table
+from yolo_batch.tools.cmdline import parse_pairs
+from yolo_batch.tools.datasets import make_dataset
+from yolo_batch.tools.report import compare, format_table
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = {"n_train": 256, "n_val": 64, "imgsz": 96, "classes": 3, "objects": (1, 3), "seed": 0}
@@ -51,7 +51,7 @@ def decision_lines(decision: dict) -> list[str]:
 def sweep(data: Path, project: Path, log: Path) -> None:
     """``yolo-batch sweep`` with its training logs in ``log``; its own progress lines on the terminal."""
     exe = Path(sys.executable).with_name("yolo-batch")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "yolo_batch.cli"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "yolo_batch.tools.cli"]
     args = [f"data={data}", f"batches={','.join(BATCHES)}", f"project={project}"]
     args += [f"{k}={v}" for k, v in TRAIN.items()]
     print("$ yolo-batch sweep " + " ".join(args), flush=True)
@@ -105,7 +105,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    from yolo_batch.spec import AutoPlusError
+    from yolo_batch.core.spec import AutoPlusError
 
     try:
         sys.exit(main(sys.argv[1:]))

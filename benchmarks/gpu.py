@@ -52,7 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
-from yolo_batch.cmdline import parse_pairs  # noqa: E402
+from yolo_batch.tools.cmdline import parse_pairs  # noqa: E402
 
 DEFAULTS = {
     "device": "0",
@@ -84,7 +84,7 @@ def _image(args: tuple) -> None:
     import cv2
     import numpy as np
 
-    from yolo_batch.shapes import COLORS, background, boxes, draw
+    from yolo_batch.tools.shapes import COLORS, background, boxes, draw
 
     root, split, i, imgsz, seed = args
     rng = np.random.default_rng([seed, 0 if split == "train" else 1, i])
@@ -114,7 +114,7 @@ def busy_dataset(root: Path, n_train: int, n_val: int, imgsz: int, seed: int = 0
     """Generate the busy set (in parallel) and return its data.yaml."""
     from multiprocessing import Pool
 
-    from yolo_batch.shapes import CLASS_NAMES
+    from yolo_batch.tools.shapes import CLASS_NAMES
 
     for split in ("train", "val"):
         for kind in ("images", "labels"):
@@ -228,7 +228,7 @@ def _job(spec: dict) -> dict:
         "verbose": False,
     }
     if spec["kind"] == "plan":  # the auto-plus decision alone, through `yolo-batch plan`'s own code
-        from yolo_batch.plan import plan
+        from yolo_batch.tools.plan import plan
 
         words = [f"model={spec['model']}.yaml", f"batch={spec['batch']}"]
         words += [f"{k}={v}" for k, v in train_args.items() if k not in {"project", "name", "exist_ok"}]

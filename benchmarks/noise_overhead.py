@@ -19,8 +19,8 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from yolo_batch.cmdline import parse_pairs  # noqa: E402
 from yolo_batch.effect import GradientNoise, GradientTap  # noqa: E402
+from yolo_batch.tools.cmdline import parse_pairs  # noqa: E402
 
 
 def main(argv: list[str]) -> None:

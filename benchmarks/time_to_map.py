@@ -55,8 +55,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
-from yolo_batch.cmdline import parse_pairs, positive, run_env, yolo_command  # noqa: E402
 from yolo_batch.effect import read_csv  # noqa: E402
+from yolo_batch.tools.cmdline import parse_pairs, positive, run_env, yolo_command  # noqa: E402
 
 MAP = "metrics/mAP50-95(B)"
 VAL_BATCH = 32
@@ -148,7 +148,13 @@ def planned_pick(name: str, data: Path, work: Path, o: dict) -> int:
     """The batch ``name`` would pick, from ``yolo-batch plan`` (no training); remembered in ``work``."""
     memo = work / f"{name}.plan.json"
     if not memo.is_file():
-        cmd = [sys.executable, "-m", "yolo_batch.cli", "plan", *(f"{k}={v}" for k, v in _args(name, data, o).items())]
+        cmd = [
+            sys.executable,
+            "-m",
+            "yolo_batch.tools.cli",
+            "plan",
+            *(f"{k}={v}" for k, v in _args(name, data, o).items()),
+        ]
         r = subprocess.run([*cmd, "--json"], env=_env(name, work, o), capture_output=True, text=True, check=False)
         if r.returncode != 0:
             raise SystemExit(f"{r.stderr[-2000:]}\ntime_to_map: yolo-batch plan for {name} failed ({r.returncode})")
@@ -365,7 +371,7 @@ def plot(shapes: dict, title: str, path: Path) -> Path:
 
 def run_shape(shape: str, root: Path, o: dict) -> dict:
     """Train (or reuse) one shape's runs; its results, table lines and derived figures."""
-    from yolo_batch.datasets import make_dataset
+    from yolo_batch.tools.datasets import make_dataset
 
     work = root / f"{shape}-{o['n_train']}img-{o['imgsz']}px-{o['epochs']}ep"  # another recipe, another folder
     work.mkdir(parents=True, exist_ok=True)
@@ -424,7 +430,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    from yolo_batch.spec import AutoPlusError
+    from yolo_batch.core.spec import AutoPlusError
 
     try:
         sys.exit(main(sys.argv[1:]))

@@ -98,7 +98,7 @@ FAST = {"imgsz": 64, "epochs": 1, "amp": False, "plots": False, "workers": 0, "v
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
     """32 training and 8 validation images at 64 px: data.yaml path."""
-    from yolo_batch.datasets import make_dataset
+    from yolo_batch.tools.datasets import make_dataset
 
     return make_dataset(tmp_path_factory.mktemp("tiny"), n_train=32, n_val=8, imgsz=64, seed=1)
 
@@ -106,7 +106,7 @@ def tiny_data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def data64(tmp_path_factory) -> Path:
     """64 training and 8 validation images at 64 px, made once per module (the simulated-card tests): data.yaml."""
-    from yolo_batch.datasets import make_dataset
+    from yolo_batch.tools.datasets import make_dataset
 
     return make_dataset(tmp_path_factory.mktemp("d64"), n_train=64, n_val=8, imgsz=64, seed=2)
 
@@ -130,7 +130,7 @@ def task_data(tmp_path_factory):
 
     What to pass as ``data=``: a data.yaml, or for classify the dataset folder.
     """
-    from yolo_batch.datasets import make_dataset
+    from yolo_batch.tools.datasets import make_dataset
 
     made: dict[str, Path] = {}
 

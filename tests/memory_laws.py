@@ -15,7 +15,7 @@ hypothetical law, chosen so that validating at twice the batch costs more than t
 
 from __future__ import annotations
 
-from yolo_batch.policy import GIB, Law
+from yolo_batch.core.policy import GIB, Law
 
 GB = 1e9  # the unit of the GPU_mem (GB) column
 MB = 1e6

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from yolo_batch.core.policy import GIB, Law
 from yolo_batch.memory import Headroom
-from yolo_batch.policy import GIB, Law
 
 
 @dataclass

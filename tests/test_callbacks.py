@@ -9,8 +9,8 @@ import torch
 
 from yolo_batch import callbacks
 from yolo_batch.callbacks import ATTR, Session, nominal_accumulate
+from yolo_batch.core.spec import BatchSpec
 from yolo_batch.effect import read_csv
-from yolo_batch.spec import BatchSpec
 
 
 class FakeBackend:

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from yolo_batch import cli
+from yolo_batch.core.spec import BatchSpec
 from yolo_batch.effect import read_csv
-from yolo_batch.spec import BatchSpec
+from yolo_batch.tools import cli
 
 TOOL = str(Path(sys.executable).with_name("yolo-batch"))
 
@@ -53,7 +53,7 @@ def test_each_command_has_help_with_its_arguments(name, how):
 
 
 def test_make_data_help_shows_make_dataset_defaults():
-    from yolo_batch.datasets import make_dataset
+    from yolo_batch.tools.datasets import make_dataset
 
     defaults = {k: p.default for k, p in inspect.signature(make_dataset).parameters.items() if k in cli.MAKE_DATA}
     assert defaults == {k: v for k, v in cli.MAKE_DATA.items() if k != "out"}
@@ -65,7 +65,7 @@ def test_make_data_help_shows_make_dataset_defaults():
 
 def test_help_and_version_load_neither_torch_nor_ultralytics():
     code = (
-        "import sys, contextlib, io; from yolo_batch import cli\n"
+        "import sys, contextlib, io; from yolo_batch.tools import cli\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         "    assert cli.main(['--help']) == 0 and cli.main(['sweep', '--help']) == 0 and cli.main(['--version']) == 0\n"
         "print(sorted(m for m in ('torch', 'ultralytics', 'numpy', 'yaml') if m in sys.modules))"
@@ -142,7 +142,7 @@ def test_ctrl_c_stops_the_training_child_quietly(tmp_path):
     own session, so only the parent sees it and stops the child with SIGTERM: no second traceback, no orphan."""
     parent = (
         "import sys\n"
-        "from yolo_batch.cmdline import run_child\n"
+        "from yolo_batch.tools.cmdline import run_child\n"
         "child = 'import os, time; print(os.getpid(), flush=True); time.sleep(60)'\n"
         "try:\n"
         "    run_child([sys.executable, '-c', child])\n"
@@ -178,4 +178,4 @@ def test_command_modules_stand_on_cmdline_not_on_each_other():
         others = {f"yolo_batch.{m}" for m in ("cli", "report", "sweep")} - {f"yolo_batch.{name}"}
         assert not top & others, (name, top & others)
         if name != "cmdline":
-            assert "yolo_batch.cmdline" in top, name
+            assert "yolo_batch.tools.cmdline" in top, name

@@ -1,4 +1,4 @@
-"""Tests for yolo_batch.datasets: the deterministic synthetic detection dataset generator."""
+"""Tests for yolo_batch.tools.datasets: the deterministic synthetic detection dataset generator."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import needs_84
-from yolo_batch.datasets import CLASS_NAMES, count_images, make_dataset
+from yolo_batch.tools.datasets import CLASS_NAMES, count_images, make_dataset
 
 SMALL = {"n_train": 6, "n_val": 3, "imgsz": 64}
 

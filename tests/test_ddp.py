@@ -29,8 +29,8 @@ import torch.multiprocessing as mp
 
 from tests.memory_laws import YOLOV8S_640
 from yolo_batch import ddp
-from yolo_batch.policy import GIB, MemoryModel
-from yolo_batch.spec import AutoPlusError, BatchSpec, resolve_spec
+from yolo_batch.core.policy import GIB, MemoryModel
+from yolo_batch.core.spec import AutoPlusError, BatchSpec, resolve_spec
 
 WORLD = 2
 MODEL = MemoryModel(YOLOV8S_640)

@@ -1,4 +1,4 @@
-"""Tests for yolo_batch.goodput: the ``goodput`` policy's choice at an epoch's end, on recorded laws.
+"""Tests for yolo_batch.core.goodput: the ``goodput`` policy's choice at an epoch's end, on recorded laws.
 
 The H100 law is the one `tests/test_throughput.py` records (yolo11s at 640, AMP, 8 workers: 221.6 images/s at
 batch 16, 404.1 at 32, the loader's ceiling 510.5 images/s). The CPU law is this machine's yolo11n at 96 px
@@ -14,7 +14,7 @@ import math
 import pytest
 
 from tests.test_throughput import h100_pace
-from yolo_batch.goodput import (
+from yolo_batch.core.goodput import (
     SETTLE,
     Recipe,
     choose,
@@ -25,8 +25,8 @@ from yolo_batch.goodput import (
     settled,
     sizes,
 )
-from yolo_batch.spec import AutoPlusError, resolve_spec
-from yolo_batch.throughput import Pace, TimeLaw
+from yolo_batch.core.spec import AutoPlusError, resolve_spec
+from yolo_batch.core.throughput import Pace, TimeLaw
 
 CPU = Pace(TimeLaw(0.1, 0.024))  # images/s: 8 -> 27.0, 16 -> 32.8, 32 -> 36.8, 64 -> 39.2
 # yolo-batch plan model=yolo11n.yaml data=<2560 images> batch=auto-plus:goodput imgsz=96 optimizer=AdamW lr0=0.004
@@ -314,7 +314,7 @@ def test_the_brain_imports_no_torch():
     import sys
 
     heavy = "('torch', 'ultralytics', 'numpy')"
-    code = f"import sys, yolo_batch.goodput; print(sorted(m for m in {heavy} if m in sys.modules))"
+    code = f"import sys, yolo_batch.core.goodput; print(sorted(m for m in {heavy} if m in sys.modules))"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "[]"
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from yolo_batch import lawcache
-from yolo_batch.cli import main
-from yolo_batch.spec import AutoPlusError, resolve_spec
+from yolo_batch.core.spec import AutoPlusError, resolve_spec
+from yolo_batch.tools.cli import main
 
 
 def test_on_by_default_and_off_through_yaml_or_keywords(tmp_path):

@@ -105,8 +105,8 @@ def test_one_oom_predicate(error, expected):
 def test_a_runs_device_meter_has_one_writer_and_follows_the_device(monkeypatch):
     """`memory.bind` makes the meter once per device (a DDP rank's GPU replaces the one of construction)."""
     from yolo_batch import memory
+    from yolo_batch.core.spec import BatchSpec
     from yolo_batch.session import Session
-    from yolo_batch.spec import BatchSpec
 
     made = []
     monkeypatch.setattr(memory, "backend_for", lambda device: made.append(str(device)) or CPUMemory())

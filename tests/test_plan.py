@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.memory_laws import MB, YOLOV8S_640
-from yolo_batch.policy import GIB
-from yolo_batch.whatif import others_bytes, what_if, what_if_table
+from yolo_batch.core.policy import GIB
+from yolo_batch.core.whatif import others_bytes, what_if, what_if_table
 
 
 def record(**over):
@@ -103,7 +103,7 @@ def test_what_if_fit_is_never_below_ladder():
 
 
 def _plan_error(capsys, *words: str) -> str:
-    from yolo_batch import cli
+    from yolo_batch.tools import cli
 
     assert cli.main(["plan", *words]) == 2
     err = capsys.readouterr().err.splitlines()
@@ -160,8 +160,8 @@ def test_plan_says_the_plugin_is_disabled(capsys, monkeypatch, tiny_data):
 
 
 def test_plan_help_lists_every_policy(capsys):
-    from yolo_batch import cli
-    from yolo_batch.spec import POLICIES
+    from yolo_batch.core.spec import POLICIES
+    from yolo_batch.tools import cli
 
     assert cli.main(["plan", "--help"]) == 0
     out = capsys.readouterr().out
@@ -184,8 +184,8 @@ def test_plan_refuses_a_run_folder_even_with_exist_ok(tmp_path, capsys, tiny_dat
 
 def test_the_decision_table_names_the_cap_instead_of_marking_a_fit():
     """issue 14: a table never marks a batch above a cap as fitting; it names the cap."""
+    from yolo_batch.core.policy import Law, MemoryModel, decide
     from yolo_batch.decide import decision_table
-    from yolo_batch.policy import Law, MemoryModel, decide
 
     d = decide(MemoryModel(Law(2**30, 2**20)), 20 * GIB, dataset_size=32)
     r = {

@@ -1,4 +1,4 @@
-"""Tests for yolo_batch.policy on simulated 4-80 GiB devices, with memory laws fitted to real AutoBatch logs.
+"""Tests for yolo_batch.core.policy on simulated 4-80 GiB devices, with memory laws fitted to real AutoBatch logs.
 
 The laws and their sources are in tests/memory_laws.py. Expected picks are worked out by hand from the laws:
 a batch ``b`` fits when ``fixed + per_image * b <= budget``, i.e. the largest batch that fits is
@@ -28,7 +28,7 @@ from tests.memory_laws import (
     YOLOV8S_640,
     budget,
 )
-from yolo_batch.policy import GIB, Law, MemoryModel, decide, fit_law, next_lower
+from yolo_batch.core.policy import GIB, Law, MemoryModel, decide, fit_law, next_lower
 
 YOLOV8S_SERIES = SERIES["yolov8s-640"]
 ADVICE = "lower imgsz, use a smaller model, enable AMP, or free device memory"
@@ -624,7 +624,7 @@ def test_fit_reason_says_it_kept_ladders_pick():
 @pytest.mark.parametrize("policy", ["ladder", "fit", "speed"])
 def test_min_batch_above_the_training_set_names_the_training_set(policy):
     """Not memory: the training set holds fewer images than min_batch."""
-    from yolo_batch.throughput import Pace, TimeLaw
+    from yolo_batch.core.throughput import Pace, TimeLaw
 
     pace = Pace(TimeLaw(0.1, 0.01)) if policy == "speed" else None
     d = decide(MemoryModel(YOLOV8N_480), budget(24, 0.9), policy=policy, min_batch=100, dataset_size=64, pace=pace)

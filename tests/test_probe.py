@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from yolo_batch.core.spec import AutoPlusError
 from yolo_batch.probe import WORST_CASE, borrowed, check_task
-from yolo_batch.spec import AutoPlusError
 
 
 class _Head(torch.nn.Module):

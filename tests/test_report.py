@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from yolo_batch import cli, report
 from yolo_batch.effect import read_csv
-from yolo_batch.report import columns, compare
+from yolo_batch.tools import cli, report
+from yolo_batch.tools.report import columns, compare
 
 # Ultralytics pads results.csv's header names; read_csv strips them.
 RESULTS_HEAD = (

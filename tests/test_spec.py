@@ -1,4 +1,4 @@
-"""Tests for yolo_batch.spec: the batch value grammar, the plugin YAML, precedence and every user-facing error."""
+"""Tests for yolo_batch.core.spec: the batch value grammar, the plugin YAML, precedence and every user-facing error."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from yolo_batch.spec import (
+from yolo_batch.core.spec import (
     CONFIG_ENV,
     KEYS,
     AutoPlusError,

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import FAST
-from yolo_batch import cli, sweep, sweep_command, sweep_state
+from yolo_batch.core.spec import AutoPlusError
 from yolo_batch.effect import read_csv
-from yolo_batch.spec import AutoPlusError
+from yolo_batch.tools import cli, sweep, sweep_command, sweep_state
 
 HEAD = "epoch,time,train/box_loss,train/cls_loss,train/dfl_loss,metrics/mAP50(B),metrics/mAP50-95(B)\n"
 

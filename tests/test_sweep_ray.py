@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.test_sweep import FakeYolo, base
-from yolo_batch import cli, sweep, sweep_command, sweep_engine, sweep_state
+from yolo_batch.tools import cli, sweep, sweep_command, sweep_engine, sweep_state
 
 
 @pytest.fixture()
@@ -147,7 +147,8 @@ def test_another_recipe_is_refused_before_ray_starts(tmp_path, capsys, fake, no_
 
 def test_nothing_imports_ray_unless_engine_ray_runs():
     code = (
-        "import sys, yolo_batch, yolo_batch.cli, yolo_batch.sweep, yolo_batch.sweep_engine, yolo_batch.sweep_ray; "
+        "import sys, yolo_batch, yolo_batch.tools.cli, yolo_batch.tools.sweep, yolo_batch.tools.sweep_engine, "
+        "yolo_batch.tools.sweep_ray; "
         "sys.exit('ray' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], timeout=60, check=False).returncode == 0

@@ -1,4 +1,4 @@
-"""Tests for yolo_batch.throughput and the ``speed`` policy: time laws, the dataloader's ceiling, the pick.
+"""Tests for yolo_batch.core.throughput and the ``speed`` policy: time laws, the dataloader's ceiling, the pick.
 
 The recorded numbers come from the H100 run in ``docs/gpu/h100-2026-11-26-3.json`` (yolo11s at 640, AMP, 8
 dataloader workers with mosaic, 2048 busy images): 221.6 images/s at batch 16, 404.1 at 32, 510.5 at 180
@@ -13,9 +13,9 @@ import math
 import numpy as np
 import pytest
 
-from yolo_batch.pace_record import check_line, law_line, record_fields, steady_images_per_s
-from yolo_batch.policy import Law, MemoryModel, decide
-from yolo_batch.throughput import Pace, TimeLaw, fit_time_law, pace_from_record
+from yolo_batch.core.pace_record import check_line, law_line, record_fields, steady_images_per_s
+from yolo_batch.core.policy import Law, MemoryModel, decide
+from yolo_batch.core.throughput import Pace, TimeLaw, fit_time_law, pace_from_record
 
 # H100, yolo11s at 640: the time law through the measured stretches at 16 and 32 (seconds per iteration =
 # batch / images/s: 16 / 221.6 = 0.072202, 32 / 404.1 = 0.079188), the loader's ceiling at 180's 510.5 images/s.

@@ -16,14 +16,14 @@ __all__ = ("AutoPlus", "AutoPlusError", "BatchSpec", "activate", "callbacks", "r
 TYPE_CHECKING = False  # typing itself is not imported: it would cost start-up time
 if TYPE_CHECKING:
     from yolo_batch import callbacks
+    from yolo_batch.core.spec import AutoPlusError, BatchSpec, resolve_spec
     from yolo_batch.plugin import AutoPlus
-    from yolo_batch.spec import AutoPlusError, BatchSpec, resolve_spec
 
 _LAZY = {
     "AutoPlus": "yolo_batch.plugin",
-    "AutoPlusError": "yolo_batch.spec",
-    "BatchSpec": "yolo_batch.spec",
-    "resolve_spec": "yolo_batch.spec",
+    "AutoPlusError": "yolo_batch.core.spec",
+    "BatchSpec": "yolo_batch.core.spec",
+    "resolve_spec": "yolo_batch.core.spec",
 }
 
 

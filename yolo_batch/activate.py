@@ -181,7 +181,7 @@ def _patch_entrypoint(module) -> None:
 
     @functools.wraps(original)
     def entrypoint(debug: str = ""):
-        from yolo_batch.spec import AutoPlusError
+        from yolo_batch.core.spec import AutoPlusError
 
         try:
             _check_cli(module, debug.split(" ") if debug else sys.argv[1:])
@@ -203,7 +203,7 @@ def _patch_check_cfg(module) -> None:
         batch = cfg.get("batch") if isinstance(cfg, dict) else None
         if not isinstance(batch, str):  # every stock value: the original, untouched
             return original(cfg, hard)
-        from yolo_batch.spec import looks_like_auto_plus, resolve_spec
+        from yolo_batch.core.spec import looks_like_auto_plus, resolve_spec
 
         if not looks_like_auto_plus(batch):
             return original(cfg, hard)
@@ -230,7 +230,7 @@ def refuse_outside_training(value, mode, where: str = "") -> None:
     """
     if mode in (None, "train"):
         return
-    from yolo_batch.spec import AutoPlusError
+    from yolo_batch.core.spec import AutoPlusError
 
     default = 16 if mode == "val" else 1  # Ultralytics' defaults: val 16; predict, track, export 1
     instead = f"add one, e.g. batch={default}" if where else f"give one, e.g. batch={default}, or leave batch out"
@@ -245,7 +245,7 @@ def _check_cli(module, args: list[str]) -> None:
 
     The value (given, or from ``cfg=``) is checked for training and refused in one line for any other mode.
     """
-    from yolo_batch.spec import looks_like_auto_plus, resolve_spec
+    from yolo_batch.core.spec import looks_like_auto_plus, resolve_spec
 
     words = module.merge_equals_args(args)
     pairs = dict(a.split("=", 1) for a in words if "=" in a)

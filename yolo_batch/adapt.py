@@ -37,7 +37,7 @@ def after_epoch(trainer: BaseTrainer, s: Session) -> None:
         return
     if trainer.stop or trainer.epoch + 1 >= trainer.epochs:
         return
-    from yolo_batch import goodput
+    from yolo_batch.core import goodput
 
     spec = s.spec
     choice = goodput.choose(
@@ -60,7 +60,7 @@ def after_epoch(trainer: BaseTrainer, s: Session) -> None:
 
 def _recipe(trainer, s):
     """The run's `goodput.Recipe` for the next epoch: optimizer, lr_scaling, lr left, training set, BatchNorm."""
-    from yolo_batch.goodput import Recipe
+    from yolo_batch.core.goodput import Recipe
 
     lf = getattr(trainer, "lf", None)  # Ultralytics' schedule: the lr of epoch e is lr0 x lf(e)
     dataset = getattr(getattr(trainer, "train_loader", None), "dataset", None)
@@ -76,7 +76,7 @@ def _recipe(trainer, s):
 
 def _bn_base(trainer, s) -> float:
     """BatchNorm's momentum before ``bn_momentum: auto`` scaled it (the most common over the layers)."""
-    from yolo_batch.goodput import ULTRALYTICS_BN_MOMENTUM
+    from yolo_batch.core.goodput import ULTRALYTICS_BN_MOMENTUM
 
     momenta = list((s.bn_momenta or {}).values())
     if not momenta:
@@ -104,7 +104,8 @@ def arm(trainer, s) -> None:
 
 def switch(trainer, s, old: int, new: int) -> None:
     """`rebuild`'s switch, before the pipeline is rebuilt at ``new``: rescale lr0, record and log it."""
-    from yolo_batch import goodput, lrscale, records
+    from yolo_batch import lrscale, records
+    from yolo_batch.core import goodput
 
     logger, prefix = log()
     choice, s.switching.choice = s.switching.choice, None
@@ -137,9 +138,9 @@ def resumes_goodput(resume, s: Session) -> bool:
     import json
     from pathlib import Path
 
+    from yolo_batch.core.spec import KEYS, BatchSpec
     from yolo_batch.records import latest
     from yolo_batch.session import DECISION_FILE
-    from yolo_batch.spec import KEYS, BatchSpec
 
     if not str(resume).endswith(".pt"):
         return False
@@ -156,7 +157,7 @@ def resumes_goodput(resume, s: Session) -> bool:
 
 def resume(trainer: BaseTrainer, s: Session) -> None:
     """A resumed goodput run: the pace and fit bound from its decision (`lrscale` carries its lr_scaling on)."""
-    from yolo_batch.throughput import pace_from_record
+    from yolo_batch.core.throughput import pace_from_record
 
     record = s.record or {}
     kept = record.get("goodput") or {}

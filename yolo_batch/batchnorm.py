@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from yolo_batch.recipe import REFERENCE_BATCH, half_life_images, scaled  # the pure formulas, in the core
+from yolo_batch.core.recipe import REFERENCE_BATCH, half_life_images, scaled  # the pure formulas, in the core
 
 if TYPE_CHECKING:
     from ultralytics.engine.trainer import BaseTrainer

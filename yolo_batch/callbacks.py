@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from yolo_batch import adapt, rebuild, recovery
-from yolo_batch.goodput import accumulate
+from yolo_batch.core.goodput import accumulate
+from yolo_batch.core.spec import AutoPlusError
 from yolo_batch.session import ATTR, DECISION_FILE, EFFECT_FILE, PLOT_FILE, Session, log, session
-from yolo_batch.spec import AutoPlusError
 
 if TYPE_CHECKING:
     from ultralytics.engine.trainer import BaseTrainer

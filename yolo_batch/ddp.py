@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from yolo_batch.spec import AutoPlusError, BatchSpec, parse_batch_value
+from yolo_batch.core.spec import AutoPlusError, BatchSpec, parse_batch_value
 
 if TYPE_CHECKING:
     from ultralytics.engine.trainer import BaseTrainer
@@ -133,12 +133,12 @@ def per_gpu_decision(
     ``pace`` (this rank's time law and dataloader) is what the ``speed`` policy needs.
 
     Examples:
-        >>> from yolo_batch.policy import GIB, Law, MemoryModel
+        >>> from yolo_batch.core.policy import GIB, Law, MemoryModel
         >>> m = MemoryModel(Law(324e6, 238e6))
         >>> [per_gpu_decision(m, 0.9 * g * GIB, BatchSpec(), world=2).batch for g in (16, 8)]
         [32, 16]
     """
-    from yolo_batch import policy
+    from yolo_batch.core import policy
 
     world = max(int(world), 1)
     share = max(dataset_size // world, 1) if dataset_size else None
@@ -255,7 +255,7 @@ def record_fields(record: dict, picks: Sequence[int], rank_index: int = 0) -> di
         >>> r["batch"], r["per_gpu_batch"], r["rank_batches"], r["per_gpu_predicted_peak_bytes"]
         (32, 16, [32, 16], 260)
     """
-    from yolo_batch.policy import Law, MemoryModel
+    from yolo_batch.core.policy import Law, MemoryModel
 
     per_gpu, total = plan_global_batch(picks)
     val = record.get("val_fixed_bytes") is not None and Law(record["val_fixed_bytes"], record["val_per_image_bytes"])

@@ -13,9 +13,9 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-from yolo_batch.policy import ADVICE, gib
+from yolo_batch.core.policy import ADVICE, gib
+from yolo_batch.core.spec import AutoPlusError, BatchSpec, with_overrides
 from yolo_batch.session import log, session
-from yolo_batch.spec import AutoPlusError, BatchSpec, with_overrides
 
 if TYPE_CHECKING:
     from ultralytics.engine.trainer import BaseTrainer
@@ -75,10 +75,11 @@ def no_loggers_in_a_plan(trainer) -> None:
 
 def auto_batch(trainer, world: int = 1) -> int:
     """Probe (or check the law cache), decide, verify and report; return the batch (per GPU when ``world`` > 1)."""
-    from yolo_batch import adapt, decision_record, lawcache, lrscale, memory, recipe, records
-    from yolo_batch.pace_record import record_fields
-    from yolo_batch.phases import Phases
-    from yolo_batch.policy import SPEEDS
+    from yolo_batch import adapt, lawcache, lrscale, memory, records
+    from yolo_batch.core import decision_record, recipe
+    from yolo_batch.core.pace_record import record_fields
+    from yolo_batch.core.phases import Phases
+    from yolo_batch.core.policy import SPEEDS
     from yolo_batch.probe import Prober, borrowed
 
     s, (logger, prefix) = session(trainer), log()
@@ -185,7 +186,8 @@ def auto_batch(trainer, world: int = 1) -> int:
 
 def _full(trainer: BaseTrainer, prober, spec: BatchSpec, world: int, phases):
     """The full decision: probe the memory law (and the pace), pick, verify (stepping down, refitting once)."""
-    from yolo_batch import ddp, policy, valbatch
+    from yolo_batch import ddp, valbatch
+    from yolo_batch.core import policy
     from yolo_batch.loader import measure_pace
 
     logger, prefix = log()
@@ -232,7 +234,8 @@ def _full(trainer: BaseTrainer, prober, spec: BatchSpec, world: int, phases):
 
 def _verified(trainer: BaseTrainer, prober, spec: BatchSpec, world: int, model, decision, budget, result, pace):
     """Verify the pick (`spec.verify`): step down on out-of-memory, refit the law through the verified step once."""
-    from yolo_batch import ddp, lawcache, policy, retime
+    from yolo_batch import ddp, lawcache, retime
+    from yolo_batch.core import policy
 
     batch, notes, lead = decision.batch, [], []
     step_s = _step_estimate(result, batch)
@@ -328,13 +331,13 @@ def refit_law(model, result, batch: int, peaks: tuple[int, int | None]):
 
     Examples:
         >>> from types import SimpleNamespace
-        >>> from yolo_batch.policy import Law, MemoryModel
+        >>> from yolo_batch.core.policy import Law, MemoryModel
         >>> probe = SimpleNamespace(train=[(2, 300.0), (8, 900.0)], val=[(4, 100.0), (16, 400.0)])
         >>> m = refit_law(MemoryModel(Law(100, 100)), probe, 100, (8500, None))
         >>> round(m.train.at(8)), round(m.train.at(100)), m.val
         (900, 8500, None)
     """
-    from yolo_batch.policy import Law, MemoryModel
+    from yolo_batch.core.policy import Law, MemoryModel
 
     def through(points, x, y):
         if not points or y is None:
@@ -367,7 +370,7 @@ def _fit_bound(model, budget: float, prober, spec: BatchSpec) -> int:
 
 def _fit(prober, result, spec):
     """Fit the training law; if the peaks did not grow, probe larger batches once, then accept a flat law."""
-    from yolo_batch import policy
+    from yolo_batch.core import policy
 
     try:
         return (*policy.fit_law(result.train), False)
@@ -385,7 +388,7 @@ def _fit(prober, result, spec):
 
 
 def _fit_val(result):
-    from yolo_batch import policy
+    from yolo_batch.core import policy
 
     try:
         return policy.fit_law(result.val)[0] if len(result.val) >= 2 else None
@@ -395,7 +398,7 @@ def _fit_val(result):
 
 def decision_table(r: dict[str, Any]) -> list[str]:
     """The decision as log lines: headroom, one row per candidate, the pick and why."""
-    from yolo_batch.pace_record import law_line
+    from yolo_batch.core.pace_record import law_line
 
     speed = any(c.get("predicted_images_per_s") for c in r["candidates"])
 

@@ -150,9 +150,10 @@ def lookup(trainer: BaseTrainer, spec, backend, versions: dict[str, str], world:
 
 def cached_pick(trainer: BaseTrainer, prober, spec, backend, found: Lookup, phases) -> Picked | None:
     """The pick from the cached law, proven by one verified step; None (and ``found`` says why) to probe."""
-    from yolo_batch import ddp, policy
+    from yolo_batch import ddp
+    from yolo_batch.core import policy
+    from yolo_batch.core.throughput import pace_from_record
     from yolo_batch.probe import ProbeResult
-    from yolo_batch.throughput import pace_from_record
 
     entry = found.entry
     assert entry is not None  # decide asks only for a found entry
@@ -271,7 +272,7 @@ def entries() -> list[dict[str, Any]]:
 
 def cache_cli(args: list[str]) -> int:
     """``yolo-batch cache [list|clear]``: list the cached laws, or remove them all."""
-    from yolo_batch.spec import AutoPlusError
+    from yolo_batch.core.spec import AutoPlusError
 
     if len(args) > 1 or (args and args[0] not in ("list", "clear")):
         raise AutoPlusError(f"cache: unknown argument {' '.join(args)!r}; valid: list (the default) or clear")

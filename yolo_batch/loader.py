@@ -124,7 +124,7 @@ def measure_pace(trainer: BaseTrainer, prober, result, limit: int):
     Returns:
         (Pace | None): None when fewer than two batch sizes were timed.
     """
-    from yolo_batch.throughput import Pace
+    from yolo_batch.core.throughput import Pace
 
     if len(result.train_seconds) < 2:
         return None
@@ -170,8 +170,8 @@ def time_law(prober, result, nbs: int, limit: int, seconds: float = EXTEND_SECON
     Returns:
         (tuple[TimeLaw, list]): The law and the ``(batch, mean seconds)`` points it was fitted on.
     """
+    from yolo_batch.core.throughput import fit_time_law
     from yolo_batch.memory import is_oom
-    from yolo_batch.throughput import fit_time_law
 
     low, high = min(result.train_seconds), max(result.train_seconds)
     samples: dict[int, list[float]] = {}

@@ -9,7 +9,7 @@ already scaled. It is set once the optimizer is built and a checkpoint loaded (`
 step-down), so it always follows the batch that trains. A resume takes ``lr_scaling`` from the decision it
 continues (`from_record`) unless auto-plus decides again. The state is the Session's `LrScale`.
 
-The large-batch recipe (`yolo_batch.recipe`) goes through here too: its lr rule as the scaling, and its warm-up
+The large-batch recipe (`yolo_batch.core.recipe`) goes through here too: its lr rule as the scaling, and its warm-up
 floor on Ultralytics' ``_get_warmup_iterations`` (`warmup`, an instance attribute `wiring.attach` sets), so
 ``args.warmup_epochs`` keeps the user's value.
 """
@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from yolo_batch.goodput import effective, lr_factor
-from yolo_batch.recipe import warmup_iterations
+from yolo_batch.core.goodput import effective, lr_factor
+from yolo_batch.core.recipe import warmup_iterations
 from yolo_batch.session import LrScale, log, session
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from ultralytics.engine.trainer import BaseTrainer
 
-    from yolo_batch.recipe import Recipe
+    from yolo_batch.core.recipe import Recipe
     from yolo_batch.session import Session
 
 
@@ -35,7 +35,7 @@ def plan(trainer: BaseTrainer, s: Session, scaling: str, batch: int, recipe: Rec
     """At a decision: note the scaling for ``batch``; the record's fields (``lr0`` is the base). Changes no lr yet.
 
     With ``optimizer=auto`` (which picks its own lr) nothing is scaled, and the log says so. A large-batch
-    ``recipe`` (`yolo_batch.recipe`, ``speed``/``goodput`` above nbs) brings its own scaling, per optimizer family
+    ``recipe`` (`yolo_batch.core.recipe`, ``speed``/``goodput`` above nbs) brings its own scaling, per optimizer family
     (with ``optimizer=auto`` the family Ultralytics builds, from the lr it picks), its warm-up floor and
     ``bn_momentum`` auto.
     """

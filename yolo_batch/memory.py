@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from yolo_batch.policy import gib
+from yolo_batch.core.policy import gib
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from yolo_batch.callbacks import callbacks
-from yolo_batch.spec import BatchSpec, resolve_spec
+from yolo_batch.core.spec import BatchSpec, resolve_spec
 from yolo_batch.wiring import Hook
 
 

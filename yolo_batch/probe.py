@@ -48,7 +48,7 @@ def check_task(task: str | None) -> None:
         AutoPlusError: For a task outside `WORST_CASE`.
     """
     if task is not None and task not in WORST_CASE:
-        from yolo_batch.spec import AutoPlusError
+        from yolo_batch.core.spec import AutoPlusError
 
         raise AutoPlusError(
             f"batch=auto-plus does not serve task={task!r}; it serves {', '.join(WORST_CASE)}. "
@@ -187,7 +187,7 @@ def borrowed(trainer: BaseTrainer, phases=None):
     collection before each measured step sees only what the probe made. ``phases`` (a `phases.Phases`) times
     the snapshot and the restore.
     """
-    from yolo_batch.phases import Phases
+    from yolo_batch.core.phases import Phases
 
     phases = phases or Phases()
     with phases("snapshot"):
@@ -220,7 +220,7 @@ def frozen_gc(phases=None):
     if gc.get_freeze_count():
         yield
         return
-    from yolo_batch.phases import Phases
+    from yolo_batch.core.phases import Phases
 
     with (phases or Phases())("collect"):
         gc.collect()
@@ -254,7 +254,7 @@ class Prober:
             finally:
                 args.cache = cache
             if not len(self.dataset):
-                from yolo_batch.spec import AutoPlusError
+                from yolo_batch.core.spec import AutoPlusError
 
                 raise AutoPlusError(f"the training set {trainer.data['train']} has no images; check data={args.data}")
             self.task = args.task

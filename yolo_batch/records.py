@@ -225,7 +225,7 @@ def unrecorded(s: Session) -> list[str]:
     These are ``AutoPlus(...)`` keywords other than the policy and fraction: a rerun from args.yaml would take
     them from ``YOLO_BATCH_CONFIG`` or the defaults.
     """
-    from yolo_batch.spec import resolve_spec
+    from yolo_batch.core.spec import resolve_spec
 
     if not (s.decides and s.value) or s.worker:
         return []

@@ -13,8 +13,8 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from yolo_batch.core.spec import AutoPlusError
 from yolo_batch.session import log, session
-from yolo_batch.spec import AutoPlusError
 
 if TYPE_CHECKING:
     from ultralytics.engine.trainer import BaseTrainer
@@ -57,7 +57,8 @@ def step_down(trainer, s, old: int) -> int:
     Raises:
         AutoPlusError: When no batch >= ``min_batch`` is left.
     """
-    from yolo_batch import adapt, policy, records
+    from yolo_batch import adapt, records
+    from yolo_batch.core import policy
 
     spec = s.spec
     new = policy.next_lower(old, policy=spec.policy, candidates=spec.candidates, min_batch=spec.min_batch)

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 from yolo_batch import ddp
+from yolo_batch.core.spec import BatchSpec, with_overrides
+from yolo_batch.core.throughput import refit_time_law
 from yolo_batch.memory import is_oom
-from yolo_batch.spec import BatchSpec, with_overrides
-from yolo_batch.throughput import refit_time_law
 
 FAR = 2  # a pick more than this many times the largest timed batch is timed before it is trusted
 

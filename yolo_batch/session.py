@@ -5,7 +5,7 @@ standard library and `spec`, so none of them needs another for the per-run state
 through it.
 
     >>> from yolo_batch.session import Session, session
-    >>> from yolo_batch.spec import BatchSpec
+    >>> from yolo_batch.core.spec import BatchSpec
     >>> class Trainer: ...
     >>> t = Trainer()
     >>> session(t) is None
@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from yolo_batch.spec import BatchSpec
+from yolo_batch.core.spec import BatchSpec
 
 if TYPE_CHECKING:
     import logging

@@ -15,8 +15,8 @@ from itertools import groupby
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from yolo_batch.history import chosen, row_spans, spans_words
-from yolo_batch.pace_record import check_line
+from yolo_batch.core.history import chosen, row_spans, spans_words
+from yolo_batch.core.pace_record import check_line
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

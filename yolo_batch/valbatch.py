@@ -18,7 +18,7 @@ import functools
 import os
 from typing import TYPE_CHECKING
 
-from yolo_batch.spec import AutoPlusError
+from yolo_batch.core.spec import AutoPlusError
 
 if TYPE_CHECKING:
     from ultralytics.engine.trainer import BaseTrainer

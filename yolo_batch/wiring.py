@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from yolo_batch.callbacks import callbacks
+from yolo_batch.core.spec import AutoPlusError, looks_like_auto_plus, resolve_spec
 from yolo_batch.session import DECISION_FILE, Session, session
-from yolo_batch.spec import AutoPlusError, looks_like_auto_plus, resolve_spec
 
 if TYPE_CHECKING:
     from ultralytics.engine.trainer import BaseTrainer
@@ -154,7 +154,7 @@ def attach(trainer: BaseTrainer) -> None:
     import functools
 
     from yolo_batch import adapt, ddp, decide, lrscale, rebuild, records, recovery, valbatch
-    from yolo_batch.policy import SPEEDS
+    from yolo_batch.core.policy import SPEEDS
 
     s = session(trainer)
     assert s is not None  # plan() put it there: this trainer asked for the plugin

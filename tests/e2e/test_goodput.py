@@ -22,10 +22,11 @@ from ultralytics import YOLO
 from tests.conftest import FAST, run_yolo, train_in_process, yolo_train
 from tests.memory_laws import YOLOV8S_640
 from tests.simulated import SimulatedGPU
-from yolo_batch import AutoPlus, goodput
+from yolo_batch import AutoPlus
+from yolo_batch.core import goodput
+from yolo_batch.core.policy import Law
+from yolo_batch.core.throughput import Pace, TimeLaw
 from yolo_batch.effect import read_csv
-from yolo_batch.policy import Law
-from yolo_batch.throughput import Pace, TimeLaw
 
 pytestmark = pytest.mark.slow
 RECORDED = Pace(TimeLaw(1.0, 0.001))
@@ -279,8 +280,9 @@ def test_across_a_switch_against_stock_resumed_at_the_new_batch(tiny_data, tmp_p
 _KILLED_AFTER_SWITCH = """
 import os, signal, sys
 from ultralytics import YOLO
-from yolo_batch import AutoPlus, goodput
-from yolo_batch.throughput import Pace, TimeLaw
+from yolo_batch import AutoPlus
+from yolo_batch.core import goodput
+from yolo_batch.core.throughput import Pace, TimeLaw
 
 real = goodput.choose
 goodput.choose = lambda pace, **kw: real(Pace(TimeLaw(1.0, 0.001)), **{**kw, "readings": [5000.0, 5000.0]})

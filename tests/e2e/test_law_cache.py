@@ -14,7 +14,7 @@ import pytest
 from tests.memory_laws import MB, YOLOV8S_640
 from tests.simulated import SimulatedGPU
 from yolo_batch import lawcache
-from yolo_batch.policy import Law
+from yolo_batch.core.policy import Law
 
 pytestmark = pytest.mark.slow
 VAL = Law(324 * MB, 60 * MB)
@@ -40,7 +40,7 @@ def gpu(monkeypatch):
 
 def decide(data, *words: str, model: str = "yolo11n.yaml") -> dict:
     """The auto-plus decision of ``yolo train`` (no epoch trained: `plan` stops at the decision)."""
-    from yolo_batch.plan import plan
+    from yolo_batch.tools.plan import plan
 
     fast = ["imgsz=64", "amp=False", "workers=0", "seed=0", "epochs=1"]
     record, _ = plan([f"model={model}", f"data={data}", "batch=auto-plus", *fast, *words])

@@ -165,8 +165,8 @@ def test_lr_scaling_starts_from_the_base_lr0_once_and_follows_the_batch_that_tra
 
 
 def test_a_stock_run_resumed_with_auto_plus_never_claims_its_first_epochs(tiny_data, tmp_path, caplog):
-    from yolo_batch.report import compare
     from yolo_batch.summary import effect_figure
+    from yolo_batch.tools.report import compare
 
     run, last = tmp_path / "run", tmp_path / "run" / "weights" / "last.pt"
     stock = YOLO("yolo11n.yaml")  # the plugin is not asked for: epoch 1 at 8, nothing of ours written
@@ -195,7 +195,7 @@ def test_compare_after_a_plain_resume_counts_the_redone_epoch_once(tiny_data, tm
 
     Ultralytics' results.csv then holds epoch 2 twice; the summary, the effect log and `compare` count it once.
     """
-    from yolo_batch.report import compare
+    from yolo_batch.tools.report import compare
 
     run, last = tmp_path / "run", tmp_path / "run" / "weights" / "last.pt"
 

@@ -41,7 +41,7 @@ def test_unsupported_ultralytics_release_is_left_alone():
 
 
 def test_dense_images_with_hundreds_of_labels(tmp_path):
-    from yolo_batch.datasets import make_dataset
+    from yolo_batch.tools.datasets import make_dataset
 
     data = make_dataset(tmp_path / "dense", n_train=16, n_val=4, imgsz=128, dense=True, dense_objects=300, seed=4)
     r = yolo_train(data, tmp_path, "auto-plus", imgsz=128)

@@ -14,8 +14,8 @@ from tests.conftest import needs_84, train_in_process
 from tests.memory_laws import H100_GIB, MB, YOLO11S_640_H100, YOLOV8S_640
 from tests.simulated import SimulatedGPU
 from yolo_batch import AutoPlusError
+from yolo_batch.core.policy import Law
 from yolo_batch.effect import read_csv
-from yolo_batch.policy import Law
 
 pytestmark = pytest.mark.slow
 VAL = Law(324 * MB, 60 * MB)  # inference without gradients: a quarter of the training step per image
@@ -129,7 +129,7 @@ def test_oom_in_a_later_epoch_steps_down_and_training_goes_on(data64, tmp_path, 
 
 @pytest.fixture(scope="module")
 def data_val32(tmp_path_factory):
-    from yolo_batch.datasets import make_dataset
+    from yolo_batch.tools.datasets import make_dataset
 
     return make_dataset(tmp_path_factory.mktemp("v32"), n_train=32, n_val=32, imgsz=64, seed=3)
 
@@ -192,7 +192,7 @@ def test_verify_auto_skips_an_expensive_proof_far_below_the_budget(data64, tmp_p
 
 @pytest.fixture(scope="module")
 def data256(tmp_path_factory):
-    from yolo_batch.datasets import make_dataset
+    from yolo_batch.tools.datasets import make_dataset
 
     return make_dataset(tmp_path_factory.mktemp("d256"), n_train=256, n_val=4, imgsz=32, seed=4)
 
@@ -235,7 +235,7 @@ def test_a_refitted_pick_that_runs_out_of_memory_falls_back_to_the_proven_one(da
 
 def test_plan_on_a_simulated_gpu_gives_the_what_if_rows_of_its_law(data64, tmp_path, gpu):
     """`yolo-batch plan`'s own code, in process, on a 16 GiB simulated card: the decision and the what-if rows."""
-    from yolo_batch.plan import plan, what_if
+    from yolo_batch.tools.plan import plan, what_if
 
     device = gpu(total_gib=16)
     words = ["model=yolo11n.yaml", f"data={data64}", "imgsz=64", "amp=False", "workers=0", "batch=auto-plus:fit"]

@@ -10,8 +10,8 @@ from ultralytics import YOLO
 
 from tests.conftest import FAST, train_in_process, yolo_train
 from yolo_batch import AutoPlus
-from yolo_batch.policy import Law, MemoryModel, decide
-from yolo_batch.throughput import pace_from_record
+from yolo_batch.core.policy import Law, MemoryModel, decide
+from yolo_batch.core.throughput import pace_from_record
 
 pytestmark = pytest.mark.slow
 
@@ -182,7 +182,7 @@ def test_cli_yaml_speed_gain_keeps_the_pick_within_nbs(tiny_data, tmp_path):
 def test_far_pick_refits_the_time_law_through_a_timed_step(tiny_data, tmp_path, monkeypatch):
     """Timed sizes kept to the probe's 2-8: a pick above 16 is timed, the law refitted through it, decided again."""
     from yolo_batch import loader
-    from yolo_batch.throughput import Pace, TimeLaw
+    from yolo_batch.core.throughput import Pace, TimeLaw
 
     monkeypatch.setattr(loader, "EXTEND_SECONDS", 0.0)
     model = AutoPlus(policy="speed", speed_gain=0.0, max_batch=32).register(YOLO("yolo11n.yaml"))

@@ -27,8 +27,8 @@ import torch
 
 from tests.conftest import FAST
 from yolo_batch.effect import read_csv
-from yolo_batch.sweep import plan
-from yolo_batch.sweep_state import run_state, write_record
+from yolo_batch.tools.sweep import plan
+from yolo_batch.tools.sweep_state import run_state, write_record
 
 pytestmark = [
     pytest.mark.slow,

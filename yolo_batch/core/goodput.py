@@ -56,7 +56,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from yolo_batch.recipe import half_life_images, scaled
+from yolo_batch.core.recipe import half_life_images, scaled
 
 SETTLE = 0.20  # the noise scale has settled when it moved less than this share between the last two epochs
 ULTRALYTICS_BN_MOMENTUM = 0.03  # every BatchNorm's momentum after Ultralytics' initialize_weights
@@ -320,7 +320,7 @@ def choose(
         (Choice): The batch to switch to, or None, and why.
 
     Examples:
-        >>> from yolo_batch.throughput import Pace, TimeLaw
+        >>> from yolo_batch.core.throughput import Pace, TimeLaw
         >>> pace = Pace(TimeLaw(0.1, 0.01))  # 16: 61.5 images/s, 64: 86.5, 128: 92.8
         >>> c = choose(pace, current=16, low=1, high=64, nbs=64, readings=[500.0, 520.0])
         >>> c.batch, round(c.gain, 3)

@@ -2,15 +2,15 @@
 
 Each run that is not finished becomes one Ray task asking for ``cpus_per_run`` CPUs and ``gpus_per_run`` GPUs.
 The task runs, on its node, the very command and environment the local engine runs
-(`yolo_batch.sweep.member_command`, `yolo_batch.sweep.sweep_env`): the stock ``yolo train`` into
+(`yolo_batch.tools.sweep.member_command`, `yolo_batch.tools.sweep.sweep_env`): the stock ``yolo train`` into
 ``project/<batch>/``, so every file of a run is the one the local engine writes; its output goes to
 ``project/logs/<batch>.log``. Reuse, resume and the recipe check are the local engine's
-(`yolo_batch.sweep_state`). Without ``address=`` the sweep starts a local Ray and stops it at the end; with
+(`yolo_batch.tools.sweep_state`). Without ``address=`` the sweep starts a local Ray and stops it at the end; with
 ``address=auto`` (or ``HOST:PORT``) it joins a running cluster, whose nodes must see the dataset and
 ``project=`` at the same absolute paths (shared storage): checked on this machine before anything starts,
-and by each task on its node before its run (`yolo_batch.sweep_engine`). The driver prints one line per
+and by each task on its node before its run (`yolo_batch.tools.sweep_engine`). The driver prints one line per
 change of a run's state, a table of the runs, then the comparison. Ctrl-C cancels the tasks; each stops its
-``yolo train`` as the local engine does (`yolo_batch.cmdline.run_child`), and the same command resumes. Ray
+``yolo train`` as the local engine does (`yolo_batch.tools.cmdline.run_child`), and the same command resumes. Ray
 is imported only here, only when ``engine=ray`` runs (``pip install "yolo-batch[ray]"``).
 """
 
@@ -23,11 +23,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from yolo_batch.cmdline import STOP_SECONDS, run_child
-from yolo_batch.spec import AutoPlusError
-from yolo_batch.sweep import finish, member_command, plan, prepare, stopped, sweep_env
-from yolo_batch.sweep_engine import SHARED, check_address, check_shared, resources, unseen
-from yolo_batch.sweep_state import check_record, label, run_state
+from yolo_batch.core.spec import AutoPlusError
+from yolo_batch.tools.cmdline import STOP_SECONDS, run_child
+from yolo_batch.tools.sweep import finish, member_command, plan, prepare, stopped, sweep_env
+from yolo_batch.tools.sweep_engine import SHARED, check_address, check_shared, resources, unseen
+from yolo_batch.tools.sweep_state import check_record, label, run_state
 
 INSTALL = 'pip install "yolo-batch[ray]"'
 LOG_DIR = "logs"  # project/logs/<batch>.log: each Ray run's yolo train output (the local engine prints it)

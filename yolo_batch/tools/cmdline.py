@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from yolo_batch.spec import AutoPlusError, _closest
+from yolo_batch.core.spec import AutoPlusError, _closest
 
 STOP_SECONDS = 30  # how long a stopped training may take to exit before it is killed
 

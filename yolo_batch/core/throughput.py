@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from yolo_batch.goodput import accumulate as nominal_accumulate
+from yolo_batch.core.goodput import accumulate as nominal_accumulate
 
 LOADER_SHARE_NOTE = 0.25  # serial pipeline: say so when loading takes at least this share of the time per image
 

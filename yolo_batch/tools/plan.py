@@ -21,10 +21,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from yolo_batch.cmdline import boolean, cuda_devices, missing_input
-from yolo_batch.spec import DISABLE_ENV, AutoPlusError, _closest, looks_like_auto_plus
-from yolo_batch.spec import POLICIES as ALL_POLICIES
-from yolo_batch.whatif import what_if, what_if_table
+from yolo_batch.core.spec import DISABLE_ENV, AutoPlusError, _closest, looks_like_auto_plus
+from yolo_batch.core.spec import POLICIES as ALL_POLICIES
+from yolo_batch.core.whatif import what_if, what_if_table
+from yolo_batch.tools.cmdline import boolean, cuda_devices, missing_input
 
 VALUE = f"auto-plus[:{'|'.join(ALL_POLICIES)}][:FRACTION]"
 USAGE = f"""usage: yolo-batch plan model=MODEL data=DATA [imgsz=640] [device=0] [batch={VALUE}]

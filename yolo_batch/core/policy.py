@@ -292,7 +292,7 @@ def _fastest(pace, low: int, high: int, threshold: float) -> tuple[int, str]:
     """The smallest batch in ``[low, high]`` reaching ``threshold`` of the best predicted images/s, and why.
 
     Examples:
-        >>> from yolo_batch.throughput import Pace, TimeLaw
+        >>> from yolo_batch.core.throughput import Pace, TimeLaw
         >>> _fastest(Pace(TimeLaw(0.1, 0.01)), 1, 64, 0.97)  # 53 is the smallest to reach 0.97 x 86; 56 rounds it
         (56, '56 reaches 85 images/s, 98% of the best 86 (at 64) with speed_threshold 0.97')
         >>> _fastest(Pace(TimeLaw(0.1, 0.01)), 1, 8, 0.97)
@@ -324,7 +324,7 @@ def _within_recipe(pace, low: int, high: int, threshold: float, gain: float) -> 
     fastest above it (a low ``speed_threshold`` is content with the recipe's pick).
 
     Examples:
-        >>> from yolo_batch.throughput import Pace, TimeLaw
+        >>> from yolo_batch.core.throughput import Pace, TimeLaw
         >>> pace = Pace(TimeLaw(0.1, 0.01), dataset_size=128)  # 64: 86.5 images/s, 128: 92.8 (+7%)
         >>> _within_recipe(pace, 1, 128, 0.97, 0.10)[0], _within_recipe(pace, 1, 128, 0.97, 0.05)[0]
         (64, 128)

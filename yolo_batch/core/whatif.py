@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from yolo_batch.policy import GIB, Law, MemoryModel, decide, gib, images
+from yolo_batch.core.policy import GIB, Law, MemoryModel, decide, gib, images
 
 # Memory sizes for the what-if table, per device kind (GiB): common cards, unified-memory Macs, CPU RAM.
 WHAT_IF_GIB = {

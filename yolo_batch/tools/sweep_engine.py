@@ -5,7 +5,7 @@ engine's, not the recipe's: they are taken out of the sweep's words first (`spli
 trained by one engine is reused and resumed by the other. For ``engine=ray``: each run's resources, checked
 against the recipe's ``device=`` (`resources`); with a cluster (``address=``), the dataset, a model file and
 ``project=`` as absolute paths that exist here (`check_shared`); and what each node must see before its run
-(`unseen`), which `yolo_batch.sweep_ray` checks in every task.
+(`unseen`), which `yolo_batch.tools.sweep_ray` checks in every task.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from yolo_batch.cmdline import cuda_devices, parse_pairs, positive
-from yolo_batch.spec import AutoPlusError, _closest
-from yolo_batch.sweep_state import SWEEP_FILE, check_record
+from yolo_batch.core.spec import AutoPlusError, _closest
+from yolo_batch.tools.cmdline import cuda_devices, parse_pairs, positive
+from yolo_batch.tools.sweep_state import SWEEP_FILE, check_record
 
 ENGINES = ("local", "ray")
 RAY_KEYS = ("address", "gpus_per_run", "cpus_per_run")
@@ -105,8 +105,8 @@ def resources(
 
     Args:
         opts (dict): From `split_engine`.
-        recipe (dict): From `yolo_batch.sweep.plan`.
-        batches (list[str]): The batch values, from `yolo_batch.sweep.plan`.
+        recipe (dict): From `yolo_batch.tools.sweep.plan`.
+        batches (list[str]): The batch values, from `yolo_batch.tools.sweep.plan`.
 
     Returns:
         (dict): ``{"cpus_per_run": int, "gpus_per_run": int | float | None}``.

@@ -6,9 +6,9 @@ stock training validates at twice its batch, and letterboxed rect batches pad by
 little), through ``YOLO_BATCH_VAL_BATCH`` (`valbatch`). ``project/sweep.yaml`` records the recipe, the validation
 batch included: running the same sweep again reuses finished runs, resumes an interrupted one from its
 ``weights/last.pt`` and starts over a run that left no checkpoint; a different recipe in the same project is
-refused (`yolo_batch.sweep_state`). At the end `yolo_batch.report.compare` writes ``project/comparison.csv``
+refused (`yolo_batch.tools.sweep_state`). At the end `yolo_batch.tools.report.compare` writes ``project/comparison.csv``
 and ``project/comparison.png``. ``engine=ray`` runs the same commands as Ray tasks, side by side
-(`yolo_batch.sweep_ray`; the engine's keys are checked in `yolo_batch.sweep_engine`).
+(`yolo_batch.tools.sweep_ray`; the engine's keys are checked in `yolo_batch.tools.sweep_engine`).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from yolo_batch.activate import env_switch
-from yolo_batch.cmdline import missing_input, parse_pairs, positive, run_child, run_env, yolo_command
-from yolo_batch.spec import DISABLE_ENV, AutoPlusError, _closest
-from yolo_batch.sweep_state import _trim_results, check_record, label, parse_batches, run_state, write_record
+from yolo_batch.core.spec import DISABLE_ENV, AutoPlusError, _closest
+from yolo_batch.tools.cmdline import missing_input, parse_pairs, positive, run_child, run_env, yolo_command
+from yolo_batch.tools.sweep_state import _trim_results, check_record, label, parse_batches, run_state, write_record
 
 USAGE = (
     "usage: yolo-batch sweep model=... data=... batches=16,32,64,auto-plus epochs=N [project=runs/sweep] "
@@ -203,7 +203,7 @@ def prepare(recipe: dict[str, Any], batches: list[str], project: Path) -> list[t
 
 def finish(project: Path, runs: list[Path]) -> int:
     """Compare the finished runs into ``project/`` and print the table; 0."""
-    from yolo_batch.report import compare, format_table
+    from yolo_batch.tools.report import compare, format_table
 
     rows = compare(runs, project)
     print()
@@ -226,8 +226,8 @@ def stopped(args: list[str], during: str) -> int:
 def local_sweep(args: list[str], rest: list[str]) -> int:
     """``yolo-batch sweep`` on this machine (``engine=local``): train the recipe at each batch, then compare.
 
-    One run after another, reusing finished runs and resuming interrupted ones (`yolo_batch.sweep_command`
-    dispatches here, or to `yolo_batch.sweep_ray` for ``engine=ray``).
+    One run after another, reusing finished runs and resuming interrupted ones (`yolo_batch.tools.sweep_command`
+    dispatches here, or to `yolo_batch.tools.sweep_ray` for ``engine=ray``).
 
     Args:
         args (list[str]): The command's ``key=value`` words, as given (the resume line repeats them).

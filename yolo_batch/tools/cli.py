@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from yolo_batch.cmdline import boolean, parse_pairs, positive, run_child, run_env, yolo_command
-from yolo_batch.spec import POLICIES, AutoPlusError, _closest
+from yolo_batch.core.spec import POLICIES, AutoPlusError, _closest
+from yolo_batch.tools.cmdline import boolean, parse_pairs, positive, run_child, run_env, yolo_command
 
 # The demo's recipe, measured on 2 CPU cores: see README "Demo".
 DEMO_DATA = {
@@ -72,7 +72,7 @@ class Command:
 
 COMMANDS = {
     "demo": Command(
-        "yolo_batch.cli:cmd_demo",
+        "yolo_batch.tools.cli:cmd_demo",
         "train yolo11n.yaml on a synthetic set with batch=auto-plus (the stock `yolo train`)",
         "[out=runs/demo] [epochs=30] [imgsz=160] [batch=auto-plus]",
         "Make a synthetic detection set, train yolo11n.yaml on it through the stock `yolo train` command, then "
@@ -85,7 +85,7 @@ COMMANDS = {
         ),
     ),
     "make-data": Command(
-        "yolo_batch.cli:cmd_make_data",
+        "yolo_batch.tools.cli:cmd_make_data",
         "write a synthetic set for any task and print its data= value",
         "[key=value ...]",
         "Write a deterministic synthetic set in Ultralytics layout (coloured shapes on noise) for any task and "
@@ -105,7 +105,7 @@ COMMANDS = {
         ),
     ),
     "compare": Command(
-        "yolo_batch.report:compare_cli",
+        "yolo_batch.tools.report:compare_cli",
         "table and plots of several finished runs",
         "RUN_DIR... [out=DIR]",
         "Print one row per run (batch, effective batch, epochs, the task's metrics best and final, final train "
@@ -117,7 +117,7 @@ COMMANDS = {
         ),
     ),
     "sweep": Command(
-        "yolo_batch.sweep_command:sweep_cli",
+        "yolo_batch.tools.sweep_command:sweep_cli",
         "train one recipe at several batches, then compare them",
         "model=... data=... batches=16,32,64,auto-plus epochs=N [key=value ...]",
         "Train the recipe at each batch with the same seed through the stock `yolo train`, one run after "
@@ -144,14 +144,14 @@ COMMANDS = {
         ),  # fmt: skip
     ),
     "defaults": Command(
-        "yolo_batch.cli:cmd_defaults",
+        "yolo_batch.tools.cli:cmd_defaults",
         "print the shipped auto-plus settings (cfg/auto_plus.yaml)",
         "",
         "Print the settings auto-plus uses when nothing overrides them, as YAML: a starting point for the file "
         "YOLO_BATCH_CONFIG names.",
     ),
     "plan": Command(
-        "yolo_batch.plan:cmd_plan",
+        "yolo_batch.tools.plan:cmd_plan",
         "the auto-plus decision without training, and what other memory sizes would pick",
         "model=... data=... [any yolo train key=value ...] [--json]",
         "Set the run up exactly as `yolo train` would (model, device, AMP, optimizer, augmentation), run the "
@@ -310,7 +310,7 @@ def _int_pair(raw: str) -> tuple[int, int]:
 
 def cmd_make_data(args: list[str]) -> int:
     """``yolo-batch make-data``: write the synthetic set and print its data.yaml path."""
-    from yolo_batch.datasets import make_dataset
+    from yolo_batch.tools.datasets import make_dataset
 
     valid: dict[str, Callable[[str], Any]] = {
         "out": str,
@@ -332,8 +332,8 @@ def cmd_make_data(args: list[str]) -> int:
 
 def cmd_demo(args: list[str]) -> int:
     """``yolo-batch demo``: the quick start, end to end through the stock ``yolo train``."""
-    from yolo_batch.datasets import make_dataset
-    from yolo_batch.report import print_run
+    from yolo_batch.tools.datasets import make_dataset
+    from yolo_batch.tools.report import print_run
 
     opts = parse_pairs(args, {"out": str, "epochs": positive, "imgsz": positive, "batch": str}, "demo")
     out = Path(opts.get("out", "runs/demo")).resolve()
@@ -355,7 +355,7 @@ def cmd_defaults(args: list[str]) -> int:
     """``yolo-batch defaults``: the shipped settings as YAML."""
     import yaml
 
-    from yolo_batch.spec import BatchSpec
+    from yolo_batch.core.spec import BatchSpec
 
     if args:
         raise AutoPlusError(f"defaults takes no arguments, got {' '.join(args)!r}")

@@ -1,6 +1,6 @@
 """Drawing the synthetic shapes: a textured background, one shape per class, their outlines and boxes.
 
-`yolo_batch.datasets` writes them out in the layout of each Ultralytics task.
+`yolo_batch.tools.datasets` writes them out in the layout of each Ultralytics task.
 """
 
 from __future__ import annotations

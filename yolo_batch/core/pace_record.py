@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from yolo_batch.throughput import Pace, pace_from_record
+from yolo_batch.core.throughput import Pace, pace_from_record
 
 
 def record_fields(pace: Pace | None, batch: int, probe: Any = None) -> dict[str, Any]:
@@ -48,7 +48,7 @@ def law_line(record: dict[str, Any]) -> str:
     """The decision table's line about speed: the step's time law and the dataloader's rate.
 
     Examples:
-        >>> from yolo_batch.throughput import TimeLaw
+        >>> from yolo_batch.core.throughput import TimeLaw
         >>> print(law_line({"speed": Pace(TimeLaw(0.05, 0.0021, 0.03), 480.0, True, 8, 16).as_record()}))
         time law 50.0 ms + 2.10 ms/image per step, optimizer 30.0 ms per 64 images; dataloader 480 images/s (8 workers)
     """
@@ -101,7 +101,7 @@ def check_line(rows: list[dict[str, Any]], record: dict[str, Any] | None) -> str
     """The summary's check of the time law: predicted images/s at the pick against the steady epochs'.
 
     Examples:
-        >>> from yolo_batch.throughput import TimeLaw
+        >>> from yolo_batch.core.throughput import TimeLaw
         >>> rec = {"batch": 8, "speed": Pace(TimeLaw(0.06, 0.0125)).as_record()}
         >>> rows = [{"epoch": e, "batch": 8, "images_per_s": v} for e, v in ((1, 40.0), (2, 48.0), (3, 52.0))]
         >>> check_line(rows, rec)

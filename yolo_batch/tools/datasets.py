@@ -1,7 +1,7 @@
 """Deterministic synthetic datasets in the Ultralytics layout of every task it trains (`TASKS`).
 
 The generated images show brightly coloured, visually distinct shapes (one shape and colour per class) on a muted,
-noisy background (`yolo_batch.shapes`), so that even a tiny model trained from scratch learns them within a few
+noisy background (`yolo_batch.tools.shapes`), so that even a tiny model trained from scratch learns them within a few
 epochs. The same arguments always produce byte-identical images and labels.
 """
 
@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from yolo_batch.effect import atomic_write
-from yolo_batch.shapes import CLASS_NAMES, COLORS, background, boxes, draw, draw_rotated, outline
+from yolo_batch.tools.shapes import CLASS_NAMES, COLORS, background, boxes, draw, draw_rotated, outline
 
 __all__ = ["CLASS_NAMES", "TASKS", "count_images", "make_dataset"]
 
@@ -267,7 +267,7 @@ def make_dataset(
         names, extra = '  0: "depth"', "depth_scale: 1000\n"
     atomic_write(
         record,
-        f"# Synthetic shapes dataset written by yolo_batch.datasets.make_dataset\npath: {json.dumps(str(root))}\n"
+        f"# Synthetic shapes dataset written by yolo_batch.tools.datasets.make_dataset\npath: {json.dumps(str(root))}\n"
         f"train: images/train\nval: images/val\nnames:\n{names}\n{extra}{_PARAMS_KEY}: {json.dumps(params)}\n",
     )
     return record

@@ -5,16 +5,16 @@ The one module that knows both engines, so neither imports the other (`sweep_ray
 
 from __future__ import annotations
 
-from yolo_batch.sweep import local_sweep
-from yolo_batch.sweep_engine import split_engine
-from yolo_batch.sweep_ray import ray_sweep
+from yolo_batch.tools.sweep import local_sweep
+from yolo_batch.tools.sweep_engine import split_engine
+from yolo_batch.tools.sweep_ray import ray_sweep
 
 
 def sweep_cli(args: list[str]) -> int:
     """``yolo-batch sweep``: train the recipe at each batch (reusing and resuming), then compare.
 
     Args:
-        args (list[str]): ``key=value`` words; see `yolo_batch.sweep.USAGE`.
+        args (list[str]): ``key=value`` words; see `yolo_batch.tools.sweep.USAGE`.
 
     Returns:
         (int): 0 once every run is finished and compared; 130 after Ctrl-C (one line says how to resume).

@@ -4,8 +4,8 @@ The members of a sweep (`parse_batches`: values that train the same run are one 
 (`label`). ``sweep.yaml`` records the recipe and every batch the project has run: a different recipe in the same project
 is refused, so that every run of a project trains the same recipe. A run is ``new``, ``finished`` (reused),
 ``interrupted`` (resumed from its ``weights/last.pt``) or ``partial`` (started over). Every engine of
-`yolo_batch.sweep` reads the project through these functions, on the machine that starts the sweep and, for
-``engine=ray``, on each node before its run (`yolo_batch.sweep_ray`).
+`yolo_batch.tools.sweep` reads the project through these functions, on the machine that starts the sweep and, for
+``engine=ray``, on each node before its run (`yolo_batch.tools.sweep_ray`).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from yolo_batch.core.spec import AutoPlusError, looks_like_auto_plus, parse_batch_value, resolve_spec
 from yolo_batch.effect import atomic_write, read_csv
-from yolo_batch.spec import AutoPlusError, looks_like_auto_plus, parse_batch_value, resolve_spec
 
 SWEEP_FILE = "sweep.yaml"
 FORMS = "an integer >= 1 or an auto-plus value (auto-plus, auto-plus:fit, auto-plus:0.8, auto-plus:fit:0.8)"
@@ -104,7 +104,7 @@ def check_record(project: Path, recipe: dict[str, Any], batches: list[str]) -> l
 
     Args:
         project (Path): The sweep's folder.
-        recipe (dict): This sweep's recipe, from `yolo_batch.sweep.plan`.
+        recipe (dict): This sweep's recipe, from `yolo_batch.tools.sweep.plan`.
         batches (list[str]): This sweep's batch values.
 
     Returns:
@@ -153,7 +153,7 @@ def write_record(project: Path, recipe: dict[str, Any], batches: list[str]) -> N
 
     Args:
         project (Path): The sweep's folder (created if missing).
-        recipe (dict): The recipe, from `yolo_batch.sweep.plan`.
+        recipe (dict): The recipe, from `yolo_batch.tools.sweep.plan`.
         batches (list[str]): Every batch value of the project, from `check_record`.
     """
     import yaml

@@ -1,0 +1,140 @@
+"""The shape of the code: three layers in three folders, no import cycle, the public paths kept.
+
+- ``yolo_batch/core/``: pure numbers; imports only the standard library, PyYAML and itself (no torch, no
+  Ultralytics, no trainer).
+- ``yolo_batch/`` (top level): the trainer integration; never imports the tools.
+- ``yolo_batch/tools/``: ``yolo-batch``, the reports, the synthetic data; may stand on both.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "yolo_batch"
+THIRD_PARTY_IN_CORE = {"yaml"}  # the only non-stdlib package the core may import (spec reads YAML files)
+
+
+def _name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _runtime_nodes(tree: ast.AST):
+    """Every node of ``tree`` but those under ``if TYPE_CHECKING:`` (annotations only, never imported at run time)."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            if not (
+                isinstance(child, ast.If) and isinstance(child.test, ast.Name) and child.test.id == "TYPE_CHECKING"
+            ):
+                todo.append(child)
+
+
+def _imports(name: str) -> tuple[set[str], set[str]]:
+    """A module's run-time imports of yolo_batch modules and of other top-level packages, at any depth of its code."""
+    ours, others = set(), set()
+    for node in _runtime_nodes(ast.parse(MODULES[name].read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module.split(".")[0] != "yolo_batch":
+                others.add(node.module.split(".")[0])
+            elif node.module in MODULES and MODULES[node.module].name == "__init__.py":
+                subs = {f"{node.module}.{a.name}" for a in node.names}
+                ours |= (subs & MODULES.keys()) or {node.module}
+            else:
+                ours.add(node.module)
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                (ours if a.name.split(".")[0] == "yolo_batch" else others).add(
+                    a.name if a.name.startswith("yolo_batch") else a.name.split(".")[0]
+                )
+    return {m for m in ours if m in MODULES} - {name}, others
+
+
+GRAPH = {m: _imports(m)[0] for m in MODULES}
+
+
+def _layer(name: str) -> str:
+    parts = name.split(".")
+    return parts[1] if len(parts) > 2 and parts[1] in ("core", "tools") else "integration"
+
+
+def _reaches(start: str, goal: str) -> bool:
+    seen, todo = set(), list(GRAPH[start])
+    while todo:
+        m = todo.pop()
+        if m == goal:
+            return True
+        if m not in seen:
+            seen.add(m)
+            todo.extend(GRAPH.get(m, ()))
+    return False
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if not MODULES[m].name == "__init__.py"))
+def test_no_import_cycle_runs_through_any_module(module):
+    assert not _reaches(module, module), f"{module} imports itself through {sorted(GRAPH[module])}"
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if _layer(m) == "core"))
+def test_the_core_imports_only_the_core_and_the_standard_library(module):
+    ours, others = _imports(module)
+    assert {_layer(m) for m in ours} <= {"core"}, f"{module} imports {sorted(m for m in ours if _layer(m) != 'core')}"
+    foreign = {p for p in others if p not in sys.stdlib_module_names and p != "__future__"} - THIRD_PARTY_IN_CORE
+    assert not foreign, f"{module} imports {sorted(foreign)}: the core is pure (no torch, no Ultralytics)"
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if _layer(m) == "integration"))
+def test_the_trainer_integration_never_imports_the_tools(module):
+    tools = sorted(m for m in GRAPH[module] if _layer(m) == "tools")
+    assert not tools, f"{module} imports the tools {tools}"
+
+
+def test_the_run_state_stands_on_the_core_only():
+    assert {_layer(m) for m in GRAPH["yolo_batch.session"]} <= {"core"}
+
+
+def test_the_public_paths_stay():
+    import yolo_batch
+    from yolo_batch.callbacks import callbacks
+
+    assert callable(yolo_batch.AutoPlus)
+    assert callbacks and all(callable(f) for f in callbacks.values())  # the hooks dict, as Ultralytics integrations
+
+
+def test_no_module_assigns_another_modules_attributes():
+    """No module patches another at run time (`activate`'s three startup patches take the module as an argument)."""
+    modules = {p.stem for p in PACKAGE.rglob("*.py")}
+    packages = {"yolo_batch", "yolo_batch.core", "yolo_batch.tools"}
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        names = {a.asname or a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        names |= {
+            a.asname or a.name
+            for n in ast.walk(tree)
+            if isinstance(n, ast.ImportFrom) and (n.module in packages or (n.module or "").startswith("ultralytics"))
+            for a in n.names
+            if a.name in modules or a.name.islower()
+        }
+        for node in ast.walk(tree):
+            targets = node.targets if isinstance(node, ast.Assign) else []
+            targets = [e for t in targets for e in (t.elts if isinstance(t, (ast.Tuple, ast.List)) else [t])]
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "setattr" and node.args:
+                targets = [ast.Attribute(value=node.args[0], attr="?")]
+            for target in targets:
+                if (
+                    isinstance(target, ast.Attribute)
+                    and isinstance(target.value, ast.Name)
+                    and target.value.id in names
+                ):
+                    found.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {target.value.id}.{target.attr}")
+    assert found == []
