@@ -43,7 +43,7 @@ TRAIN = {
 
 
 def decision_lines(decision: dict) -> list[str]:
-    from yolo_batch.decide import decision_table
+    from yolo_batch.core.decision_record import decision_table
 
     return decision_table(decision)
 

@@ -184,8 +184,8 @@ def test_plan_refuses_a_run_folder_even_with_exist_ok(tmp_path, capsys, tiny_dat
 
 def test_the_decision_table_names_the_cap_instead_of_marking_a_fit():
     """issue 14: a table never marks a batch above a cap as fitting; it names the cap."""
+    from yolo_batch.core.decision_record import decision_table
     from yolo_batch.core.policy import Law, MemoryModel, decide
-    from yolo_batch.decide import decision_table
 
     d = decide(MemoryModel(Law(2**30, 2**20)), 20 * GIB, dataset_size=32)
     r = {

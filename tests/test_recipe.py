@@ -253,3 +253,28 @@ def test_a_low_speed_threshold_is_content_with_the_recipes_pick():
     d = decide(H100_MEMORY, H100_BUDGET, pace=pace, speed_threshold=0.01, **kw)
     assert d.batch == 8  # 72 above nbs is +7 % over 64 (above speed_gain 0), but 8 is content at 1 % of 1324
     assert "8 reaches speed_threshold 0.01 of the fastest above it too (1324 images/s)" in d.reason
+
+
+# ---------------------------------------------------------------------------------------------------------
+# speed_min_steps: a short run stays within nbs (the time-to-mAP bench's sparse set: 2560 images, 5 epochs)
+
+CPU_LAW = TimeLaw(0.0758, 0.00377, 0.0276)  # the time law `speed` measured there (64 px, 2 CPU cores)
+
+
+@pytest.mark.parametrize(("epochs", "floor", "above"), [(5, 10000, False), (5, 0, True), (500, 10000, True)])
+def test_a_short_run_stays_within_nbs_however_fast_a_larger_batch_goes(epochs, floor, above):
+    from yolo_batch.core.policy import GIB, Law, MemoryModel, decide
+
+    pace = Pace(CPU_LAW, dataset_size=2560, epochs=epochs)
+    d = decide(MemoryModel(Law(GIB, 2**20)), 20 * GIB, policy="speed", max_batch=128, pace=pace, speed_min_steps=floor)
+    assert (d.batch > 64) is above
+    if not above:  # 112 is predicted +13% faster, but 5 epochs make 115 steps at it
+        assert "would make 115 optimizer steps there, fewer than speed_min_steps 10000" in d.reason
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "many"])
+def test_speed_min_steps_must_be_a_whole_number_of_steps(bad):
+    from yolo_batch.core.spec import AutoPlusError, BatchSpec
+
+    with pytest.raises(AutoPlusError, match=r"speed_min_steps=.* a whole number of optimizer steps >= 0"):
+        BatchSpec(speed_min_steps=bad)

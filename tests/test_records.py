@@ -59,8 +59,7 @@ def _decision(batch: int, policy: str = "ladder") -> dict:
 def test_every_choice_is_kept_in_order_across_resumes(tmp_path):
     # session 1: auto-plus picks 8 at the start
     s1 = Session(BatchSpec(), decides=True, value="auto-plus")
-    s1.record = _decision(8)
-    records.decided(trainer(tmp_path), s1)
+    records.decided(trainer(tmp_path), s1, _decision(8))
     first = json.loads((tmp_path / DECISION_FILE).read_text())
     assert first["batch"] == 8 and first["from_epoch"] == 1 and first["source"] == "auto-plus"
     assert [(h["batch"], h["from_epoch"]) for h in first["history"]] == [(8, 1)]
@@ -80,8 +79,7 @@ def test_every_choice_is_kept_in_order_across_resumes(tmp_path):
     t3 = trainer(tmp_path, resume=True, batch=-1)
     s3 = Session(BatchSpec(policy="fit"), decides=True, value="auto-plus:fit")
     records.load_history(t3, s3)
-    s3.record = _decision(32, "fit")
-    records.decided(t3, s3)
+    records.decided(t3, s3, _decision(32, "fit"))
     assert len(json.loads((tmp_path / DECISION_FILE).read_text())["history"]) == 2  # not yet: epoch unknown
     t3.start_epoch, t3.batch_size = 3, 32
     records.started(t3, s3)
@@ -108,8 +106,7 @@ def test_every_choice_is_kept_in_order_across_resumes(tmp_path):
 
 def test_a_change_joins_the_history_once_its_epoch_finished_and_a_resume_drops_what_ran_ahead(tmp_path):
     s = Session(BatchSpec(policy="goodput"), decides=True, value="auto-plus:goodput")
-    s.record = _decision(8, "goodput")
-    records.decided(trainer(tmp_path), s)
+    records.decided(trainer(tmp_path), s, _decision(8, "goodput"))
     t = trainer(tmp_path, batch=32)
     switch = {"source": "goodput", "batch": 32, "previous_batch": 8, "reason": "faster", "from_epoch": 2}
     records.changed(t, s, switch, "goodput: faster")

@@ -154,6 +154,7 @@ def per_gpu_decision(
         pace=pace,
         speed_threshold=spec.speed_threshold,
         speed_gain=spec.speed_gain,
+        speed_min_steps=spec.speed_min_steps,
     )
     return decision if world == 1 else replace(decision, reason=f"per GPU of {world}: {decision.reason}")
 

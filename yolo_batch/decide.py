@@ -13,12 +13,15 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
+from yolo_batch.core.decision_record import decision_table
 from yolo_batch.core.policy import ADVICE, gib
 from yolo_batch.core.spec import AutoPlusError, BatchSpec, with_overrides
 from yolo_batch.session import log, session
 
 if TYPE_CHECKING:
     from ultralytics.engine.trainer import BaseTrainer
+
+    from yolo_batch.session import Session
 
 
 VERIFY_MARGIN = 0.5  # verify: auto proves picks whose predicted peak is above this share of the budget...
@@ -73,21 +76,46 @@ def no_loggers_in_a_plan(trainer) -> None:
         ]
 
 
-def auto_batch(trainer, world: int = 1) -> int:
-    """Probe (or check the law cache), decide, verify and report; return the batch (per GPU when ``world`` > 1)."""
-    from yolo_batch import adapt, lawcache, lrscale, memory, records
-    from yolo_batch.core import decision_record, recipe
-    from yolo_batch.core.pace_record import record_fields
+def auto_batch(trainer: BaseTrainer, world: int = 1) -> int:
+    """Probe (or check the law cache), decide, verify and report; return the batch (per GPU when ``world`` > 1).
+
+    Short steps: `_picked` (the law cache or the full probe, inside `probe.borrowed`), `_recipe` (goodput's start,
+    the large-batch recipe, the lr plan), `_record` (the record from numbers, `decision_record.build`), the law
+    cache saved, then `records` keeps it (the only writer of ``record``) and the table is logged.
+    """
+    from yolo_batch import lawcache, memory, records
     from yolo_batch.core.phases import Phases
-    from yolo_batch.core.policy import SPEEDS
-    from yolo_batch.probe import Prober, borrowed
 
     s, (logger, prefix) = session(trainer), log()
     assert s is not None  # attached to auto-plus trainers only (wiring.attach)
-    spec = s.spec
     memory.bind(s.device, trainer.device)
     phases = Phases()
-    t0 = phases.start
+    found, prober, picked, setup_seconds = _picked(trainer, s, world, phases)
+    if found.status == "miss" and found.entry is not None:
+        picked.notes.append(f"law cache not used: {found.detail}")
+    large, lr, bound = _recipe(trainer, s, picked, prober, world)
+    record = _record(trainer, s, picked, prober, found, phases, setup_seconds, large, lr, bound, world)
+    if found.setup is not None and found.status != "hit":  # the law through the verified step, when there is one
+        law = picked.peaks and refit_law(picked.model, picked.result, picked.batch, picked.peaks)
+        lawcache.save(found, prober, picked, record, law or picked.model)
+        record["cache"] = found.record()
+    if world > 1:  # this rank's verified per-GPU pick: ddp_auto_batch agrees, scales lr0 and hands it to records
+        records.proposed(s, record)
+        return picked.batch
+    records.decided(trainer, s, record)
+    for line in decision_table(record):
+        logger.info(f"{prefix}{line}")
+    if _PLANNING.get():
+        raise Planned(record, trainer.args.task)
+    return picked.batch
+
+
+def _picked(trainer: BaseTrainer, s: Session, world: int, phases):
+    """The law cache's pick with its verified step, or the full probe's: ``(found, prober, picked, setup_seconds)``."""
+    from yolo_batch import lawcache
+    from yolo_batch.probe import Prober, borrowed
+
+    spec, t0 = s.spec, phases.start
     with phases("cache"):
         found = lawcache.lookup(trainer, spec, s.backend, _versions(), world)
     with borrowed(trainer, phases):
@@ -98,17 +126,19 @@ def auto_batch(trainer, world: int = 1) -> int:
         if picked is None:
             forced = found.status == "miss" and found.entry is not None  # the cache disagreed: prove the new law
             picked = _full(trainer, prober, with_overrides(spec, verify=True) if forced else spec, world, phases)
-    batch, model, probe_law, result, used, flat = (
-        picked.batch, picked.model, picked.probe_law, picked.result, picked.used, picked.flat,
-    )  # fmt: skip
-    pace, decision, head, budget, verified = picked.pace, picked.decision, picked.head, picked.budget, picked.verified
-    notes, lead, verify_seconds = picked.notes, picked.lead, picked.verify_seconds
-    if found.status == "miss" and found.entry is not None:
-        notes.append(f"law cache not used: {found.detail}")
-    bound = _fit_bound(model, budget, prober, spec)  # goodput's ceiling, from the law as refitted
+    return found, prober, picked, setup_seconds
+
+
+def _recipe(trainer: BaseTrainer, s: Session, picked, prober, world: int):
+    """Goodput's start, the large-batch recipe above nbs (speed, goodput) and the lr plan: ``(large, lr, bound)``."""
+    from yolo_batch import adapt, lrscale
+    from yolo_batch.core import recipe
+    from yolo_batch.core.policy import SPEEDS
+
+    spec, args, batch = s.spec, trainer.args, picked.batch
+    bound = _fit_bound(picked.model, picked.budget, prober, spec)  # goodput's ceiling, from the law as refitted
     if spec.policy == "goodput" and world == 1:
-        adapt.begin(s, pace, bound)
-    args = trainer.args
+        adapt.begin(s, picked.pace, bound)
     # speed, goodput above nbs: the large-batch recipe (lr per optimizer family, warm-up floor, bn_momentum auto)
     large = (
         recipe.large_batch(
@@ -119,31 +149,40 @@ def auto_batch(trainer, world: int = 1) -> int:
     )
     # lr_scaling at the pick (DDP: at the global batch, after agreeing); lrscale applies it once the optimizer is built
     lr = lrscale.plan(trainer, s, spec.lr_scaling, batch, large) if world == 1 else {}
-    seconds = time.perf_counter() - t0
-    if flat:
+    return large, lr, bound
+
+
+def _record(trainer: BaseTrainer, s: Session, picked, prober, found, phases, setup_seconds, large, lr, bound, world):
+    """The decision's record, built from the numbers alone by `decision_record.build`."""
+    from yolo_batch.core import decision_record, recipe
+    from yolo_batch.core.pace_record import record_fields
+
+    spec, args, batch, result, notes = s.spec, trainer.args, picked.batch, picked.result, picked.notes
+    seconds = time.perf_counter() - phases.start
+    if picked.flat:
         notes.insert(0, "memory grew below the meter's resolution between probe sizes: per-image memory taken as 0")
     switch = recipe.optimizer_note(args.optimizer, prober.dataset_size, batch * max(world, 1), args.nbs, trainer.epochs)
     said = [large.words()] if large else []
-    reason = "; ".join([*lead, decision.reason, *said, *([switch] if switch else []), *notes])
-    s.record = decision_record.build(
+    reason = "; ".join([*picked.lead, picked.decision.reason, *said, *([switch] if switch else []), *notes])
+    return decision_record.build(
         batch=batch,
         value=s.value,
         spec=spec,
-        head=head,
-        budget=budget,
-        model=model,
-        probe_law=probe_law,
-        candidates=decision.candidates,
-        verified=verified,
+        head=picked.head,
+        budget=picked.budget,
+        model=picked.model,
+        probe_law=picked.probe_law,
+        candidates=picked.decision.candidates,
+        verified=picked.verified,
         reason=reason,
         seconds={
             "probe_seconds": result.seconds,
             "probe_setup_seconds": setup_seconds,
             "probe_warmup_seconds": result.warmup_seconds,
-            "verify_seconds": verify_seconds,
+            "verify_seconds": picked.verify_seconds,
             "decision_seconds": seconds,
         },
-        probe_points={"train": result.train, "val": result.val, "used": used, "oom": result.oom},
+        probe_points={"train": result.train, "val": result.val, "used": picked.used, "oom": result.oom},
         facts={
             "dataset_size": prober.dataset_size,
             "task": prober.task,
@@ -157,7 +196,7 @@ def auto_batch(trainer, world: int = 1) -> int:
             "phase_seconds": phases.record(seconds),
             "cache": found.record(),
             "allocated_peaks": [list(a) for a in prober.allocated] or None,  # CUDA: every probe and verified step
-            **record_fields(pace, batch, result),
+            **record_fields(picked.pace, batch, result),
             "time_refit": picked.time_refit,
             "recipe": large.as_record() if large else None,
             # goodput: a plain resume rescales lr0 on from here when lr_scales
@@ -170,18 +209,6 @@ def auto_batch(trainer, world: int = 1) -> int:
             "versions": _versions(),
         },
     )
-    if found.setup is not None and found.status != "hit":  # the law through the verified step, when there is one
-        law = picked.peaks and refit_law(model, result, batch, picked.peaks)
-        lawcache.save(found, prober, picked, s.record, law or model)
-        s.record["cache"] = found.record()
-    if world > 1:
-        return batch  # this rank's verified per-GPU pick: ddp_auto_batch agrees, scales lr0 and writes
-    records.decided(trainer, s)
-    for line in decision_table(s.record):
-        logger.info(f"{prefix}{line}")
-    if _PLANNING.get():
-        raise Planned(s.record, trainer.args.task)
-    return batch
 
 
 def _full(trainer: BaseTrainer, prober, spec: BatchSpec, world: int, phases):
@@ -308,9 +335,9 @@ def ddp_auto_batch(trainer: BaseTrainer) -> int:
     with ddp.unwrapped(trainer):  # the bare module: no probe step runs a collective
         per_gpu, picks = ddp.agree(lambda: auto_batch(trainer, world=world), world)
     batch = per_gpu * world
-    assert s.record is not None  # auto_batch built this rank's
+    assert s.record is not None  # auto_batch proposed this rank's (records.proposed)
     fields = {**ddp.record_fields(s.record, picks, ddp.rank()), **lrscale.plan(trainer, s, s.spec.lr_scaling, batch)}
-    records.decided(trainer, s, fields)  # rank 0 writes
+    records.decided(trainer, s, s.record, fields)  # rank 0 writes
     record = s.record
     assert record is not None
     if ddp.rank() == 0:
@@ -394,38 +421,6 @@ def _fit_val(result):
         return policy.fit_law(result.val)[0] if len(result.val) >= 2 else None
     except ValueError:
         return None
-
-
-def decision_table(r: dict[str, Any]) -> list[str]:
-    """The decision as log lines: headroom, one row per candidate, the pick and why."""
-    from yolo_batch.core.pace_record import law_line
-
-    speed = any(c.get("predicted_images_per_s") for c in r["candidates"])
-
-    def ips(value) -> str:
-        return f" {value or '-':>9}" if speed else ""
-
-    lines = [
-        f"{r['device']} usable {gib(r['free_bytes'] + r['held_bytes'])} "
-        f"x utilization {r['utilization']:.2f} = budget {gib(r['budget_bytes'])}; "
-        f"memory law {gib(r['fixed_bytes'])} + {r['per_image_bytes'] / 2**20:.1f} MiB/image",
-        *([law_line(r)] if r.get("speed") else []),
-        f"{'batch':>7} {'predicted peak':>15} {'fits':>5}" + (f" {'images/s':>9}" if speed else ""),
-    ]
-    for c in r["candidates"]:
-        mark = "  <- pick" if c["batch"] == r["batch"] else f"  above {c['cap']}" if c.get("cap") else ""
-        fits = f"{'yes' if c['fits'] else 'no':>5}{ips(c.get('predicted_images_per_s'))}"
-        lines.append(f"{c['batch']:>7} {gib(c['predicted_peak_bytes']):>15} {fits}{mark}")
-    if r["batch"] not in [c["batch"] for c in r["candidates"]]:
-        pick_ips = ips(r.get("predicted_images_per_s"))
-        lines.append(f"{r['batch']:>7} {gib(r['predicted_peak_bytes']):>15} {'yes':>5}{pick_ips}  <- pick")
-    verified = r["verified_peak_bytes"]
-    check = ""
-    if verified:
-        err = (r["predicted_peak_bytes"] - verified) / verified * 100
-        check = f"; verified peak {gib(verified)} (prediction {err:+.1f}%)"
-    lines.append(f"batch={r['batch']} ({r['policy']}): {r['reason']}{check}; decided in {r['decision_seconds']:.1f}s")
-    return lines
 
 
 def _versions() -> dict[str, str]:

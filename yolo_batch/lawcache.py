@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -161,6 +161,7 @@ def cached_pick(trainer: BaseTrainer, prober, spec, backend, found: Lookup, phas
         found.status, found.detail = "miss", "the worst-case batch or the optimizer differs"
         return None
     pace = pace_from_record(entry) if spec.policy in policy.SPEEDS else None
+    pace = pace and replace(pace, epochs=trainer.epochs)  # this run's epochs, not the cached run's
     if spec.policy in policy.SPEEDS and pace is None:
         found.status, found.detail = "miss", "no time law cached for this policy"
         return None

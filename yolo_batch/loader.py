@@ -150,6 +150,7 @@ def measure_pace(trainer: BaseTrainer, prober, result, limit: int):
         rate.start_seconds,
         tuple(points),
         prober.dataset_size,
+        trainer.epochs,
         rate.skipped,
     )
 

@@ -109,20 +109,23 @@ def decision(s: Session) -> dict[str, Any] | None:
     return {**top, "history": s.history or [top]} if top else None
 
 
-def decided(trainer, s: Session, fields: dict[str, Any] | None = None) -> None:
-    """Keep the decision just made (``s.record``, with ``fields``: a DDP launch's agreement and lr scaling).
+def proposed(s: Session, record: dict[str, Any]) -> None:
+    """A DDP rank's own decision, kept until the ranks agree (`decided` then writes it with their agreement)."""
+    s.record = record
+
+
+def decided(trainer, s: Session, record: dict[str, Any], fields: dict[str, Any] | None = None) -> None:
+    """Keep the decision just made (``record``, with ``fields``: a DDP launch's agreement and lr scaling).
 
     A new run's joins the history from epoch 1 now, a resumed run's once it trained.
 
     A fresh run writes it at once (there is no checkpoint it could run ahead of); on resume ``trainer.auto_batch``
     runs before Ultralytics reads the checkpoint's epoch, so `started` queues it with its first epoch.
     """
-    if fields:
-        s.record = {**(s.record or {}), **fields}
+    s.record = {**record, **(fields or {})}
     s.pending = True
     if not getattr(trainer, "resume", False):
         s.pending = False
-        assert s.record is not None  # decide made it
         s.record = {**s.record, "source": "auto-plus", "from_epoch": 1}
         s.history.append(s.record)
         write(trainer, s)

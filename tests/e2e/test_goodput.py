@@ -160,7 +160,8 @@ def test_above_nbs_under_the_large_batch_recipe_goodput_reads_the_recipe_and_sta
     warm-up floor would otherwise cover the whole of these 1-iteration epochs, and no noise reading is taken in
     warm-up. (Without the recipe, AdamW above nbs steps back at once: `tests/test_goodput.py`.)
     """
-    model = AutoPlus(policy="goodput", min_batch=8, speed_threshold=0.999).register(YOLO("yolo11n.yaml"))
+    settings = {"policy": "goodput", "min_batch": 8, "speed_threshold": 0.999, "speed_min_steps": 0}  # a short run
+    model = AutoPlus(**settings).register(YOLO("yolo11n.yaml"))
     train_in_process(model, tiny_data, tmp_path, epochs=2, nbs=8, optimizer="AdamW", lr0=0.001, warmup_epochs=0)
     run, t = tmp_path / "run", model.trainer
     record = json.loads((run / "batch_decision.json").read_text())

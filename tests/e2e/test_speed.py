@@ -124,6 +124,17 @@ def _assert_ceilings(d: dict) -> None:
     assert d["speed"]["loader"]["skipped_batches"] >= 1  # workers=0 on a CPU: the first batch
 
 
+def test_a_short_run_stays_within_nbs_and_says_why(tiny_data, tmp_path):
+    """The same run as below, with the default speed_min_steps: 3 epochs of 32 images make a few optimizer steps at
+    any batch above nbs=8, so speed stays within Ultralytics' recipe, applies no recipe and says why."""
+    model = AutoPlus(policy="speed", speed_gain=0.0).register(YOLO("yolo11n.yaml"))
+    train_in_process(model, tiny_data, tmp_path, nbs=8, epochs=3, warmup_epochs=0.5, optimizer="AdamW", lr0=0.001)
+    d = _record(tmp_path / "run")
+    assert d["batch"] <= 8 and d["recipe"] is None and d["settings"]["speed_min_steps"] == 10000
+    assert "fewer than speed_min_steps 10000 (a short run is update-bound)" in d["reason"]
+    assert model.trainer.batch_size == d["batch"]
+
+
 def test_python_speed_above_nbs_applies_the_large_batch_recipe(tiny_data, tmp_path):
     """nbs=8 and speed_gain 0: a batch above 8 is faster on a CPU, so the recipe applies, through its owners."""
     import math
@@ -132,7 +143,7 @@ def test_python_speed_above_nbs_applies_the_large_batch_recipe(tiny_data, tmp_pa
 
     from yolo_batch.batchnorm import scaled
 
-    model = AutoPlus(policy="speed", speed_gain=0.0).register(YOLO("yolo11n.yaml"))
+    model = AutoPlus(policy="speed", speed_gain=0.0, speed_min_steps=0).register(YOLO("yolo11n.yaml"))
     train_in_process(model, tiny_data, tmp_path, nbs=8, epochs=3, warmup_epochs=0.5, optimizer="AdamW", lr0=0.001)
     d, t = _record(tmp_path / "run"), model.trainer
     b = d["batch"]
@@ -185,7 +196,7 @@ def test_far_pick_refits_the_time_law_through_a_timed_step(tiny_data, tmp_path, 
     from yolo_batch.core.throughput import Pace, TimeLaw
 
     monkeypatch.setattr(loader, "EXTEND_SECONDS", 0.0)
-    model = AutoPlus(policy="speed", speed_gain=0.0, max_batch=32).register(YOLO("yolo11n.yaml"))
+    model = AutoPlus(policy="speed", speed_gain=0.0, speed_min_steps=0, max_batch=32).register(YOLO("yolo11n.yaml"))
     train_in_process(model, tiny_data, tmp_path, nbs=8, epochs=1)
     d = _record(tmp_path / "run")
     refit = d["time_refit"]
@@ -228,7 +239,7 @@ def test_a_plain_resume_carries_the_recipe_on(tiny_data, tmp_path):
         if trainer.epoch == 1:
             raise Stop  # at the start of the second epoch: the first is saved, as by a kill
 
-    model = AutoPlus(policy="speed", speed_gain=0.0).register(YOLO("yolo11n.yaml"))
+    model = AutoPlus(policy="speed", speed_gain=0.0, speed_min_steps=0).register(YOLO("yolo11n.yaml"))
     model.add_callback("on_train_epoch_start", stop)
     with pytest.raises(Stop):
         train_in_process(model, tiny_data, tmp_path, nbs=8, epochs=3, warmup_epochs=0.5, optimizer="AdamW", lr0=0.001)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from yolo_batch.core.policy import gib
+
 
 def build(
     *,
@@ -89,3 +91,35 @@ def build(
         "settings": {**spec.as_dict(), "val_batch": model.val_batch},
         **extra,
     }
+
+
+def decision_table(r: dict[str, Any]) -> list[str]:
+    """The decision as log lines: headroom, one row per candidate, the pick and why."""
+    from yolo_batch.core.pace_record import law_line
+
+    speed = any(c.get("predicted_images_per_s") for c in r["candidates"])
+
+    def ips(value) -> str:
+        return f" {value or '-':>9}" if speed else ""
+
+    lines = [
+        f"{r['device']} usable {gib(r['free_bytes'] + r['held_bytes'])} "
+        f"x utilization {r['utilization']:.2f} = budget {gib(r['budget_bytes'])}; "
+        f"memory law {gib(r['fixed_bytes'])} + {r['per_image_bytes'] / 2**20:.1f} MiB/image",
+        *([law_line(r)] if r.get("speed") else []),
+        f"{'batch':>7} {'predicted peak':>15} {'fits':>5}" + (f" {'images/s':>9}" if speed else ""),
+    ]
+    for c in r["candidates"]:
+        mark = "  <- pick" if c["batch"] == r["batch"] else f"  above {c['cap']}" if c.get("cap") else ""
+        fits = f"{'yes' if c['fits'] else 'no':>5}{ips(c.get('predicted_images_per_s'))}"
+        lines.append(f"{c['batch']:>7} {gib(c['predicted_peak_bytes']):>15} {fits}{mark}")
+    if r["batch"] not in [c["batch"] for c in r["candidates"]]:
+        pick_ips = ips(r.get("predicted_images_per_s"))
+        lines.append(f"{r['batch']:>7} {gib(r['predicted_peak_bytes']):>15} {'yes':>5}{pick_ips}  <- pick")
+    verified = r["verified_peak_bytes"]
+    check = ""
+    if verified:
+        err = (r["predicted_peak_bytes"] - verified) / verified * 100
+        check = f"; verified peak {gib(verified)} (prediction {err:+.1f}%)"
+    lines.append(f"batch={r['batch']} ({r['policy']}): {r['reason']}{check}; decided in {r['decision_seconds']:.1f}s")
+    return lines

@@ -154,6 +154,7 @@ def decide(
     pace=None,
     speed_threshold: float = 0.97,
     speed_gain: float = 0.10,
+    speed_min_steps: int = 0,
 ) -> Decision:
     """Pick the batch.
 
@@ -179,6 +180,8 @@ def decide(
         pace (throughput.Pace | None): Predicted images/s per batch; needed by ``speed``, shown by all.
         speed_threshold (float): ``speed``: the share of the best predicted images/s to reach.
         speed_gain (float): ``speed``: the predicted gain a batch above ``nbs`` needs over the best at or below it.
+        speed_min_steps (int): ``speed``: a batch above ``nbs`` only where the run still makes at least this many
+            optimizer steps at it, ``ceil(dataset_size / batch) x epochs`` (``pace.epochs``); 0: no floor.
 
     Returns:
         (Decision): The pick, its predicted peak and the reason in words.
@@ -250,7 +253,7 @@ def decide(
             raise ValueError(f"policy {policy!r} needs the measured pace (time law and dataloader rate)")
         if fit_n < min_batch:
             return _none_fits(model, budget_bytes, policy, min_batch, rungs)
-        b, reason = _within_recipe(pace, min_batch, fit_n, speed_threshold, speed_gain)
+        b, reason = _within_recipe(pace, min_batch, fit_n, speed_threshold, speed_gain, speed_min_steps)
         limit = cap_note if fit_n == cap else f"{fit_n + 1} would need {gib(model.peak(fit_n + 1))}"
         reason = f"{reason} (the largest that fits is {fit_n}: {limit}); {b} fits at {gib(model.peak(b))}"
         nbs = pace.law.nbs
@@ -316,8 +319,14 @@ def _fastest(pace, low: int, high: int, threshold: float) -> tuple[int, str]:
     )
 
 
-def _within_recipe(pace, low: int, high: int, threshold: float, gain: float) -> tuple[int, str]:
-    """The ``speed`` pick: the threshold rule at or below nbs, above nbs only past ``gain``.
+def _within_recipe(pace, low: int, high: int, threshold: float, gain: float, min_steps: int = 0) -> tuple[int, str]:
+    """The ``speed`` pick: the threshold rule at or below nbs, above nbs only past ``gain`` and in a long run.
+
+    A short run is update-bound: above nbs every optimizer step sees more images, so the run makes fewer steps
+    (Hoffer et al. 2017 trace the large-batch gap to them), and a run of few steps has none to spare. So a batch
+    above nbs is considered only where the run still makes ``min_steps`` optimizer steps at it (``speed_min_steps``,
+    10000 by default: the line Ultralytics' ``optimizer=auto`` draws between a short and a long run), counted as
+    ``ceil(dataset_size / batch) x epochs`` from ``pace``; unknown counts do not hold it back.
 
     Above nbs only when its pick (the threshold rule among the batches above nbs) is predicted more than ``gain``
     faster than the fastest at or below nbs, and the pick at or below nbs does not reach ``threshold`` of the
@@ -339,6 +348,13 @@ def _within_recipe(pace, low: int, high: int, threshold: float, gain: float) -> 
     fast_in, fast_out = pace.images_per_s(best), pace.images_per_s(above)
     g = fast_out / fast_in - 1 if fast_in > 0 else 0.0
     top = max(pace.images_per_s(b) for b in range(nbs + 1, min(high, nbs + SPEED_SCAN) + 1))  # fastest above
+    steps = _steps(pace, above)
+    if g > gain and steps is not None and steps < min_steps:  # a short run: too few updates to give any away
+        return inside, (
+            f"{why}; within nbs={nbs} (Ultralytics' recipe): {above} above it would gain {g:+.0%} in images/s, but "
+            f"the run would make {steps} optimizer steps there, fewer than speed_min_steps {min_steps} (a short run "
+            f"is update-bound)"
+        )
     if g > gain and pace.images_per_s(inside) >= threshold * top:  # the in-recipe pick is fast enough already
         return inside, (
             f"{why}; within nbs={nbs} (Ultralytics' recipe): {inside} reaches speed_threshold {threshold:.2f} of the "
@@ -353,6 +369,18 @@ def _within_recipe(pace, low: int, high: int, threshold: float, gain: float) -> 
         f"{why}; within nbs={nbs} (Ultralytics' recipe): the fastest above it, {above} at {fast_out:.0f} images/s, "
         f"gains {g:+.0%}, not above speed_gain {gain:.0%}"
     )
+
+
+def _steps(pace, batch: int) -> int | None:
+    """Optimizer steps of the whole run at ``batch`` above nbs (one per batch), or None when not known.
+
+    Examples:
+        >>> from yolo_batch.core.throughput import Pace, TimeLaw
+        >>> _steps(Pace(TimeLaw(0.1, 0.01), dataset_size=2560, epochs=5), 112), _steps(Pace(TimeLaw(0.1, 0.01)), 112)
+        (115, None)
+    """
+    n, epochs = getattr(pace, "dataset_size", None), getattr(pace, "epochs", None)
+    return -(-n // batch) * epochs if n and epochs else None
 
 
 def _none_fits(model: MemoryModel, budget: float, policy: str, min_batch: int, rungs: tuple) -> Decision:

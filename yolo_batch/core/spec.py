@@ -61,6 +61,8 @@ class BatchSpec:
         speed_threshold (float): ``speed``: the share of the best predicted images/s the pick must reach, in (0, 1].
         speed_gain (float): ``speed``/``goodput``: the predicted images/s gain a batch above ``nbs`` needs over the
             fastest at or below it (>= 0, e.g. 0.10); a pick above ``nbs`` applies the large-batch recipe (`recipe`).
+        speed_min_steps (int): ``speed``/``goodput``: a batch above ``nbs`` only where the run still makes at least
+            this many optimizer steps at it (``ceil(images / batch) x epochs``; >= 0, 0: no floor).
         goodput_gain (float): ``goodput``: the predicted goodput gain a switch needs, in (0, 1), e.g. 0.05.
         bn_momentum (str): ``keep`` Ultralytics' BatchNorm momentum; ``auto`` scales it with the batch so the running
             statistics average over as many images as at batch 16 (`batchnorm`).
@@ -85,6 +87,7 @@ class BatchSpec:
     lr_scaling: str = "none"
     speed_threshold: float = 0.97
     speed_gain: float = 0.10
+    speed_min_steps: int = 10000
     goodput_gain: float = 0.05
     bn_momentum: str = "keep"
     noise_scale: bool = True
@@ -148,6 +151,9 @@ def _check(key: str, value: Any, where: str = "") -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
             raise bad("a fraction >= 0, e.g. 0.10 (a batch above nbs must be predicted 10% faster)")
         value = float(value)
+    elif key == "speed_min_steps":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise bad("a whole number of optimizer steps >= 0, e.g. 10000 (0: no floor)")
     elif key == "goodput_gain":
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
             raise bad("a fraction in (0, 1), e.g. 0.05")

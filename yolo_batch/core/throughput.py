@@ -162,6 +162,7 @@ class Pace:
         loader_start_seconds (float): Seconds to build the loader and get its first batch (workers' start).
         points (tuple): The ``(batch, seconds)`` steps the law was fitted on.
         dataset_size (int | None): Training images per epoch (None: an endless stream, no partial batch).
+        epochs (int | None): The run's epochs (None: not known).
         loader_skipped (int): Batches the loader's measurement skipped as its warm-up (the first, the prefetched).
 
     Examples:
@@ -181,6 +182,7 @@ class Pace:
     loader_start_seconds: float = 0.0
     points: tuple = ()
     dataset_size: int | None = None
+    epochs: int | None = None  # the run's epochs (the optimizer steps a batch makes: `policy`'s short-run floor)
     loader_skipped: int = 0
 
     def step_images_per_s(self, batch: int) -> float:
@@ -301,6 +303,7 @@ class Pace:
         return {
             "time_law": law.as_record(),
             "dataset_size": self.dataset_size,
+            "epochs": self.epochs,
             "loader": {
                 "images_per_s": round(self.loader_images_per_s, 1) if self.loader_images_per_s else None,
                 "workers": self.workers,
@@ -342,4 +345,5 @@ def pace_from_record(record: dict[str, Any]) -> Pace | None:
         int(loader.get("cpus", 1)),
         str(loader.get("cache", "False")),
         dataset_size=speed.get("dataset_size"),
+        epochs=speed.get("epochs"),
     )

@@ -224,7 +224,7 @@ def cmd_plan(args: list[str]) -> int:
     if json_out:
         print(json.dumps(record, indent=2))
         return 0
-    from yolo_batch.decide import decision_table
+    from yolo_batch.core.decision_record import decision_table
 
     for line in [*decision_table(record), "", *what_if_table(record, record["what_if"])]:
         print(line)

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from yolo_batch.callbacks import DECISION_FILE, EFFECT_FILE
+from yolo_batch.core.decision_record import decision_table
 from yolo_batch.core.history import batch_spans, row_spans, spans_words
 from yolo_batch.core.spec import AutoPlusError
-from yolo_batch.decide import decision_table
 from yolo_batch.effect import atomic_write, atomic_write_bytes, read_csv
 from yolo_batch.summary import TASKS, Task, number, task_of, train_loss
 from yolo_batch.tools.cmdline import parse_pairs
