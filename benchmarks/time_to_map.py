@@ -24,7 +24,7 @@ stock run it would repeat (an auto-plus run that picks N trains as stock batch=N
 Ultralytics settings folder in ``work=`` with every logger integration off.
 
 The default recipe: 2560 training images at 64 px, AdamW lr0=0.004, no warm-up, no mosaic, 5 epochs, so batch
-128 gets 20 iterations per epoch (16 gets 160). About 40 minutes on 2 CPU cores for both shapes and all rows.
+128 gets 20 iterations per epoch (16 gets 160). 34 minutes on 2 idle CPU cores for both shapes and all rows.
 Finished runs in ``work=`` are reused, so ``runs=fixed`` can run first and ``runs=auto`` later (the table then
 reads the fixed runs back).
 
