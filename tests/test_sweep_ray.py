@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -206,3 +207,29 @@ def test_an_address_where_nothing_listens_is_one_line_within_seconds(tmp_path, c
         f"cluster there (ray start --head --port={port}), or use address=auto for the cluster running on this machine"
     ]
     assert not project.exists() and fake.calls == []
+
+
+def test_a_driver_that_loses_ray_while_waiting_says_so_in_one_line(monkeypatch, tmp_path):
+    """``ray.wait`` itself failing (Ray's control store gone) ends the sweep with one line naming the runs it was
+    waiting for; a node that dies under the runs is the e2e test of tests/e2e/test_sweep_ray.py."""
+    queue = pytest.importorskip("ray.util.queue")
+    from ray import exceptions
+
+    from yolo_batch.core.spec import AutoPlusError
+    from yolo_batch.tools import sweep_ray
+
+    def wait(refs, **kw):
+        raise exceptions.RaySystemError("GetAllNodeInfo failed\nthe control store at 192.0.2.2:6379 is gone")
+
+    task = types.SimpleNamespace(remote=lambda *a: object())
+    fake = types.SimpleNamespace(
+        remote=lambda f: types.SimpleNamespace(options=lambda **kw: task), wait=wait, exceptions=exceptions
+    )
+    monkeypatch.setattr(queue, "Queue", lambda **kw: None)
+    runs = [(b, tmp_path / b, "new", None) for b in ("4", "8")]
+    with pytest.raises(AutoPlusError) as e:
+        sweep_ray._drive(fake, {}, tmp_path, runs, {"cpus_per_run": 1, "gpus_per_run": 0}, [])
+    assert str(e.value) == (
+        "sweep: Ray stopped answering during batch=4, batch=8 (the control store at 192.0.2.2:6379 is gone); "
+        "finished runs are kept, and the same sweep resumes the others from their last.pt once Ray runs again"
+    )

@@ -137,6 +137,7 @@ def _drive(ray, recipe: dict[str, Any], project: Path, runs: list[tuple], need: 
         )
     done: dict[str, dict] = {}
     pending: dict[Any, str] = {}
+    nodes: dict[str, str] = {}  # where each run said it started
     how = {value: "resumed" if state == "interrupted" else "trained" for value, _, state, _ in runs}
     try:
         for value, _, state, saved in runs:
@@ -147,11 +148,14 @@ def _drive(ray, recipe: dict[str, Any], project: Path, runs: list[tuple], need: 
                 pending[task.remote(recipe, value, str(project), state, saved, events)] = value
                 _say(value, f"queued ({need['cpus_per_run']} CPU, {need['gpus_per_run']} GPU)")
         while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
-            _drain(events)
+            try:
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+            except ray.exceptions.RayError as e:  # the driver lost Ray itself: no task result can come back
+                raise AutoPlusError(_lost(pending, e)) from None
+            events = _drain(ray, events, nodes)
             for ref in ready:
                 value = pending.pop(ref)
-                done[value] = {"how": how[value], **_result(ray, ref)}
+                done[value] = {"how": how[value], **_result(ray, ref, nodes.get(value, "?"))}
                 r = done[value]
                 what = f"finished in {r['seconds']:.0f}s on {r['node']}" if r["ok"] else f"failed: {r['error']}"
                 _say(value, f"{what} ({len(done)}/{len(runs)} done)")
@@ -172,29 +176,55 @@ def _drive(ray, recipe: dict[str, Any], project: Path, runs: list[tuple], need: 
     return 0
 
 
-def _drain(events) -> None:
-    """Print the runs' own state changes (running, resuming) that reached the queue."""
+def _drain(ray, events, nodes: dict[str, str]):
+    """Print the runs' state changes (running, resuming) that reached the queue; the queue, or None once lost.
+
+    Each run's node is noted into ``nodes``. The queue is an actor on the driver's node: if Ray loses it (the
+    node died), the runs' own results still say how each ended, so its loss stops only these lines.
+    """
     from ray.util.queue import Empty
 
-    while True:
+    while events is not None:
         try:
             value, state, node, saved = events.get_nowait()
         except Empty:
-            return
+            return events
+        except ray.exceptions.RayError:
+            return None
+        nodes[value] = node
         _say(
             value,
             f"resuming after epoch {saved} (weights/last.pt) on {node}"
             if state == "resuming"
             else f"running on {node}",
         )
+    return None
 
 
-def _result(ray, ref) -> dict:
-    """A task's result, or its error as one line (a task that raised, was cancelled, or lost its worker)."""
+def _lost(pending: dict, e: BaseException) -> str:
+    """The one line for a sweep whose driver lost Ray while runs were going."""
+    names = ", ".join(f"batch={v}" for v in pending.values())
+    return (
+        f"sweep: Ray stopped answering during {names} ({_line(e)}); finished runs are kept, and the same sweep "
+        "resumes the others from their last.pt once Ray runs again"
+    )
+
+
+def _result(ray, ref, node: str) -> dict:
+    """A task's result, or its error as one line (a task that raised, was cancelled, or lost its worker or node).
+
+    ``node`` is where the run said it started (``?`` if it never said): a task whose node or worker died returns
+    nothing of its own.
+    """
     try:
         return ray.get(ref)
+    except ray.exceptions.NodeDiedError:
+        error = f"Ray lost node {node}, where it ran"
+    except ray.exceptions.WorkerCrashedError:
+        error = f"its Ray worker on node {node} died"
     except ray.exceptions.RayError as e:
-        return {"ok": False, "node": "?", "seconds": None, "error": _line(e)}
+        error = _line(e)
+    return {"ok": False, "node": node, "seconds": None, "error": error}
 
 
 def _table(runs: list[tuple], done: dict[str, dict]) -> list[str]:
