@@ -39,6 +39,7 @@ def main(folder: str) -> int:
             return rc
         items = json.loads(report.read_text(encoding="utf-8"))["install"]
     pins = [f"{i['metadata']['name']}=={i['metadata']['version']}" for i in items]
+    Path(folder).mkdir(parents=True, exist_ok=True)  # also when nothing is lacking: make touches a file in it
     print(f"loggers_target: {len(pins)} packages into {folder}", flush=True)
     return subprocess.call([*pip, "--no-deps", "--target", folder, *pins]) if pins else 0
 

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -164,6 +165,46 @@ def test_ctrl_c_stops_the_training_child_quietly(tmp_path):
     assert err == "stopped\n"  # the child printed no KeyboardInterrupt traceback
     with pytest.raises(ProcessLookupError):
         os.kill(child, 0)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_a_child_stops_when_its_parent_is_killed_without_a_word():
+    """``kill -9`` (or the OOM killer) on the process that runs a training: the child, in a session of its own,
+    gets SIGTERM from the kernel (``yolo_batch.tools.tether``) instead of training on, unseen."""
+    parent = (
+        "import sys\n"
+        "from yolo_batch.tools.cmdline import run_child\n"
+        "run_child([sys.executable, '-c', 'import os, time; print(os.getpid(), flush=True); time.sleep(60)'])\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True)
+    child = int(proc.stdout.readline())
+    proc.kill()
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 20
+    while _alive(child):
+        assert time.monotonic() < deadline, "the child outlived its killed parent"
+        time.sleep(0.1)
+
+
+def _alive(pid: int) -> bool:
+    """A process that runs (not gone, not a zombie waiting to be reaped), from Linux's /proc."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_the_tether_refuses_an_orphan_and_names_a_command_it_cannot_start():
+    def tether(*args: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "yolo_batch.tools.tether", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+
+    assert tether("1", "true").returncode == 143  # its parent is not pid 1: gone already, the command never runs
+    r = tether(str(os.getpid()), "no-such-yolo")
+    assert r.returncode == 127
+    assert r.stderr.splitlines() == ["yolo-batch: error: cannot start no-such-yolo: No such file or directory"]
+    assert tether(str(os.getpid()), sys.executable, "-c", "import sys; sys.exit(7)").returncode == 7  # its own
 
 
 def test_command_modules_stand_on_cmdline_not_on_each_other():

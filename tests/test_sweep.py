@@ -431,6 +431,43 @@ def test_real_ctrl_c_during_training_leaves_a_resumable_run(tiny_data, tmp_path)
     assert state == "interrupted" and saved >= 2
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_a_sweep_killed_with_sigkill_leaves_no_training_behind_and_the_same_command_resumes(tiny_data, tmp_path):
+    """``kill -9`` on ``yolo-batch sweep`` (or the OOM killer choosing it) while ``yolo train`` trains: the training
+    stops too, so no second writer is left in the run folder, and the same command resumes from last.pt."""
+    project = tmp_path / "sweep"
+    args = real(project, tiny_data, "4", 6)
+    yolo_batch = str(Path(sys.executable).with_name("yolo-batch"))
+    proc = subprocess.Popen([yolo_batch, "sweep", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while proc.poll() is None and (sweep_state.run_state(project / "4", 6)[1] or 0) < 2:
+        assert time.monotonic() < deadline, "the run did not save two epochs in time"
+        time.sleep(0.2)
+    children = [int(x) for x in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
+    assert len(children) == 1  # the yolo train of batch 4
+    proc.kill()
+    proc.communicate(timeout=60)
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{children[0]}").exists() and _running(children[0]):
+        assert time.monotonic() < deadline, "yolo train trained on after its sweep was killed"
+        time.sleep(0.2)
+    state, saved = sweep_state.run_state(project / "4", 6)
+    assert state == "interrupted" and 2 <= saved < 6, (state, saved)
+    r = subprocess.run([yolo_batch, "sweep", *args], capture_output=True, text=True, timeout=300, check=False)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "batch=4 (resumed)" in r.stdout
+    assert [row["epoch"] for row in read_csv(project / "4" / "results.csv")] == [str(e) for e in range(1, 7)]
+    assert sweep_state.run_state(project / "4", 6) == ("finished", None)
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
 def test_values_that_name_the_same_run_are_one_member():
     """Fractions are written one way (the run folder's name too); another policy or share is another member."""
     assert sweep.parse_batches("auto-plus:fit:0.80,auto-plus:fit,16") == ["auto-plus:fit:0.8", "auto-plus:fit", "16"]

@@ -167,7 +167,9 @@ def run_child(cmd: list[str], env: dict[str, str] | None = None, log: Path | Non
     The child runs in its own session, so the terminal's Ctrl-C reaches this process alone. On Ctrl-C (or
     SIGTERM, SIGHUP) the child's whole process group (its dataloader workers too) gets SIGTERM, which ends it
     quietly at the state its last epoch saved, and is killed after `STOP_SECONDS`; then `KeyboardInterrupt`
-    is raised here for the caller to say how to go on.
+    is raised here for the caller to say how to go on. On Linux the child is tethered to this process
+    (`yolo_batch.tools.tether`): if this process dies without a word (``kill -9``, the OOM killer), the child
+    gets the same SIGTERM instead of training on unseen.
 
     Args:
         cmd (list[str]): The command line.
@@ -184,6 +186,8 @@ def run_child(cmd: list[str], env: dict[str, str] | None = None, log: Path | Non
     if log is not None:
         Path(log).parent.mkdir(parents=True, exist_ok=True)
         out = open(log, "ab")  # closed in the finally below, after the child ends
+    if sys.platform.startswith("linux"):
+        cmd = [sys.executable, "-m", "yolo_batch.tools.tether", str(os.getpid()), *cmd]
     try:
         proc = subprocess.Popen(
             cmd, env=env, start_new_session=True, stdout=out, stderr=subprocess.STDOUT if out else None
