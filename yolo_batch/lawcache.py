@@ -150,7 +150,7 @@ def lookup(trainer: BaseTrainer, spec, backend, versions: dict[str, str], world:
 
 def cached_pick(trainer: BaseTrainer, prober, spec, backend, found: Lookup, phases) -> Picked | None:
     """The pick from the cached law, proven by one verified step; None (and ``found`` says why) to probe."""
-    from yolo_batch import ddp
+    from yolo_batch import ddp, retime
     from yolo_batch.core import policy
     from yolo_batch.core.throughput import pace_from_record
     from yolo_batch.probe import ProbeResult
@@ -188,7 +188,17 @@ def cached_pick(trainer: BaseTrainer, prober, spec, backend, found: Lookup, phas
     result.oom = list(points["oom"])
     found.status = "hit"
     found.detail = f"the cached law (saved {entry['saved']}), checked by one verified step at {decision.batch}"
-    return Picked(
+    verified, notes = decision.batch, [f"law from the cache ({found.key}), verified at {decision.batch}"]
+    top = max(p for p in peaks if p is not None)
+    with phases("verify"):  # a pick far from the cached time law's timed sizes is timed, as on the probe's path
+        retimed = retime.retimed(prober, spec, 1, model, budget, pace, decision.batch, True) if pace else None
+    lead, refit = [], None
+    if retimed is not None:
+        pace, decision, refit, words = retimed
+        lead.append(words)
+        if decision.batch != verified:
+            notes.append(f"memory verified at {verified} ({policy.gib(top)}), above the pick")
+    picked = Picked(
         decision.batch,
         model,
         policy.MemoryModel(policy.Law(*entry["probe_law"])),
@@ -199,10 +209,14 @@ def cached_pick(trainer: BaseTrainer, prober, spec, backend, found: Lookup, phas
         decision,
         head,
         budget,
-        max(p for p in peaks if p is not None),
-        notes=[f"law from the cache ({found.key}), verified at {decision.batch}"],
+        top if decision.batch == verified else None,
+        notes=notes,
+        lead=lead,
         verify_seconds=phases.seconds.get("verify", 0.0),
     )
+    picked.peaks = peaks if decision.batch == verified else None
+    picked.time_refit = refit
+    return picked
 
 
 def _disagreement(model, batch: int, peaks) -> str | None:

@@ -162,3 +162,29 @@ def test_a_cached_decision_trains_as_the_stock_run_at_its_pick(data64, gpu, tmp_
     _, theirs, stock = train(32, "stock")
     assert ours == theirs
     assert weights.keys() == stock.keys() and all(torch.equal(weights[k], stock[k]) for k in weights)
+
+
+def test_a_cached_speed_pick_far_from_the_timed_sizes_is_timed_and_the_law_refitted(data64, gpu, tmp_path, monkeypatch):
+    """``speed`` from the cache: the cached time law was fitted on steps up to 8; a later run allowed a larger batch
+    (``max_batch`` is not part of the key) picks far above them, so that pick is timed and the law refitted through
+    it before it is kept, as on the probe's path."""
+    from yolo_batch import loader
+
+    monkeypatch.setattr(loader, "EXTEND_SECONDS", 0.0)  # the timed sizes stay the probe's 2-8
+    config = tmp_path / "plugin.yaml"
+    monkeypatch.setenv("YOLO_BATCH_CONFIG", str(config))
+    config.write_text("policy: speed\nspeed_gain: 0.0\nspeed_min_steps: 0\nmax_batch: 16\n")
+    gpu()
+    first = decide(data64, "nbs=8")
+    assert first["cache"]["status"] == "miss" and first["batch"] <= 16 and first["time_refit"] is None
+    assert max(b for b, _ in first["speed"]["points"]["law"]) == 8
+    config.write_text("policy: speed\nspeed_gain: 0.0\nspeed_min_steps: 0\nmax_batch: 48\n")
+    device = gpu()
+    second = decide(data64, "nbs=8")
+    assert second["cache"]["status"] == "hit", second["cache"]
+    refit = second["time_refit"]
+    assert refit is not None and refit["largest_timed"] == 8 and refit["batch_before"] > 16, second["reason"]
+    assert second["batch"] == refit["batch_after"] <= refit["batch_before"]
+    assert [x for x in device.seen if x[1]] == [(refit["batch_before"], True)] * 2  # verified, then timed: no probe
+    assert "time law refitted through it" in second["reason"] and "law from the cache" in second["reason"]
+    assert second["speed"]["time_law"] == refit["after"]

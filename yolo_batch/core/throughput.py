@@ -344,6 +344,7 @@ def pace_from_record(record: dict[str, Any]) -> Pace | None:
         int(loader.get("workers", 0)),
         int(loader.get("cpus", 1)),
         str(loader.get("cache", "False")),
+        points=tuple((int(b), float(v)) for b, v in (speed.get("points") or {}).get("law") or ()),
         dataset_size=speed.get("dataset_size"),
         epochs=speed.get("epochs"),
     )
