@@ -106,7 +106,7 @@ def on_train_start(trainer: BaseTrainer, s: Session) -> None:
         except Exception as e:  # noqa: BLE001 - measuring must never stop training
             log()[0].warning(f"{log()[1]}gradient-noise estimate off: {type(e).__name__}: {e}")
             s.meter.tap = None
-            trainer.optimizer_step = original
+            trainer.optimizer_step = original  # type: ignore[method-assign]  # back to Ultralytics' own
         s.meter.stepped = True
         return original()
 

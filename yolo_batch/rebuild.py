@@ -117,6 +117,7 @@ def attach(
 def _build(trainer, original, first, switch, step_down, after):
     """One build of the pipeline, for its reason (see the module's docstring)."""
     s = session(trainer)
+    assert s is not None  # install() ran for a trainer with a session
     state = s.rebuild
     if state.built_at is None and first is not None:  # DDP worker, first build: agree on the batch with the ranks
         trainer.args.batch = trainer.batch_size = first(trainer)
