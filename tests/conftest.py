@@ -165,3 +165,11 @@ def yolo_train(data: Path, tmp_path: Path, batch: str = "auto-plus", *extra: str
 def fast_args(**over) -> list[str]:
     """``FAST`` as ``key=value`` words, with overrides."""
     return [f"{k}={v}" for k, v in {**FAST, **over}.items()]
+
+
+def running(pid: int) -> bool:
+    """A process that runs (not gone, not a zombie waiting to be reaped), from Linux's /proc."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import running
 from yolo_batch.core.spec import BatchSpec
 from yolo_batch.effect import read_csv
 from yolo_batch.tools import cli
@@ -181,17 +182,9 @@ def test_a_child_stops_when_its_parent_is_killed_without_a_word():
     proc.kill()
     proc.wait(timeout=30)
     deadline = time.monotonic() + 20
-    while _alive(child):
+    while running(child):
         assert time.monotonic() < deadline, "the child outlived its killed parent"
         time.sleep(0.1)
-
-
-def _alive(pid: int) -> bool:
-    """A process that runs (not gone, not a zombie waiting to be reaped), from Linux's /proc."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return False
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")

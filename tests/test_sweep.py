@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FAST
+from tests.conftest import FAST, running
 from yolo_batch.core.spec import AutoPlusError
 from yolo_batch.effect import read_csv
 from yolo_batch.tools import cli, sweep, sweep_command, sweep_state
@@ -449,7 +449,7 @@ def test_a_sweep_killed_with_sigkill_leaves_no_training_behind_and_the_same_comm
     proc.kill()
     proc.communicate(timeout=60)
     deadline = time.monotonic() + 30
-    while Path(f"/proc/{children[0]}").exists() and _running(children[0]):
+    while running(children[0]):
         assert time.monotonic() < deadline, "yolo train trained on after its sweep was killed"
         time.sleep(0.2)
     state, saved = sweep_state.run_state(project / "4", 6)
@@ -459,13 +459,6 @@ def test_a_sweep_killed_with_sigkill_leaves_no_training_behind_and_the_same_comm
     assert "batch=4 (resumed)" in r.stdout
     assert [row["epoch"] for row in read_csv(project / "4" / "results.csv")] == [str(e) for e in range(1, 7)]
     assert sweep_state.run_state(project / "4", 6) == ("finished", None)
-
-
-def _running(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return False
 
 
 def test_values_that_name_the_same_run_are_one_member():
