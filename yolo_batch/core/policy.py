@@ -7,6 +7,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from yolo_batch.core.recipe import optimizer_steps
+
+if TYPE_CHECKING:
+    from yolo_batch.core.throughput import Pace
 
 ADVICE = "lower imgsz, use a smaller model, enable AMP, or free device memory"  # every out-of-memory error ends so
 
@@ -371,16 +377,16 @@ def _within_recipe(pace, low: int, high: int, threshold: float, gain: float, min
     )
 
 
-def _steps(pace, batch: int) -> int | None:
-    """Optimizer steps of the whole run at ``batch`` above nbs (one per batch), or None when not known.
+def _steps(pace: Pace, batch: int) -> int | None:
+    """Optimizer steps of the whole run at ``batch`` (`recipe.optimizer_steps`), or None when not known.
 
     Examples:
         >>> from yolo_batch.core.throughput import Pace, TimeLaw
         >>> _steps(Pace(TimeLaw(0.1, 0.01), dataset_size=2560, epochs=5), 112), _steps(Pace(TimeLaw(0.1, 0.01)), 112)
         (115, None)
     """
-    n, epochs = getattr(pace, "dataset_size", None), getattr(pace, "epochs", None)
-    return -(-n // batch) * epochs if n and epochs else None
+    n, epochs = pace.dataset_size, pace.epochs
+    return optimizer_steps(n, batch, pace.law.nbs, epochs) if n and epochs else None
 
 
 def _none_fits(model: MemoryModel, budget: float, policy: str, min_batch: int, rungs: tuple) -> Decision:

@@ -41,6 +41,18 @@ ADAPTIVE = ("Adam", "Adamax", "AdamW", "NAdam", "RAdam", "RMSprop")  # invariant
 SUMMED = ("SGD", "MuSGD")  # the summed loss already scales their step with the batch
 
 
+def optimizer_steps(dataset_size: int, batch: int, nbs: int, epochs: int) -> int:
+    """Optimizer steps of a whole run: one per ``max(batch, nbs)`` images (Ultralytics accumulates up to ``nbs``).
+
+    The count ``optimizer=auto`` chooses by, and what `policy`'s ``speed_min_steps`` holds a batch above ``nbs`` to.
+
+    Examples:
+        >>> optimizer_steps(2560, 112, 64, 5), optimizer_steps(2560, 16, 64, 5)
+        (115, 200)
+    """
+    return math.ceil(dataset_size / max(batch, nbs)) * epochs
+
+
 def auto_optimizer(dataset_size: int, batch: int, nbs: int, epochs: int) -> tuple[str, int]:
     """What ``optimizer=auto`` builds at ``batch``, and the iterations it counts, as Ultralytics 8.4.190.
 
@@ -50,7 +62,7 @@ def auto_optimizer(dataset_size: int, batch: int, nbs: int, epochs: int) -> tupl
         >>> auto_optimizer(5000, 16, 64, 200), auto_optimizer(5000, 128, 64, 200)
         (('MuSGD', 15800), ('AdamW', 8000))
     """
-    iterations = math.ceil(dataset_size / max(batch, nbs)) * epochs
+    iterations = optimizer_steps(dataset_size, batch, nbs, epochs)
     return ("MuSGD" if iterations > AUTO_ITERATIONS else "AdamW"), iterations
 
 
