@@ -50,8 +50,8 @@ figures: install
 
 # mypy reads its settings from pyproject.toml ([tool.mypy]: the yolo_batch package).
 lint: install
-	$(BIN)/ruff check yolo_batch tests benchmarks
-	$(BIN)/ruff format --check yolo_batch tests benchmarks
+	$(BIN)/ruff check yolo_batch tests benchmarks notebooks
+	$(BIN)/ruff format --check yolo_batch tests benchmarks notebooks
 	$(BIN)/mypy
 
 clean:
