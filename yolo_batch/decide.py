@@ -306,17 +306,9 @@ def _verified(trainer: BaseTrainer, prober, spec: BatchSpec, world: int, model, 
                 continue
         break
     peaks = peaks if checking else None
-    retimed = retime.retimed(prober, spec, world, model, budget, pace, batch, peaks is not None) if pace else None
-    refit = None
-    if retimed is not None:
-        pace, again, refit, words = retimed
-        lead.append(words)
-        if again.batch != batch:  # at most the timed batch: memory verified above it
-            if peaks is not None:
-                top = gib(max(p for p in peaks if p is not None))
-                notes.append(f"memory verified at {batch} ({top}), above the pick")
-            batch, peaks = again.batch, None
-        decision = again  # its reason and candidates stand on the refitted law
+    pace, decision, batch, peaks, refit = retime.settle(
+        prober, spec, world, model, budget, pace, decision, batch, peaks, notes, lead
+    )
     verified = max(p for p in peaks if p is not None) if peaks is not None else None
     picked = lawcache.Picked(
         batch, model, probe_law, None, [], False, pace, decision, None, budget, verified, notes, lead

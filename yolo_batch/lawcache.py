@@ -188,18 +188,14 @@ def cached_pick(trainer: BaseTrainer, prober, spec, backend, found: Lookup, phas
     result.oom = list(points["oom"])
     found.status = "hit"
     found.detail = f"the cached law (saved {entry['saved']}), checked by one verified step at {decision.batch}"
-    verified, notes = decision.batch, [f"law from the cache ({found.key}), verified at {decision.batch}"]
-    top = max(p for p in peaks if p is not None)
+    notes = [f"law from the cache ({found.key}), verified at {decision.batch}"]
+    lead: list[str] = []
     with phases("verify"):  # a pick far from the cached time law's timed sizes is timed, as on the probe's path
-        retimed = retime.retimed(prober, spec, 1, model, budget, pace, decision.batch, True) if pace else None
-    lead, refit = [], None
-    if retimed is not None:
-        pace, decision, refit, words = retimed
-        lead.append(words)
-        if decision.batch != verified:
-            notes.append(f"memory verified at {verified} ({policy.gib(top)}), above the pick")
+        pace, decision, batch, peaks, refit = retime.settle(
+            prober, spec, 1, model, budget, pace, decision, decision.batch, peaks, notes, lead
+        )
     picked = Picked(
-        decision.batch,
+        batch,
         model,
         policy.MemoryModel(policy.Law(*entry["probe_law"])),
         result,
@@ -209,13 +205,12 @@ def cached_pick(trainer: BaseTrainer, prober, spec, backend, found: Lookup, phas
         decision,
         head,
         budget,
-        top if decision.batch == verified else None,
+        max(p for p in peaks if p is not None) if peaks is not None else None,
         notes=notes,
         lead=lead,
         verify_seconds=phases.seconds.get("verify", 0.0),
     )
-    picked.peaks = peaks if decision.batch == verified else None
-    picked.time_refit = refit
+    picked.peaks, picked.time_refit = peaks, refit
     return picked
 
 

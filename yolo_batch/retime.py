@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from yolo_batch import ddp
+from yolo_batch.core.policy import gib
 from yolo_batch.core.spec import BatchSpec, with_overrides
 from yolo_batch.core.throughput import refit_time_law
 from yolo_batch.memory import is_oom
@@ -82,3 +83,24 @@ def retimed(prober, spec: BatchSpec, world: int, model, budget, pace, batch: int
         f"{seconds * 1e3:.0f} ms ({predicted / seconds - 1:+.0%}): time law refitted through it, {then}"
     )
     return new, again, record, words
+
+
+def settle(prober, spec: BatchSpec, world: int, model, budget, pace, decision, batch: int, peaks, notes, lead):
+    """`retimed`, applied to a verified (or unverified) pick: both decision paths (the probe's, the cache's) end so.
+
+    Its words go to ``lead``; when the re-decision moves below ``batch``, ``notes`` says where memory was verified
+    and the verified peaks no longer belong to the pick.
+
+    Returns:
+        (tuple): ``(pace, decision, batch, peaks, refit)``; unchanged, with ``refit`` None, when nothing was timed.
+    """
+    found = retimed(prober, spec, world, model, budget, pace, batch, peaks is not None) if pace else None
+    if found is None:
+        return pace, decision, batch, peaks, None
+    pace, again, refit, words = found
+    lead.append(words)
+    if again.batch != batch:  # at most the timed batch: memory verified above it
+        if peaks is not None:
+            notes.append(f"memory verified at {batch} ({gib(max(p for p in peaks if p is not None))}), above the pick")
+        batch, peaks = again.batch, None
+    return pace, again, batch, peaks, refit
