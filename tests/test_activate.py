@@ -44,10 +44,11 @@ def test_python_start_imports_the_plugin_and_nothing_heavy():
 
 
 def test_python_start_cost_is_a_few_milliseconds():
-    # The best of up to 20 starts: `make test` runs this beside another worker's training on 2 cores, and a busy
-    # core inflates a wall-clock import time; one start under the limit shows what the import itself costs.
+    # The best of up to 60 starts (about 0.1 s each): `make test` runs this beside another worker's training on 2
+    # cores, and a busy core inflates a wall-clock import time (a fresh clone once saw 20 starts all over 5.6 ms
+    # there, and 3.9 ms on idle cores); one start under the limit shows what the import itself costs.
     tries = []
-    while len(tries) < 20 and (not tries or min(tries) >= 5000):
+    while len(tries) < 60 and (not tries or min(tries) >= 5000):
         tries.append(_own_import_us(_py("pass", "-X", "importtime").stderr))
     assert min(tries) < 5000, f"yolo_batch costs {min(tries)} us at Python start (best of {len(tries)})"
 
