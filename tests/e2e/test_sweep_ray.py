@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -359,10 +360,15 @@ def test_a_node_that_dies_mid_run_is_one_line_and_the_same_sweep_resumes(tiny_da
         out, err = proc.communicate(timeout=90)
         node = os.uname().nodename
         assert proc.returncode == 2, err[-3000:]
-        assert err.splitlines() == [
-            f"yolo-batch: error: sweep: 2 of 2 run(s) failed: batch=4 (Ray lost node {node}, where it ran); batch=8 "
-            f"(Ray lost node {node}, where it ran); finished runs are kept, run the same sweep again to go on"
-        ]
+        # Ray reports a task on a lost node as such, or (on busy cores, seen in a fresh clone's make test) cancels it
+        lost = f"(?:Ray lost node {node}, where it ran|Ray cancelled it on node {node}, not this sweep \\(its node was "
+        lost += "lost, or the cluster stopped it\\))"
+        assert len(err.splitlines()) == 1, err
+        assert re.fullmatch(
+            f"yolo-batch: error: sweep: 2 of 2 run\\(s\\) failed: batch=4 \\({lost}\\); batch=8 \\({lost}\\); "
+            "finished runs are kept, run the same sweep again to go on",
+            err.strip(),
+        ), err
         for value in ("4", "8"):
             assert states(out, value) == ["queued", "running", "failed"], out
         deadline = time.monotonic() + 30  # the runs' yolo train went with their workers

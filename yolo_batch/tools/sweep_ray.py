@@ -222,6 +222,8 @@ def _result(ray, ref, node: str) -> dict:
         error = f"Ray lost node {node}, where it ran"
     except ray.exceptions.WorkerCrashedError:
         error = f"its Ray worker on node {node} died"
+    except ray.exceptions.TaskCancelledError:  # this sweep cancels only on Ctrl-C, which reads no result
+        error = f"Ray cancelled it on node {node}, not this sweep (its node was lost, or the cluster stopped it)"
     except ray.exceptions.RayError as e:
         error = _line(e)
     return {"ok": False, "node": node, "seconds": None, "error": error}
