@@ -29,8 +29,9 @@ import torch.multiprocessing as mp
 
 from tests.memory_laws import YOLOV8S_640
 from yolo_batch import ddp
+from yolo_batch.core import policy
 from yolo_batch.core.policy import GIB, MemoryModel
-from yolo_batch.core.spec import AutoPlusError, BatchSpec, resolve_spec
+from yolo_batch.core.spec import AutoPlusError, resolve_spec
 
 WORLD = 2
 MODEL = MemoryModel(YOLOV8S_640)
@@ -80,7 +81,7 @@ def _rank_main(rank: int, port: int, out_dir: str) -> None:
     try:
         out: dict = {"worker_value": ddp.worker_value(), "rank": ddp.rank(), "spec": ddp.worker_spec().as_dict()}
         for spec in (resolve_spec("auto-plus"), ddp.worker_spec()):  # ladder, then the launcher's auto-plus:fit
-            local = ddp.per_gpu_decision(MODEL, BUDGETS[rank], spec, world=WORLD, dataset_size=DATASET).batch
+            local = policy.choose(MODEL, BUDGETS[rank], spec, world=WORLD, dataset_size=DATASET).batch
             agreed, picks = ddp.agree(lambda local=local: local, WORLD)
             out[spec.policy] = {
                 "local": local,
@@ -263,16 +264,6 @@ def test_worker_value_only_in_a_worker(monkeypatch):
     assert ddp.worker_value() == "auto-plus:0.8"
     monkeypatch.delenv(ddp.ENV)
     assert ddp.worker_value() is None  # a DDP run that did not ask for auto-plus
-
-
-def test_per_gpu_decision_shares_the_training_set_and_max_batch():
-    spec = BatchSpec(policy="fit")
-    assert ddp.per_gpu_decision(MODEL, BUDGETS[0], spec, world=1).batch == 56  # the single-GPU decision
-    d = ddp.per_gpu_decision(MODEL, BUDGETS[0], spec, world=2, dataset_size=40)
-    assert d.batch == 16 and d.reason.startswith("per GPU of 2: ")  # 40 images / 2 GPUs = 20, rounded down to 16
-    assert ddp.per_gpu_decision(MODEL, BUDGETS[0], BatchSpec(max_batch=64), world=4).batch == 16  # 64 / 4
-    assert ddp.per_gpu_decision(MODEL, BUDGETS[0], BatchSpec(), world=2, dataset_size=1).batch == 1  # never 0
-    assert ddp.per_gpu_decision(MODEL, 0.1 * GIB, BatchSpec(), world=2).batch == 0  # nothing fits: this rank says 0
 
 
 def test_plan_global_batch_and_record():

@@ -28,7 +28,9 @@ from tests.memory_laws import (
     YOLOV8S_640,
     budget,
 )
-from yolo_batch.core.policy import GIB, Law, MemoryModel, decide, fit_law, next_lower
+from yolo_batch.core.policy import GIB, RULES, Law, MemoryModel, choose, decide, fit_law, next_lower
+from yolo_batch.core.spec import POLICIES, BatchSpec
+from yolo_batch.core.throughput import Pace, TimeLaw
 
 YOLOV8S_SERIES = SERIES["yolov8s-640"]
 ADVICE = "lower imgsz, use a smaller model, enable AMP, or free device memory"
@@ -531,6 +533,27 @@ def test_max_batch_never_returns_a_batch_that_is_over_budget():
 )
 def test_max_batch_edges(law, budget_bytes, expected):
     assert MemoryModel(law).max_batch(budget_bytes) == expected
+
+
+def test_the_policy_names_come_from_the_table_of_rules():
+    """One rule per policy in `policy.RULES`; `spec.POLICIES` (what the value, the YAML and the CLI accept) reads it."""
+    assert POLICIES == tuple(RULES) == ("ladder", "fit", "speed", "goodput")
+    pace = Pace(TimeLaw(0.1, 0.01))
+    for name, rule in RULES.items():
+        d = decide(MemoryModel(YOLOV8S_640), budget(16, 0.9), policy=name, pace=pace)
+        assert (d.policy, d.batch > 0, rule.__name__) == (name, True, "_speed" if name == "goodput" else f"_{name}")
+
+
+def test_choose_is_the_everyday_decision_and_shares_the_training_set_and_max_batch_over_gpus():
+    model, spec = MemoryModel(YOLOV8S_640), BatchSpec(policy="fit")
+    d = choose(model, budget(16, 0.9), spec)  # one device: decide() with the run's settings, nothing else
+    expected = decide(model, budget(16, 0.9), policy="fit", candidates=spec.candidates, max_batch=spec.max_batch)
+    assert (d, d.batch) == (expected, 56)
+    d = choose(model, budget(16, 0.9), spec, world=2, dataset_size=40)
+    assert d.batch == 16 and d.reason.startswith("per GPU of 2: ")  # 40 images / 2 GPUs = 20, rounded down to 16
+    assert choose(model, budget(16, 0.9), BatchSpec(max_batch=64), world=4).batch == 16  # 64 / 4
+    assert choose(model, budget(16, 0.9), BatchSpec(), world=2, dataset_size=1).batch == 1  # never 0
+    assert choose(model, 0.1 * GIB, BatchSpec(), world=2).batch == 0  # nothing fits: this rank says 0
 
 
 def test_unknown_policy():

@@ -8,9 +8,9 @@ Ultralytics refuses ``batch < 1`` with several GPUs and runs no callback in the 
   workers, which inherit the environment. It probes nothing; `launched` clears them after ``train()``.
 - **Worker** (`worker_value` set): ``wiring.plan`` keeps the placeholder and decides; the first
   ``_build_train_pipeline`` call probes this rank's GPU on the bare model (`unwrapped`: no probe step runs a
-  collective, so an out-of-memory on one rank leaves no other waiting), picks with `per_gpu_decision`
-  (training set and ``max_batch`` split over the GPUs) and verifies alone; only then `agree` runs one
-  all-gather: all ranks take the smallest pick (a rank that failed gives 0 and all stop), and
+  collective, so an out-of-memory on one rank leaves no other waiting), picks with the core's everyday decision
+  (`policy.choose`: the training set and ``max_batch`` split over the GPUs) and verifies alone; only then `agree`
+  runs one all-gather: all ranks take the smallest pick (a rank that failed gives 0 and all stop), and
   ``batch = per_gpu x world`` (Ultralytics feeds each GPU ``batch // world``). Rank 0 writes
   ``batch_decision.json`` with `record_fields` (every rank's pick, the minimum, the global batch).
 
@@ -25,7 +25,6 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from yolo_batch.core.spec import AutoPlusError, BatchSpec, parse_batch_value
@@ -114,49 +113,6 @@ def rank() -> int:
     import torch.distributed as dist
 
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else int(os.environ.get("RANK") or -1)
-
-
-def per_gpu_decision(
-    model,
-    budget_bytes: float,
-    spec: BatchSpec,
-    *,
-    world: int,
-    dataset_size: int | None = None,
-    fraction: float = 1.0,
-    pace=None,
-):
-    """One rank's pick: `policy.decide` for one GPU of ``world``, which share the training set and ``max_batch``.
-
-    Candidates and ``min_batch`` are per GPU (they bound one GPU's step); ``max_batch`` and the training set
-    bound the global batch, so each GPU gets ``// world`` of them (at least 1). ``world=1`` changes nothing.
-    ``pace`` (this rank's time law and dataloader) is what the ``speed`` policy needs.
-
-    Examples:
-        >>> from yolo_batch.core.policy import GIB, Law, MemoryModel
-        >>> m = MemoryModel(Law(324e6, 238e6))
-        >>> [per_gpu_decision(m, 0.9 * g * GIB, BatchSpec(), world=2).batch for g in (16, 8)]
-        [32, 16]
-    """
-    from yolo_batch.core import policy
-
-    world = max(int(world), 1)
-    share = max(dataset_size // world, 1) if dataset_size else None
-    decision = policy.decide(
-        model,
-        budget_bytes,
-        policy=spec.policy,
-        candidates=spec.candidates,
-        min_batch=spec.min_batch,
-        max_batch=max(spec.max_batch // world, 1),
-        dataset_size=share,
-        fraction=fraction,
-        pace=pace,
-        speed_threshold=spec.speed_threshold,
-        speed_gain=spec.speed_gain,
-        speed_min_steps=spec.speed_min_steps,
-    )
-    return decision if world == 1 else replace(decision, reason=f"per GPU of {world}: {decision.reason}")
 
 
 def plan_global_batch(picks: Sequence[int]) -> tuple[int, int]:

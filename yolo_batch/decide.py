@@ -213,7 +213,7 @@ def _record(trainer: BaseTrainer, s: Session, picked, prober, found, phases, set
 
 def _full(trainer: BaseTrainer, prober, spec: BatchSpec, world: int, phases):
     """The full decision: probe the memory law (and the pace), pick, verify (stepping down, refitting once)."""
-    from yolo_batch import ddp, valbatch
+    from yolo_batch import valbatch
     from yolo_batch.core import policy
     from yolo_batch.loader import measure_pace
 
@@ -241,7 +241,7 @@ def _full(trainer: BaseTrainer, prober, spec: BatchSpec, world: int, phases):
     with phases("pace"):
         pace = measure_pace(trainer, prober, result, limit) if spec.policy in policy.SPEEDS else None
     with phases("policy"):
-        decision = ddp.per_gpu_decision(
+        decision = policy.choose(
             model,
             budget,
             spec,
@@ -261,7 +261,7 @@ def _full(trainer: BaseTrainer, prober, spec: BatchSpec, world: int, phases):
 
 def _verified(trainer: BaseTrainer, prober, spec: BatchSpec, world: int, model, decision, budget, result, pace):
     """Verify the pick (`spec.verify`): step down on out-of-memory, refit the law through the verified step once."""
-    from yolo_batch import ddp, lawcache, retime
+    from yolo_batch import lawcache, retime
     from yolo_batch.core import policy
 
     batch, notes, lead = decision.batch, [], []
@@ -293,7 +293,7 @@ def _verified(trainer: BaseTrainer, prober, spec: BatchSpec, world: int, model, 
         if not refined:  # the verified step is a point far from the probe's: refit the law through it, once
             refined = True
             refit = refit_law(model, result, batch, peaks)
-            again = refit and ddp.per_gpu_decision(
+            again = refit and policy.choose(
                 refit, budget, spec, world=world, dataset_size=prober.dataset_size, pace=pace
             )
             if again and again.batch not in (0, batch):

@@ -150,7 +150,7 @@ def lookup(trainer: BaseTrainer, spec, backend, versions: dict[str, str], world:
 
 def cached_pick(trainer: BaseTrainer, prober, spec, backend, found: Lookup, phases) -> Picked | None:
     """The pick from the cached law, proven by one verified step; None (and ``found`` says why) to probe."""
-    from yolo_batch import ddp, retime
+    from yolo_batch import retime
     from yolo_batch.core import policy
     from yolo_batch.core.throughput import pace_from_record
     from yolo_batch.probe import ProbeResult
@@ -171,7 +171,7 @@ def cached_pick(trainer: BaseTrainer, prober, spec, backend, found: Lookup, phas
     backend.empty_cache()
     head = backend.headroom()
     budget = head.budget(spec.utilization)
-    decision = ddp.per_gpu_decision(
+    decision = policy.choose(
         model, budget, spec, world=1, dataset_size=prober.dataset_size, fraction=trainer.args.fraction, pace=pace
     )
     if decision.batch == 0:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from yolo_batch import ddp
+from yolo_batch.core import policy
 from yolo_batch.core.policy import gib
 from yolo_batch.core.spec import BatchSpec, with_overrides
 from yolo_batch.core.throughput import refit_time_law
@@ -54,7 +54,7 @@ def retimed(prober, spec: BatchSpec, world: int, model, budget, pace, batch: int
     new = replace(pace, law=law, points=(*pace.points, (batch, seconds)))
 
     def decided(top: int):
-        return ddp.per_gpu_decision(
+        return policy.choose(
             model, budget, with_overrides(spec, max_batch=top), world=world, dataset_size=prober.dataset_size,
             fraction=prober.trainer.args.fraction, pace=new,
         )  # fmt: skip

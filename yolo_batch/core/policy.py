@@ -6,12 +6,15 @@ Pure and without torch, so every rule is unit-tested on simulated devices in mil
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from yolo_batch.core.recipe import optimizer_steps
+from yolo_batch.core.speedpick import within_recipe
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from yolo_batch.core.spec import BatchSpec
     from yolo_batch.core.throughput import Pace
 
 ADVICE = "lower imgsz, use a smaller model, enable AMP, or free device memory"  # every out-of-memory error ends so
@@ -147,6 +150,113 @@ class Decision:
     candidates: tuple[Candidate, ...] = field(default_factory=tuple)
 
 
+@dataclass(frozen=True)
+class Ask:
+    """One decision's inputs as each policy's rule reads them (`decide` works out the caps once for all).
+
+    Attributes:
+        model (MemoryModel): The memory law.
+        budget (float): Bytes the run may use at its peak.
+        policy (str): The policy's name, as the decision states it.
+        min_batch (int): Smallest allowed batch.
+        cap (int): ``max_batch``, or the training set when smaller.
+        cap_note (str): What the cap is, in the reason's words.
+        fit_n (int): The largest batch that fits the budget, at most ``cap``.
+        rungs (tuple[Candidate, ...]): The candidates, largest first.
+        pace (throughput.Pace | None): Predicted images/s per batch.
+        speed_threshold (float): ``speed``: the share of the best predicted images/s to reach.
+        speed_gain (float): ``speed``: the predicted gain a batch above ``nbs`` needs.
+        speed_min_steps (int): ``speed``: the optimizer steps a batch above ``nbs`` must leave the run.
+    """
+
+    model: MemoryModel
+    budget: float
+    policy: str
+    min_batch: int
+    cap: int
+    cap_note: str
+    fit_n: int
+    rungs: tuple[Candidate, ...]
+    pace: Pace | None = None
+    speed_threshold: float = 0.97
+    speed_gain: float = 0.10
+    speed_min_steps: int = 0
+
+    def limit(self) -> str:
+        """Why ``fit_n`` is the largest: the cap, or the memory the next batch would need."""
+        if self.fit_n == self.cap:
+            return self.cap_note
+        return f"{self.fit_n + 1} would need {gib(self.model.peak(self.fit_n + 1))}"
+
+
+def _ladder(a: Ask) -> Decision:
+    """``ladder``: the largest candidate that fits, else the largest batch >= ``min_batch`` that does."""
+    model, budget, cap, min_batch, rungs = a.model, a.budget, a.cap, a.min_batch, a.rungs
+    too_big = [c for c in rungs if c.batch > cap]
+    tried = []
+    for c in rungs:
+        if c.batch > cap:
+            continue
+        if c.batch < min_batch:
+            tried.append(f"{c.batch} is below min_batch {min_batch}")
+            continue
+        if c.fits:
+            lead = "; ".join(tried)
+            skipped = f"{', '.join(str(t.batch) for t in too_big)} above the cap ({a.cap_note}); " if too_big else ""
+            reason = f"{skipped}{lead + '; ' if lead else ''}{c.batch} fits at {gib(c.predicted_peak_bytes)}"
+            return Decision(c.batch, a.policy, budget, c.predicted_peak_bytes, reason, rungs)
+        tried.append(f"{c.batch} needs {gib(c.predicted_peak_bytes)} > budget {gib(budget)}")
+    why = "; ".join(tried) if tried else f"every candidate is above the cap ({a.cap_note})"
+    fit_n = a.fit_n
+    if fit_n < min_batch:
+        return _none_fits(model, budget, a.policy, min_batch, rungs)
+    at = gib(model.peak(fit_n))
+    if any(c.batch <= cap and c.batch >= min_batch for c in rungs):  # memory ruled out the rungs
+        reason = f"{why}; no candidate fits, auto-fit {fit_n} at {at}"
+    elif fit_n == cap:  # the cap decided, memory would allow more
+        reason = f"{why}; the cap decides: {fit_n} fits at {at}"
+    else:
+        reason = f"{why}; auto-fit {fit_n} at {at} ({fit_n + 1} would need {gib(model.peak(fit_n + 1))})"
+    return Decision(fit_n, a.policy, budget, model.peak(fit_n), reason, rungs)
+
+
+def _fit(a: Ask) -> Decision:
+    """``fit``: the largest batch that fits, rounded down to a multiple of 8 when >= 8, never below ladder's pick."""
+    fit_n, min_batch, model = a.fit_n, a.min_batch, a.model
+    b = fit_n - fit_n % 8 if fit_n >= 8 else fit_n
+    if b < min_batch <= fit_n:  # rounding must not fall below the floor the user set
+        b = min_batch
+    rungs_in = [c.batch for c in a.rungs if c.fits and c.batch >= min_batch]
+    ladder = max(rungs_in) if rungs_in else fit_n  # ladder's pick: fit, the largest, never picks below it
+    floor = f" (not rounded below ladder's {ladder})" if b < ladder else ""
+    b = max(b, ladder) if fit_n >= min_batch else b
+    if b < min_batch:
+        return _none_fits(model, a.budget, a.policy, min_batch, a.rungs)
+    rounding = f", rounded down to {b}{floor}" if b != fit_n else floor
+    reason = f"largest that fits is {fit_n} ({a.limit()}){rounding}; {b} fits at {gib(model.peak(b))}"
+    return Decision(b, a.policy, a.budget, model.peak(b), reason, a.rungs)
+
+
+def _speed(a: Ask) -> Decision:
+    """``speed`` (and ``goodput``'s start): the fastest by the pace, within nbs first (`speedpick.within_recipe`)."""
+    pace, model = a.pace, a.model
+    if pace is None:
+        raise ValueError(f"policy {a.policy!r} needs the measured pace (time law and dataloader rate)")
+    if a.fit_n < a.min_batch:
+        return _none_fits(model, a.budget, a.policy, a.min_batch, a.rungs)
+    b, reason = within_recipe(pace, a.min_batch, a.fit_n, a.speed_threshold, a.speed_gain, a.speed_min_steps)
+    reason = f"{reason} (the largest that fits is {a.fit_n}: {a.limit()}); {b} fits at {gib(model.peak(b))}"
+    nbs = pace.law.nbs
+    if b > nbs:
+        reason += f"; above nbs={nbs} every optimizer step sees {b} images, not {nbs}"
+    return Decision(b, a.policy, a.budget, model.peak(b), f"{pace.binding_words(b)}; {reason}", a.rungs)
+
+
+# One rule per policy: the one source of the policy names (`spec.POLICIES` reads it); goodput starts at the
+# speed pick and re-chooses at epoch ends (`goodput`).
+RULES: dict[str, Callable[[Ask], Decision]] = {"ladder": _ladder, "fit": _fit, "speed": _speed, "goodput": _speed}
+
+
 def decide(
     model: MemoryModel,
     budget_bytes: float,
@@ -157,7 +267,7 @@ def decide(
     max_batch: int = 512,
     dataset_size: int | None = None,
     fraction: float = 1.0,
-    pace=None,
+    pace: Pace | None = None,
     speed_threshold: float = 0.97,
     speed_gain: float = 0.10,
     speed_min_steps: int = 0,
@@ -177,7 +287,7 @@ def decide(
     Args:
         model (MemoryModel): The measured memory law.
         budget_bytes (float): Bytes the run may use at its peak.
-        policy (str): ``ladder`` or ``fit``.
+        policy (str): A name of `RULES`: ``ladder``, ``fit``, ``speed`` or ``goodput``.
         candidates (tuple[int, ...]): The ladder's rungs.
         min_batch (int): Smallest allowed batch.
         max_batch (int): Largest allowed batch.
@@ -192,12 +302,19 @@ def decide(
     Returns:
         (Decision): The pick, its predicted peak and the reason in words.
 
+    Raises:
+        ValueError: For a policy not in `RULES`, or ``speed``/``goodput`` without ``pace``.
+
     Examples:
         >>> m = MemoryModel(Law(4 * GIB, 0.5 * GIB))
         >>> d = decide(m, 28.8 * GIB)
         >>> d.batch, d.reason
         (32, '64 needs 36.00 GiB > budget 28.80 GiB; 32 fits at 20.00 GiB')
     """
+    rule = RULES.get(policy)
+    if rule is None:
+        *names, last = map(repr, RULES)
+        raise ValueError(f"policy must be {', '.join(names)} or {last}, got {policy!r}")
     cap = min(max_batch, dataset_size) if dataset_size else max_batch
     by_data = bool(dataset_size and dataset_size < max_batch)
     after = f" after fraction={fraction:g}" if fraction < 1 else ""
@@ -214,59 +331,75 @@ def decide(
             + (", or train on more images" if by_data else ", or raise max_batch")
         )
         return Decision(0, policy, budget_bytes, model.peak(min_batch), reason, rungs)
-    if policy == "ladder":
-        too_big = [c for c in rungs if c.batch > cap]
-        tried = []
-        for c in rungs:
-            if c.batch > cap:
-                continue
-            if c.batch < min_batch:
-                tried.append(f"{c.batch} is below min_batch {min_batch}")
-                continue
-            if c.fits:
-                lead = "; ".join(tried)
-                skipped = f"{', '.join(str(t.batch) for t in too_big)} above the cap ({cap_note}); " if too_big else ""
-                reason = f"{skipped}{lead + '; ' if lead else ''}{c.batch} fits at {gib(c.predicted_peak_bytes)}"
-                return Decision(c.batch, policy, budget_bytes, c.predicted_peak_bytes, reason, rungs)
-            tried.append(f"{c.batch} needs {gib(c.predicted_peak_bytes)} > budget {gib(budget_bytes)}")
-        why = "; ".join(tried) if tried else f"every candidate is above the cap ({cap_note})"
-        if fit_n >= min_batch:
-            at = gib(model.peak(fit_n))
-            if any(c.batch <= cap and c.batch >= min_batch for c in rungs):  # memory ruled out the rungs
-                reason = f"{why}; no candidate fits, auto-fit {fit_n} at {at}"
-            elif fit_n == cap:  # the cap decided, memory would allow more
-                reason = f"{why}; the cap decides: {fit_n} fits at {at}"
-            else:
-                reason = f"{why}; auto-fit {fit_n} at {at} ({fit_n + 1} would need {gib(model.peak(fit_n + 1))})"
-            return Decision(fit_n, policy, budget_bytes, model.peak(fit_n), reason, rungs)
-        return _none_fits(model, budget_bytes, policy, min_batch, rungs)
-    if policy == "fit":
-        b = fit_n - fit_n % 8 if fit_n >= 8 else fit_n
-        if b < min_batch <= fit_n:  # rounding must not fall below the floor the user set
-            b = min_batch
-        rungs_in = [c.batch for c in rungs if c.fits and c.batch >= min_batch]
-        ladder = max(rungs_in) if rungs_in else fit_n  # ladder's pick: fit, the largest, never picks below it
-        floor = f" (not rounded below ladder's {ladder})" if b < ladder else ""
-        b = max(b, ladder) if fit_n >= min_batch else b
-        if b >= min_batch:
-            limit = cap_note if fit_n == cap else f"{fit_n + 1} would need {gib(model.peak(fit_n + 1))}"
-            rounding = f", rounded down to {b}{floor}" if b != fit_n else floor
-            reason = f"largest that fits is {fit_n} ({limit}){rounding}; {b} fits at {gib(model.peak(b))}"
-            return Decision(b, policy, budget_bytes, model.peak(b), reason, rungs)
-        return _none_fits(model, budget_bytes, policy, min_batch, rungs)
-    if policy in SPEEDS:  # goodput starts at the speed pick (`goodput` re-chooses at epoch ends)
-        if pace is None:
-            raise ValueError(f"policy {policy!r} needs the measured pace (time law and dataloader rate)")
-        if fit_n < min_batch:
-            return _none_fits(model, budget_bytes, policy, min_batch, rungs)
-        b, reason = _within_recipe(pace, min_batch, fit_n, speed_threshold, speed_gain, speed_min_steps)
-        limit = cap_note if fit_n == cap else f"{fit_n + 1} would need {gib(model.peak(fit_n + 1))}"
-        reason = f"{reason} (the largest that fits is {fit_n}: {limit}); {b} fits at {gib(model.peak(b))}"
-        nbs = pace.law.nbs
-        if b > nbs:
-            reason += f"; above nbs={nbs} every optimizer step sees {b} images, not {nbs}"
-        return Decision(b, policy, budget_bytes, model.peak(b), f"{pace.binding_words(b)}; {reason}", rungs)
-    raise ValueError(f"policy must be 'ladder', 'fit', 'speed' or 'goodput', got {policy!r}")
+    return rule(
+        Ask(
+            model,
+            budget_bytes,
+            policy,
+            min_batch,
+            cap,
+            cap_note,
+            fit_n,
+            rungs,
+            pace,
+            speed_threshold,
+            speed_gain,
+            speed_min_steps,
+        )  # fmt: skip
+    )
+
+
+def choose(
+    model: MemoryModel,
+    budget_bytes: float,
+    spec: BatchSpec,
+    *,
+    world: int = 1,
+    dataset_size: int | None = None,
+    fraction: float = 1.0,
+    pace: Pace | None = None,
+) -> Decision:
+    """The everyday decision: `decide` with a run's settings, for one device of ``world`` (1 but under DDP).
+
+    Candidates and ``min_batch`` bound one device's step; ``max_batch`` and the training set bound the global
+    batch, so each of ``world`` GPUs gets ``// world`` of them (at least 1). ``world=1`` changes nothing.
+    ``pace`` (the time law and dataloader) is what ``speed`` and ``goodput`` need.
+
+    Args:
+        model (MemoryModel): The measured memory law.
+        budget_bytes (float): Bytes the run may use at its peak on this device.
+        spec (BatchSpec): The run's settings.
+        world (int): The devices that share the training set and ``max_batch`` (DDP), else 1.
+        dataset_size (int | None): Training images (the global count).
+        fraction (float): The run's ``fraction=``, named in the reason.
+        pace (throughput.Pace | None): Predicted images/s per batch.
+
+    Returns:
+        (Decision): The pick; under DDP its reason starts with ``per GPU of N``.
+
+    Examples:
+        >>> from yolo_batch.core.spec import BatchSpec
+        >>> m = MemoryModel(Law(324e6, 238e6))
+        >>> [choose(m, 0.9 * g * GIB, BatchSpec(), world=2).batch for g in (16, 8)]
+        [32, 16]
+    """
+    world = max(int(world), 1)
+    share = max(dataset_size // world, 1) if dataset_size else None
+    decision = decide(
+        model,
+        budget_bytes,
+        policy=spec.policy,
+        candidates=spec.candidates,
+        min_batch=spec.min_batch,
+        max_batch=max(spec.max_batch // world, 1),
+        dataset_size=share,
+        fraction=fraction,
+        pace=pace,
+        speed_threshold=spec.speed_threshold,
+        speed_gain=spec.speed_gain,
+        speed_min_steps=spec.speed_min_steps,
+    )
+    return decision if world == 1 else replace(decision, reason=f"per GPU of {world}: {decision.reason}")
 
 
 def images(n: int | None) -> str:
@@ -279,7 +412,9 @@ def images(n: int | None) -> str:
     return f"{n} image{'' if n == 1 else 's'}"
 
 
-def _rungs(model: MemoryModel, budget: float, sizes: tuple[int, ...], cap: tuple[int, str], pace) -> tuple:
+def _rungs(
+    model: MemoryModel, budget: float, sizes: tuple[int, ...], cap: tuple[int, str], pace: Pace | None
+) -> tuple[Candidate, ...]:
     """The candidates, largest first; one above the cap (``(batch, its name)``) does not fit and names the cap."""
     top, name = cap
     return tuple(
@@ -294,102 +429,9 @@ def _rungs(model: MemoryModel, budget: float, sizes: tuple[int, ...], cap: tuple
     )
 
 
-SPEED_SCAN = 65536  # `speed` compares at most this many batch sizes
-
-
-def _fastest(pace, low: int, high: int, threshold: float) -> tuple[int, str]:
-    """The smallest batch in ``[low, high]`` reaching ``threshold`` of the best predicted images/s, and why.
-
-    Examples:
-        >>> from yolo_batch.core.throughput import Pace, TimeLaw
-        >>> _fastest(Pace(TimeLaw(0.1, 0.01)), 1, 64, 0.97)  # 53 is the smallest to reach 0.97 x 86; 56 rounds it
-        (56, '56 reaches 85 images/s, 98% of the best 86 (at 64) with speed_threshold 0.97')
-        >>> _fastest(Pace(TimeLaw(0.1, 0.01)), 1, 8, 0.97)
-        (8, '8 reaches 44 images/s, the best of the batches that fit')
-        >>> _fastest(Pace(TimeLaw(0.1, 0.01), loader_images_per_s=50, overlapped=True), 1, 64, 0.97)
-        (16, '16 reaches 50 images/s, 100% of the best 50 (at 64) with speed_threshold 0.97')
-    """
-    sizes = range(low, min(high, low + SPEED_SCAN - 1) + 1)
-    speeds = {b: pace.images_per_s(b) for b in sizes}
-    best = max(sizes, key=lambda b: (speeds[b], b))
-    pick = next(b for b in sizes if speeds[b] >= threshold * speeds[best])
-    rounded = -(-pick // 8) * 8
-    if pick > 8 and rounded != pick and rounded in speeds and speeds[rounded] >= threshold * speeds[best]:
-        pick = rounded  # a multiple of 8 when it still fits
-    if pick == best:
-        return pick, f"{pick} reaches {speeds[pick]:.0f} images/s, the best of the batches that fit"
-    share = speeds[pick] / speeds[best]
-    return pick, (
-        f"{pick} reaches {speeds[pick]:.0f} images/s, {share:.0%} of the best {speeds[best]:.0f} (at {best}) "
-        f"with speed_threshold {threshold:.2f}"
-    )
-
-
-def _within_recipe(pace, low: int, high: int, threshold: float, gain: float, min_steps: int = 0) -> tuple[int, str]:
-    """The ``speed`` pick: the threshold rule at or below nbs, above nbs only past ``gain`` and in a long run.
-
-    A short run is update-bound: above nbs every optimizer step sees more images, so the run makes fewer steps
-    (Hoffer et al. 2017 trace the large-batch gap to them), and a run of few steps has none to spare. So a batch
-    above nbs is considered only where the run still makes ``min_steps`` optimizer steps at it (``speed_min_steps``,
-    10000 by default: the line Ultralytics' ``optimizer=auto`` draws between a short and a long run), counted as
-    ``ceil(dataset_size / batch) x epochs`` from ``pace``; unknown counts do not hold it back.
-
-    Above nbs only when its pick (the threshold rule among the batches above nbs) is predicted more than ``gain``
-    faster than the fastest at or below nbs, and the pick at or below nbs does not reach ``threshold`` of the
-    fastest above it (a low ``speed_threshold`` is content with the recipe's pick).
-
-    Examples:
-        >>> from yolo_batch.core.throughput import Pace, TimeLaw
-        >>> pace = Pace(TimeLaw(0.1, 0.01), dataset_size=128)  # 64: 86.5 images/s, 128: 92.8 (+7%)
-        >>> _within_recipe(pace, 1, 128, 0.97, 0.10)[0], _within_recipe(pace, 1, 128, 0.97, 0.05)[0]
-        (64, 128)
-    """
-    nbs = pace.law.nbs
-    if low > nbs or high <= nbs:  # only one side of nbs is allowed
-        b, why = _fastest(pace, low, high, threshold)
-        return b, why + (f"; min_batch {low} is above nbs={nbs}" if low > nbs else "")
-    inside, why = _fastest(pace, low, nbs, threshold)
-    above, _ = _fastest(pace, nbs + 1, high, threshold)
-    best = max(range(low, nbs + 1), key=lambda b: (pace.images_per_s(b), b))  # the fastest at or below nbs
-    fast_in, fast_out = pace.images_per_s(best), pace.images_per_s(above)
-    g = fast_out / fast_in - 1 if fast_in > 0 else 0.0
-    top = max(pace.images_per_s(b) for b in range(nbs + 1, min(high, nbs + SPEED_SCAN) + 1))  # fastest above
-    steps = _steps(pace, above)
-    if g > gain and steps is not None and steps < min_steps:  # a short run: too few updates to give any away
-        return inside, (
-            f"{why}; within nbs={nbs} (Ultralytics' recipe): {above} above it would gain {g:+.0%} in images/s, but "
-            f"the run would make {steps} optimizer steps there, fewer than speed_min_steps {min_steps} (a short run "
-            f"is update-bound)"
-        )
-    if g > gain and pace.images_per_s(inside) >= threshold * top:  # the in-recipe pick is fast enough already
-        return inside, (
-            f"{why}; within nbs={nbs} (Ultralytics' recipe): {inside} reaches speed_threshold {threshold:.2f} of the "
-            f"fastest above it too ({top:.0f} images/s)"
-        )
-    if g > gain:
-        return above, (
-            f"{above} above nbs={nbs} reaches {fast_out:.0f} images/s, {g:+.0%} over {best} ({fast_in:.0f}), the "
-            f"fastest at or below nbs: above speed_gain {gain:.0%}"
-        )
-    return inside, (
-        f"{why}; within nbs={nbs} (Ultralytics' recipe): the fastest above it, {above} at {fast_out:.0f} images/s, "
-        f"gains {g:+.0%}, not above speed_gain {gain:.0%}"
-    )
-
-
-def _steps(pace: Pace, batch: int) -> int | None:
-    """Optimizer steps of the whole run at ``batch`` (`recipe.optimizer_steps`), or None when not known.
-
-    Examples:
-        >>> from yolo_batch.core.throughput import Pace, TimeLaw
-        >>> _steps(Pace(TimeLaw(0.1, 0.01), dataset_size=2560, epochs=5), 112), _steps(Pace(TimeLaw(0.1, 0.01)), 112)
-        (115, None)
-    """
-    n, epochs = pace.dataset_size, pace.epochs
-    return optimizer_steps(n, batch, pace.law.nbs, epochs) if n and epochs else None
-
-
-def _none_fits(model: MemoryModel, budget: float, policy: str, min_batch: int, rungs: tuple) -> Decision:
+def _none_fits(
+    model: MemoryModel, budget: float, policy: str, min_batch: int, rungs: tuple[Candidate, ...]
+) -> Decision:
     """The decision when not even ``min_batch`` fits: batch 0 and advice."""
     need = model.peak(min_batch)
     reason = f"batch {min_batch} needs {gib(need)} > budget {gib(budget)}; {ADVICE}"

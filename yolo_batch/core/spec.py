@@ -5,8 +5,8 @@ Grammar of the batch value: ``auto-plus[:POLICY][:FRACTION]``, e.g. ``auto-plus`
 the batch value > Python keywords (``AutoPlus(...)``) > the user's YAML (``YOLO_BATCH_CONFIG`` or
 ``config=``) > the shipped defaults (``cfg/auto_plus.yaml``, mirrored by `BatchSpec`'s field defaults).
 
-This module imports only the standard library at import time (``yaml`` is imported when a file is read),
-so the startup hook can use it without slowing Python down.
+This module imports only the standard library and the pure `policy` (its table of rules names the policies) at
+import time (``yaml`` is imported when a file is read), so the startup hook can use it without slowing Python down.
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from yolo_batch.core.policy import RULES
+
 PREFIX = "auto-plus"
-POLICIES = ("ladder", "fit", "speed", "goodput")
+POLICIES = tuple(RULES)  # one source of the policy names: one rule each in `policy.RULES`
 LR_SCALINGS = ("none", "linear", "sqrt")
 BN_MOMENTA = ("keep", "auto")
 CONFIG_ENV = "YOLO_BATCH_CONFIG"
