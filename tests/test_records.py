@@ -66,8 +66,7 @@ def test_every_choice_is_kept_in_order_across_resumes(tmp_path):
 
     # session 2: resumed after epoch 2 with batch=16 given
     t2 = trainer(tmp_path, resume=True, batch=16)
-    s2 = Session(BatchSpec(), decides=False, value=None)
-    s2.given = 16
+    s2 = Session(BatchSpec(), decides=False, value=None, given=16)
     records.load_history(t2, s2)
     assert records.start_line(t2, s2) == "batch=16 given on resume; auto-plus picked 8 (ladder) from epoch 1"
     t2.start_epoch = 2  # resume_training, before on_train_start
@@ -169,8 +168,8 @@ def test_a_decision_file_without_history_reads_as_one_decision_from_epoch_1(tmp_
     ],
 )
 def test_start_line_says_what_is_true(tmp_path, resume, decides, given, history, expected):
-    s = Session(BatchSpec(), decides=decides, value="auto-plus" if decides else None)
-    s.given, s.history = given, history
+    s = Session(BatchSpec(), decides=decides, value="auto-plus" if decides else None, given=given)
+    s.history = history
     assert records.start_line(trainer(tmp_path, resume=resume), s) == expected
 
 

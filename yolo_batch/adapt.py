@@ -21,6 +21,7 @@ from yolo_batch.session import log
 if TYPE_CHECKING:
     from ultralytics.engine.trainer import BaseTrainer
 
+    from yolo_batch.core.spec import BatchSpec
     from yolo_batch.session import Session
 
 
@@ -130,10 +131,11 @@ def switch(trainer, s, old: int, new: int) -> None:
     )
 
 
-def resumes_goodput(resume, s: Session) -> bool:
-    """At a plain resume (``resume=.../last.pt``, no batch given): True when the run's latest decision is goodput.
+def resumed_spec(resume) -> BatchSpec | None:
+    """At a plain resume (``resume=.../last.pt``, no batch given): the run's goodput settings, else None.
 
-    If so, the session takes the decision's settings (``goodput_gain``, ``min_batch``, ``oom_retries``...).
+    The settings of the run's latest decision when it is goodput's (``goodput_gain``, ``min_batch``,
+    ``oom_retries``...); `wiring.plan` puts them in the session's `Fixed`.
     """
     import json
     from pathlib import Path
@@ -143,16 +145,15 @@ def resumes_goodput(resume, s: Session) -> bool:
     from yolo_batch.session import DECISION_FILE
 
     if not str(resume).endswith(".pt"):
-        return False
+        return None
     try:
         data = json.loads((Path(str(resume)).resolve().parent.parent / DECISION_FILE).read_text(encoding="utf-8"))
         top = latest(data.get("history") or [data])
         if not top or top.get("policy") != "goodput" or not top.get("goodput") or not top.get("speed"):
-            return False
-        s.spec = BatchSpec(**{k: v for k, v in (top.get("settings") or {}).items() if k in KEYS})
+            return None
+        return BatchSpec(**{k: v for k, v in (top.get("settings") or {}).items() if k in KEYS})
     except (OSError, ValueError, TypeError, AttributeError):
-        return False
-    return s.spec.policy == "goodput"
+        return None
 
 
 def resume(trainer: BaseTrainer, s: Session) -> None:

@@ -150,40 +150,112 @@ class SwitchState:
     choice: Any = None
 
 
+@dataclass(frozen=True)
+class Fixed:
+    """What is fixed when the trainer is built (`wiring.plan`), frozen: nothing assigns it afterwards.
+
+    Attributes:
+        spec (BatchSpec): The run's settings (a plain resume of a goodput run: its decision's settings).
+        decides (bool): auto-plus chooses the batch; else the run is only measured and its effect logged.
+        value (str | None): The auto-plus value asked for (None for a measured run).
+        given (Any): The batch given with a resume, when one was.
+        earlier_run (str | None): The run folder a rerun of its args.yaml did not write into.
+        launcher (bool): The DDP launcher: spawns the workers, trains nothing.
+        worker (bool): A DDP worker of an auto-plus launch: decides with the other ranks.
+        adapts (bool): A plain resume of a goodput run: no new decision, goodput goes on switching.
+    """
+
+    spec: BatchSpec
+    decides: bool
+    value: str | None
+    given: Any = None
+    earlier_run: str | None = None
+    launcher: bool = False
+    worker: bool = False
+    adapts: bool = False
+
+
 class Session:
     """What the plugin knows about one training run.
 
-    The fields set here are fixed when the trainer is built (`wiring`); each piece of state that changes while
-    the run trains has one writing module: the decision and its history (``record``, ``history``, ``pending``,
-    ``waiting``, ``change``) `records`, ``oom`` `recovery`, ``rebuild`` `rebuild`, ``meter`` `callbacks`,
-    ``switching`` `adapt`, ``lr`` `lrscale`, ``bn_momenta``/``bn_batch`` `batchnorm`, ``val_batch`` `valbatch`,
-    ``device`` `memory` (``backend`` and ``headroom`` read it).
+    ``fixed`` (`Fixed`, frozen) holds what is set when the trainer is built (`wiring`), read through the
+    properties of the same names; each piece of state that changes while the run trains has one writing module:
+    the decision and its history (``record``, ``history``, ``pending``, ``waiting``, ``change``) `records`,
+    ``oom`` `recovery`, ``rebuild`` `rebuild`, ``meter`` `callbacks`, ``switching`` `adapt`, ``lr`` `lrscale`,
+    ``bn_momenta``/``bn_batch`` `batchnorm`, ``val_batch`` `valbatch`, ``device`` `memory` (``backend`` and
+    ``headroom`` read it). ``tests/test_session.py`` holds each to the writer ``docs/architecture.md`` names.
     """
 
-    def __init__(self, spec: BatchSpec, decides: bool, value: str | None) -> None:
-        """``decides``: choose the batch (auto-plus); else only measure and log the effect."""
-        self.spec, self.decides, self.value = spec, decides, value
+    def __init__(
+        self,
+        spec: BatchSpec,
+        decides: bool,
+        value: str | None,
+        *,
+        given: Any = None,
+        earlier_run: str | None = None,
+        launcher: bool = False,
+        worker: bool = False,
+        adapts: bool = False,
+    ) -> None:
+        """``decides``: choose the batch (auto-plus); else only measure and log the effect. The rest: `Fixed`."""
+        self.fixed = Fixed(spec, decides, value, given, earlier_run, launcher, worker, adapts)
         self.device = DeviceMeter()  # the memory meter (`memory.bind`, `memory.measure`)
         self.record: dict[str, Any] | None = None  # the latest auto-plus decision (batch_decision.json)
         self.history: list[dict[str, Any]] = []  # every batch choice of the run, oldest first
         self.pending = False  # a decision made on resume, queued once its first epoch is known
         self.waiting: list[dict[str, Any]] = []  # history entries whose first epoch has not finished (`records`)
-        self.given: Any = None  # the batch given with a resume, when one was
-        self.earlier_run: str | None = None  # the run folder a rerun of its args.yaml did not write into
         self.meter = EpochMeter()  # `callbacks`
         self.oom = OomState()  # `recovery`
         self.rebuild = RebuildState()  # `rebuild`
-        self.launcher = False  # the DDP launcher: spawns the workers, trains nothing
-        self.worker = False  # a DDP worker of an auto-plus launch: decides with the other ranks
         self.val_batch: int | None = None  # the fixed validation batch (YOLO_BATCH_VAL_BATCH), when asked (`valbatch`)
         self.bn_momenta: dict[str, float] | None = None  # bn_momentum auto: each BatchNorm's own momentum
         self.bn_batch: int | None = None  # bn_momentum auto: the batch the momenta were last scaled to
-        self.adapts = False  # a plain resume of a goodput run: no new decision, goodput goes on switching
         self.switching = SwitchState()  # policy goodput (`adapt`)
         self.change: tuple[int, int, str] | None = (
             None  # the batch change of this epoch: (old, new, reason) (`records`)
         )
         self.lr = LrScale()  # lr_scaling's factor on the optimizer (`lrscale`)
+
+    @property
+    def spec(self) -> BatchSpec:
+        """The run's settings (`Fixed.spec`)."""
+        return self.fixed.spec
+
+    @property
+    def decides(self) -> bool:
+        """auto-plus chooses the batch (`Fixed.decides`)."""
+        return self.fixed.decides
+
+    @property
+    def value(self) -> str | None:
+        """The auto-plus value (`Fixed.value`)."""
+        return self.fixed.value
+
+    @property
+    def given(self) -> Any:
+        """The batch given with a resume (`Fixed.given`)."""
+        return self.fixed.given
+
+    @property
+    def earlier_run(self) -> str | None:
+        """The run folder a rerun of its args.yaml did not write into (`Fixed.earlier_run`)."""
+        return self.fixed.earlier_run
+
+    @property
+    def launcher(self) -> bool:
+        """The DDP launcher (`Fixed.launcher`)."""
+        return self.fixed.launcher
+
+    @property
+    def worker(self) -> bool:
+        """A DDP worker of an auto-plus launch (`Fixed.worker`)."""
+        return self.fixed.worker
+
+    @property
+    def adapts(self) -> bool:
+        """A plain resume of a goodput run that goes on switching (`Fixed.adapts`)."""
+        return self.fixed.adapts
 
     @property
     def backend(self) -> Any:

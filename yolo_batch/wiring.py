@@ -135,14 +135,23 @@ def plan(cfg: Any, overrides: dict | None, given_callbacks: dict | None, observe
     merged = {k: [f for f in v if not _ours(f)] for k, v in (given_callbacks or get_default_callbacks()).items()}
     for event, fn in callbacks.items():
         merged.setdefault(event, []).append(fn)
-    s = Session(spec, decides, value)
-    s.launcher, s.worker, s.earlier_run = launcher, worker is not None, earlier_run
-    if overrides.get("resume") and given and not decides:
-        s.given = asked  # resumed at a batch the user gave
-    if overrides.get("resume") and not given and not decides:  # a plain resume of a goodput run adapts on
+    resumed = overrides.get("resume") and not decides
+    adapts = False
+    if resumed and not given:  # a plain resume of a goodput run adapts on, with its decision's settings
         from yolo_batch import adapt
 
-        s.adapts = adapt.resumes_goodput(overrides["resume"], s)
+        kept = adapt.resumed_spec(overrides["resume"])
+        spec, adapts = (kept, kept.policy == "goodput") if kept is not None else (spec, False)
+    s = Session(
+        spec,
+        decides,
+        value,
+        given=asked if resumed and given else None,  # resumed at a batch the user gave
+        earlier_run=earlier_run,
+        launcher=launcher,
+        worker=worker is not None,
+        adapts=adapts,
+    )
     return overrides, merged, s
 
 
