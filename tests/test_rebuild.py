@@ -87,9 +87,9 @@ def _attached(first=None):
     rebuild.attach(
         trainer,
         first,
-        switch=lambda t, s, old, new: calls.append(("switch", old, new)),
+        switch=lambda t, s, old, new, lr: calls.append(("switch", old, new, lr)),
         step_down=lambda t, s, old: calls.append(("oom", old)) or old - 4,
-        after=lambda t, s: calls.append(("after", t.batch_size)),
+        after=lambda t, s: calls.append(("after", t.batch_size)) or f"lr at {t.batch_size}",
     )
     return trainer, calls
 
@@ -111,7 +111,7 @@ def test_each_build_has_one_reason():
     trainer._oom_retries, trainer.batch_size = 2, 6
     trainer._build_train_pipeline()
     assert trainer.builds[-1] == trainer.batch_size == 32
-    assert calls[-2:] == [("switch", 12, 32), ("after", 32)]
+    assert calls[-2:] == [("after", 32), ("switch", 12, 32, "lr at 32")]  # noted once built, the lr followed
     assert (trainer.optimizer.param_groups[0], trainer.accumulate) == ({"lr": 0.01, "momentum": 0.9}, 1)
     assert trainer._yolo_batch.rebuild.log_filter is None  # Ultralytics' restart warning shows again
 

@@ -7,9 +7,9 @@ schedule's lr factor for the next epoch from Ultralytics' ``lf``, the training s
 A switch is made at the next ``on_train_epoch_start`` (`arm`): `rebuild.request` rebuilds the
 pipeline at the new batch through Ultralytics' restart of the epoch (why that restart: `rebuild`), so an upward
 switch rebuilds exactly as a step-down does: dataloaders, ``accumulate`` and weight decay as Ultralytics builds
-them for that batch, no image drawn from the old loader, and the loop's own state recomputed. In that rebuild
-`switch` sets the lr and hands the change to `records` (it joins the history once the epoch finished). The
-switch uses one of Ultralytics' three restarts of that epoch.
+them for that batch, no image drawn from the old loader, and the loop's own state recomputed. After that rebuild
+(`rebuild` writes the batch, `lrscale.follow` the lr) `switch` hands the change to `records` (it joins the history
+once the epoch finished). The switch uses one of Ultralytics' three restarts of that epoch.
 """
 
 from __future__ import annotations
@@ -103,15 +103,17 @@ def arm(trainer, s) -> None:
         state.choice = None
 
 
-def switch(trainer, s, old: int, new: int) -> None:
-    """`rebuild`'s switch, before the pipeline is rebuilt at ``new``: rescale lr0, record and log it."""
+def switch(trainer, s, old: int, new: int, lr: str) -> None:
+    """`rebuild`'s switch, once the pipeline was rebuilt at ``new`` and the lr followed (``lr``: its words).
+
+    `rebuild` alone writes the batch and `lrscale.follow` (its ``after``) alone rescales the lr; this notes the
+    switch: the choice is spent, the change handed to `records`, the line logged.
+    """
     from yolo_batch import lrscale, records
     from yolo_batch.core import goodput
 
     logger, prefix = log()
     choice, s.switching.choice = s.switching.choice, None
-    trainer.args.batch = trainer.batch_size = new
-    lr = lrscale.follow(trainer, s)  # lr_scaling at the new batch, from the base lr0
     effective = goodput.effective(new, trainer.args.nbs)
     entry = {
         "source": "goodput",

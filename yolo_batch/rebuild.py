@@ -93,18 +93,19 @@ def supported(trainer) -> bool:
 def attach(
     trainer,
     first: Callable[[Any], int] | None,
-    switch: Callable[[Any, Session, int, int], None],
+    switch: Callable[[Any, Session, int, int, str], None],
     step_down: Callable[[Any, Session, int], int],
-    after: Callable[[Any, Session], Any],
+    after: Callable[[Any, Session], str],
 ) -> bool:
     """Own ``trainer._build_train_pipeline`` (an instance attribute); False on a release outside `RELEASES`.
 
     Args:
         trainer: The auto-plus trainer.
         first: Returns the batch of a DDP worker's first build, or None for a single process.
-        switch: Notes a goodput switch from the old batch to the new one (before the rebuild).
+        switch: Notes a goodput switch from the old batch to the new one, after its rebuild (the batch written
+            and the lr followed here), with the lr's words.
         step_down: Returns the batch after an out-of-memory error at the given batch (before the rebuild).
-        after: Runs after every rebuild (lr scaling follows the batch).
+        after: Runs after every rebuild (lr scaling follows the batch); returns the words for the log.
     """
     if not supported(trainer):
         return False
@@ -122,20 +123,22 @@ def _build(trainer, original, first, switch, step_down, after):
     if state.built_at is None and first is not None:  # DDP worker, first build: agree on the batch with the ranks
         trainer.args.batch = trainer.batch_size = first(trainer)
     retries = getattr(trainer, "_oom_retries", 0)
+    switched_from = None
     if state.built_at is not None and retries > state.retries_seen:  # Ultralytics' restart (it halved the batch)
         old = state.built_at
         loader = getattr(trainer, "train_loader", None)
         if isinstance(loader, _StandIn):
             _end_switch(trainer, state)
-            new = loader.new
-            switch(trainer, s, old, new)
+            new, switched_from = loader.new, old
         else:
             new = step_down(trainer, s, old)
-        trainer.args.batch = trainer.batch_size = new
+        trainer.args.batch = trainer.batch_size = new  # the one write of the batch a restart gives
     state.retries_seen = retries
     result = original()
     state.built_at = trainer.batch_size
-    after(trainer, s)
+    words = after(trainer, s)  # the lr follows the batch that trains, once a build
+    if switched_from is not None:
+        switch(trainer, s, switched_from, trainer.batch_size, words)
     return result
 
 
