@@ -28,9 +28,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from types import ModuleType
+
     from ultralytics.engine.trainer import BaseTrainer
 
 
@@ -60,7 +63,35 @@ def figures(row: dict[str, Any]) -> dict[str, float]:
     return {PREFIX + k: float(row[k]) for k in FIGURES if row.get(k) is not None}
 
 
-def _module(trainer: BaseTrainer, name: str):
+class Adapter(Protocol):
+    """One logger's adapter: where its Ultralytics integration holds the run, and how to send to that run.
+
+    Attributes:
+        name (str): The logger's name in the warning of a failure.
+        module (str): Its integration module: ``ultralytics.utils.callbacks.<module>``.
+    """
+
+    name: str
+    module: str
+
+    def run(self, m: ModuleType, trainer: BaseTrainer) -> Any:
+        """The open run the integration module ``m`` holds, or None: send nothing."""
+        ...
+
+    def figures(self, run: Any, trainer: BaseTrainer, figs: dict[str, float]) -> None:
+        """An epoch's ``batch/*`` figures, at the step the integration logs the epoch's metrics at."""
+        ...
+
+    def decision(self, run: Any, values: dict[str, Any]) -> None:
+        """The decision's main fields, as parameters or config."""
+        ...
+
+    def files(self, run: Any, paths: list[Path]) -> None:
+        """``batch_decision.json`` and ``batch_effect.png``, where the logger takes them."""
+        ...
+
+
+def _module(trainer: BaseTrainer, name: str) -> ModuleType | None:
     """Ultralytics' callback module ``name`` when its hooks are on for this trainer, else None."""
     module = sys.modules.get(f"ultralytics.utils.callbacks.{name}")
     hooks = getattr(module, "callbacks", None) or {}
@@ -76,17 +107,17 @@ class _MLflow:
     name = "MLflow"
     module = "mlflow"
 
-    def run(self, m, trainer: BaseTrainer):
+    def run(self, m: Any, trainer: BaseTrainer) -> Any:
         ok = m.mlflow is not None and getattr(trainer, "_mlflow_active", True)  # 8.4 sets it; 8.3 has none
         return m.mlflow if ok and m.mlflow.active_run() is not None else None  # never let mlflow start a run
 
-    def figures(self, mlflow, trainer: BaseTrainer, figs):
+    def figures(self, mlflow: Any, trainer: BaseTrainer, figs: dict[str, float]) -> None:
         mlflow.log_metrics(figs, step=trainer.epoch)
 
-    def decision(self, mlflow, values):
+    def decision(self, mlflow: Any, values: dict[str, Any]) -> None:
         mlflow.log_params({f"{SECTION}/{k}": v for k, v in values.items()})
 
-    def files(self, mlflow, paths):
+    def files(self, mlflow: Any, paths: list[Path]) -> None:
         for p in paths:
             mlflow.log_artifact(str(p))  # batch_effect.png again from Ultralytics' own upload: same name, same file
 
@@ -97,22 +128,22 @@ class _WandB:
     name = "W&B"
     module = "wb"
 
-    def run(self, m, trainer: BaseTrainer):
+    def run(self, m: Any, trainer: BaseTrainer) -> Any:
         return m.wb.run if m.wb is not None else None
 
     def __init__(self) -> None:
         self.defined: set[str] = set()  # the runs told to plot batch/* against the epoch
 
-    def figures(self, run, trainer: BaseTrainer, figs):
+    def figures(self, run: Any, trainer: BaseTrainer, figs: dict[str, float]) -> None:
         if run.id not in self.defined:
             run.define_metric(f"{PREFIX}*", step_metric="epoch")
             self.defined.add(run.id)
         run.log({**figs, "epoch": trainer.epoch + 1}, commit=False)  # Ultralytics' on_fit_epoch_end commits
 
-    def decision(self, run, values):
+    def decision(self, run: Any, values: dict[str, Any]) -> None:
         run.config.update({SECTION: values}, allow_val_change=True)
 
-    def files(self, run, paths):
+    def files(self, run: Any, paths: list[Path]) -> None:
         import wandb
 
         art = wandb.Artifact(name=f"run_{run.id}_batch", type=SECTION)
@@ -130,17 +161,17 @@ class _DVCLive:
     name = "DVCLive"
     module = "dvc"
 
-    def run(self, m, trainer: BaseTrainer):
+    def run(self, m: Any, trainer: BaseTrainer) -> Any:
         return getattr(m, "live", None)
 
-    def figures(self, live, trainer: BaseTrainer, figs):
+    def figures(self, live: Any, trainer: BaseTrainer, figs: dict[str, float]) -> None:
         for k, v in figs.items():
             live.log_metric(k, v)
 
-    def decision(self, live, values):
+    def decision(self, live: Any, values: dict[str, Any]) -> None:
         live.log_params({SECTION: values})
 
-    def files(self, live, paths):
+    def files(self, live: Any, paths: list[Path]) -> None:
         # Outside a DVC repository DVCLive keeps no artifacts, and an image logged with Ultralytics'
         # cache_images=True makes live.end() fail (dvclive 3.49): the figures and params are all it gets there.
         if getattr(live, "_dvc_repo", None) is None:
@@ -158,17 +189,17 @@ class _Comet:
     name = "Comet"
     module = "comet"
 
-    def run(self, m, trainer: BaseTrainer):
+    def run(self, m: Any, trainer: BaseTrainer) -> Any:
         return m.comet_ml.get_running_experiment() if m.comet_ml is not None else None
 
-    def figures(self, experiment, trainer: BaseTrainer, figs):
+    def figures(self, experiment: Any, trainer: BaseTrainer, figs: dict[str, float]) -> None:
         meta = sys.modules[f"ultralytics.utils.callbacks.{self.module}"]._fetch_trainer_metadata(trainer)
         experiment.log_metrics(figs, step=meta["curr_step"], epoch=meta["curr_epoch"])
 
-    def decision(self, experiment, values):
+    def decision(self, experiment: Any, values: dict[str, Any]) -> None:
         experiment.log_parameters(values, prefix=SECTION)
 
-    def files(self, experiment, paths):
+    def files(self, experiment: Any, paths: list[Path]) -> None:
         for p in paths:
             if p.suffix == ".png":
                 experiment.log_image(str(p), name=p.stem)
@@ -182,17 +213,17 @@ class _ClearML:
     name = "ClearML"
     module = "clearml"
 
-    def run(self, m, trainer: BaseTrainer):
+    def run(self, m: Any, trainer: BaseTrainer) -> Any:
         return m.Task.current_task() if getattr(m, "clearml", None) is not None else None
 
-    def figures(self, task, trainer: BaseTrainer, figs):
+    def figures(self, task: Any, trainer: BaseTrainer, figs: dict[str, float]) -> None:
         for k, v in figs.items():
             task.get_logger().report_scalar("batch", k[len(PREFIX) :], v, iteration=trainer.epoch)
 
-    def decision(self, task, values):
+    def decision(self, task: Any, values: dict[str, Any]) -> None:
         task.connect(dict(values), name=SECTION)
 
-    def files(self, task, paths):
+    def files(self, task: Any, paths: list[Path]) -> None:
         for p in paths:
             if p.suffix == ".png":
                 task.get_logger().report_image("batch", p.stem, iteration=0, local_path=str(p))
@@ -206,19 +237,19 @@ class _TensorBoard:
     name = "TensorBoard"
     module = "tensorboard"
 
-    def run(self, m, trainer: BaseTrainer):
+    def run(self, m: Any, trainer: BaseTrainer) -> Any:
         return getattr(m, "WRITER", None)
 
-    def figures(self, writer, trainer: BaseTrainer, figs):
+    def figures(self, writer: Any, trainer: BaseTrainer, figs: dict[str, float]) -> None:
         for k, v in figs.items():
             writer.add_scalar(k, v, trainer.epoch + 1)
         writer.flush()
 
-    def decision(self, writer, values):
+    def decision(self, writer: Any, values: dict[str, Any]) -> None:
         table = "\n".join(["| field | value |", "| --- | --- |", *(f"| {k} | {v} |" for k, v in values.items())])
         writer.add_text(SECTION, table, 0)
 
-    def files(self, writer, paths):
+    def files(self, writer: Any, paths: list[Path]) -> None:
         import cv2
 
         for p in paths:
@@ -230,10 +261,10 @@ class _TensorBoard:
 
 # Each logger: ``run(module, trainer)`` finds the open run (None: send nothing), ``figures(run, trainer, figs)``,
 # ``decision(run, params)`` and ``files(run, paths)`` send to it.
-LOGGERS = (_MLflow(), _WandB(), _DVCLive(), _Comet(), _ClearML(), _TensorBoard())
+LOGGERS: tuple[Adapter, ...] = (_MLflow(), _WandB(), _DVCLive(), _Comet(), _ClearML(), _TensorBoard())
 
 
-def _active(trainer: BaseTrainer):
+def _active(trainer: BaseTrainer) -> Iterator[tuple[Adapter, Any, dict[str, set[str]]]]:
     """``(logger, run, state)`` for each integration that is on for ``trainer``, has an open run, and has not failed."""
     state = getattr(trainer, STATE, None)
     if state is None:
@@ -254,7 +285,7 @@ def _active(trainer: BaseTrainer):
             yield logger, run, state
 
 
-def _failed(state: dict, logger, e: Exception) -> None:
+def _failed(state: dict[str, set[str]], logger: Adapter, e: Exception) -> None:
     """Warn once, and leave this logger alone for the rest of the run."""
     from ultralytics.utils import LOGGER, colorstr
 
