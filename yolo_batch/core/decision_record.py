@@ -6,21 +6,25 @@ writes the result (the one writer of the decision and its history).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from yolo_batch.core.policy import gib
+
+if TYPE_CHECKING:
+    from yolo_batch.core.policy import Candidate, MemoryModel
+    from yolo_batch.core.spec import BatchSpec
 
 
 def build(
     *,
     batch: int,
     value: str | None,
-    spec,
-    head,
+    spec: BatchSpec,
+    head: Any,
     budget: float,
-    model,
-    probe_law,
-    candidates,
+    model: MemoryModel,
+    probe_law: MemoryModel,
+    candidates: tuple[Candidate, ...],
     verified: int | None,
     reason: str,
     seconds: dict[str, float],
@@ -99,7 +103,7 @@ def decision_table(r: dict[str, Any]) -> list[str]:
 
     speed = any(c.get("predicted_images_per_s") for c in r["candidates"])
 
-    def ips(value) -> str:
+    def ips(value: object) -> str:
         return f" {value or '-':>9}" if speed else ""
 
     lines = [

@@ -55,8 +55,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from yolo_batch.core.recipe import half_life_images, scaled
+
+if TYPE_CHECKING:
+    from yolo_batch.core.throughput import Pace
 
 SETTLE = 0.20  # the noise scale has settled when it moved less than this share between the last two epochs
 ULTRALYTICS_BN_MOMENTUM = 0.03  # every BatchNorm's momentum after Ultralytics' initialize_weights
@@ -253,7 +257,7 @@ class _Compared:
     steps: str  # "; " and why the efficiency above nbs is what it is, for the best and the current batch
 
 
-def _compare(pace, batches: list[int], current: int, nbs: int, noise: float, recipe: Recipe) -> _Compared:
+def _compare(pace: Pace, batches: list[int], current: int, nbs: int, noise: float, recipe: Recipe) -> _Compared:
     """The best goodput among ``batches`` (the smallest among equals) against ``current``'s."""
 
     def good(b: int) -> tuple[float, float, float]:
@@ -294,7 +298,7 @@ def _left_out(out: dict[int, str]) -> str:
 
 
 def choose(
-    pace,
+    pace: Pace,
     *,
     current: int,
     low: int,
