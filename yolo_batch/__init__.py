@@ -27,7 +27,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     """Load the public API on first access (Python start-up pays for none of it)."""
     import importlib
 

@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from yolo_batch.core.spec import AutoPlusError, BatchSpec, parse_batch_value
 
 if TYPE_CHECKING:
+    import torch
     from ultralytics.engine.trainer import BaseTrainer
 
 
@@ -135,7 +136,7 @@ def collective_device(backend: str) -> str:
     return "cpu" if "gloo" in backend or "mpi" in backend else _ACCELERATORS.get(backend, "cpu")
 
 
-def _tensor(value: int, world: int):
+def _tensor(value: int, world: int) -> torch.Tensor | None:
     """``value`` as a tensor where the default group's backend reduces it; None when ``world`` is one rank."""
     if world <= 1:
         return None
@@ -192,7 +193,7 @@ def agree(local_pick: Callable[[], int], world: int) -> tuple[int, list[int]]:
 
 
 @contextmanager
-def unwrapped(trainer: BaseTrainer):
+def unwrapped(trainer: BaseTrainer) -> Iterator[Any]:
     """Lend the trainer the bare module of its DDP model, so probe steps run no gradient all-reduce."""
     import torch
 

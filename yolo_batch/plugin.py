@@ -47,7 +47,7 @@ class AutoPlus:
         self.config = config
         self.spec: BatchSpec = resolve_spec(None, self.keywords, config)
 
-    def register(self, model):
+    def register(self, model: Any) -> Any:
         """Add the plugin's callbacks to an Ultralytics ``YOLO`` model and return the model.
 
         Args:

@@ -12,6 +12,7 @@ import math
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -31,13 +32,13 @@ _CLS_PARAMS = "dataset.json"  # classify: the folder dataset's record of its arg
 _SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
-def _check(name: str, value, ok: bool, valid: str) -> None:
+def _check(name: str, value: object, ok: bool, valid: str) -> None:
     """Raise a one-line ValueError naming the argument, the bad value and the valid range unless ``ok``."""
     if not ok:
         raise ValueError(f"{name}={value!r} is invalid, expected {valid}")
 
 
-def _pair(value, kind: type) -> bool:
+def _pair(value: object, kind: type) -> bool:
     """Return True if ``value`` is a 2-sequence of ints (``kind=int``) or real numbers (``kind=float``)."""
     types = (int, np.integer) if kind is int else (int, float, np.integer, np.floating)
     return (
@@ -65,7 +66,7 @@ def _norm(points: np.ndarray, imgsz: int) -> list[str]:
     return [f"{v:.6f}" for v in np.clip(np.asarray(points) / imgsz, 0, 1).reshape(-1)]
 
 
-def _objects(task: str, img: np.ndarray, rng: np.random.Generator, k: int, p: dict, depth=None) -> list[str]:
+def _objects(task: str, img: np.ndarray, rng: np.random.Generator, k: int, p: dict, depth: Any = None) -> list[str]:
     """Draw ``k`` objects on ``img`` (and, for depth, on the ``depth`` map); return one label line per object."""
     imgsz, lines = p["imgsz"], []
     for box in boxes(rng, imgsz, k, tuple(p["size"]), p["dense"]):

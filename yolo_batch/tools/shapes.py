@@ -97,7 +97,9 @@ def outline(cls: int, box: tuple[float, float, float, float]) -> np.ndarray:
     return np.array(pts, dtype=np.float64)
 
 
-def draw_rotated(img: np.ndarray, cls: int, box: tuple[int, int, int, int], color: tuple[int, ...], angle: float):
+def draw_rotated(
+    img: np.ndarray, cls: int, box: tuple[int, int, int, int], color: tuple[int, ...], angle: float
+) -> np.ndarray:
     """Draw shape ``cls`` turned by ``angle`` radians inside pixel box ``box``; return its oriented box's 4 corners.
 
     The shape fills a square of side min(w, h) / sqrt(2) centred in the box, so that at any angle it stays inside.
