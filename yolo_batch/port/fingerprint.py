@@ -82,8 +82,10 @@ class Support:
             ddp (bool): The run trains over several GPUs (a DDP worker decides at its first pipeline build).
 
         Examples:
-            >>> Support("8.3.0", "no", None, None).refusal("auto-plus", ("8.3.", "8.4."))[-68:]
-            'supported releases: 8.3.x, 8.4.x (install one that has it), or give an integer batch'
+            >>> print(Support("8.3.0", "it never asks", None, None).refusal("auto-plus", ("8.3.", "8.4.")))
+            ... # doctest: +NORMALIZE_WHITESPACE
+            batch='auto-plus' cannot decide on Ultralytics 8.3.0: it never asks; supported releases: 8.3.x, 8.4.x
+            (install one that has it), or give an integer batch
         """
         why = self.ddp_decides if ddp else self.decides
         if why is None:
@@ -106,32 +108,49 @@ def supported_releases(supported: Any) -> str:
 
 
 def check(trainer: Any) -> Support:
-    """The installed release's `Support` for a trainer (or trainer class); cached per process and class."""
-    cls = trainer if isinstance(trainer, type) else type(trainer)
-    return _check(
-        getattr(cls, "_setup_train", None), getattr(cls, "_do_train", None), getattr(cls, "_build_train_pipeline", None)
-    )
+    """The installed release's `Support` for a trainer (or trainer class); cached per process and class.
+
+    Each method is read along the class's MRO as far as ``super().<method>(`` calls reach (``DetectionTrainer``
+    extends ``_build_train_pipeline`` and calls BaseTrainer's): the lines must be in one implementation that runs.
+    """
+    return _for_class(trainer if isinstance(trainer, type) else type(trainer))
 
 
 @functools.lru_cache(maxsize=16)
-def _check(setup: Any, do_train: Any, build: Any) -> Support:
+def _for_class(cls: type) -> Support:
+    return _check(*(_chain(cls, name) for name in ("_setup_train", "_do_train", "_build_train_pipeline")))
+
+
+def _chain(cls: type, name: str) -> tuple[Any, ...]:
+    """The implementations of ``name`` that run for ``cls``: the most derived one, then each its ``super()`` calls."""
+    chain = []
+    for klass in cls.__mro__:
+        fn = vars(klass).get(name)
+        if fn is None:
+            continue
+        chain.append(fn)
+        if f"super().{name}(" not in (_source(fn) or ""):
+            break
+    return tuple(chain)
+
+
+@functools.lru_cache(maxsize=16)
+def _check(setup: tuple[Any, ...], do_train: tuple[Any, ...], build: tuple[Any, ...]) -> Support:
     import ultralytics
 
     release = str(getattr(ultralytics, "__version__", "?"))
-    setup_source = _source(setup)
     decides = ddp_decides = None
-    if _missing("_setup_train", setup, setup_source, DECIDES) is not None:
+    if _missing("_setup_train", setup, DECIDES) is not None:
         decides = "its BaseTrainer._setup_train never asks self.auto_batch(), the moment auto-plus decides at"
-        if setup_source and "check_train_batch_size(" in setup_source:
+        if any("check_train_batch_size(" in (_source(fn) or "") for fn in setup):
             decides += " (it calls check_train_batch_size itself)"
-    if _missing("_setup_train", setup, setup_source, FIRST_BUILD) is not None:
+    if _missing("_setup_train", setup, FIRST_BUILD) is not None:
         ddp_decides = "its BaseTrainer._setup_train has no self._build_train_pipeline(), where a DDP worker decides"
-    restarts = _missing("_do_train", do_train, _source(do_train), DO_TRAIN) or _missing(
-        "_build_train_pipeline", build, _source(build), BUILD
-    )
+    restarts = _missing("_do_train", do_train, DO_TRAIN) or _missing("_build_train_pipeline", build, BUILD)
     return Support(release, decides, ddp_decides, restarts)
 
 
+@functools.lru_cache(maxsize=64)
 def _source(fn: Any) -> str | None:
     """The source text of a function, from its file's lines in ``linecache``; None where it cannot be read."""
     import dis
@@ -145,16 +164,23 @@ def _source(fn: Any) -> str | None:
     return "".join(lines[code.co_firstlineno - 1 : end]) or None
 
 
-def _missing(name: str, fn: Any, source: str | None, lines: tuple[str, ...]) -> str | None:
-    """None when ``source`` holds ``lines`` in order, else the first line missing, in words."""
-    if fn is None:
+def _missing(name: str, chain: tuple[Any, ...], lines: tuple[str, ...]) -> str | None:
+    """None when one implementation of ``chain`` holds ``lines`` in order, else the first line missing, in words."""
+    if not chain:
         return f"BaseTrainer has no {name}"
-    if source is None:
+    sources = [_source(fn) for fn in chain]
+    if all(source is None for source in sources):
         return f"the source of {name} cannot be read"
-    at = 0
-    for line in lines:
-        found = source.find(line, at)
-        if found < 0:
-            return f"{name} has no {line!r} where the plugin expects it"
-        at = found + len(line)
-    return None
+    reported = None  # the line the last (base) implementation misses
+    for source in (s for s in sources if s is not None):
+        at, missing = 0, None
+        for line in lines:
+            found = source.find(line, at)
+            if found < 0:
+                missing = line
+                break
+            at = found + len(line)
+        if missing is None:
+            return None
+        reported = missing
+    return f"{name} has no {reported!r} where the plugin expects it"
