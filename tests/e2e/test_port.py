@@ -12,19 +12,20 @@ import sys
 import pytest
 from ultralytics import YOLO
 
-from tests.conftest import FAST, train_in_process
-from tests.test_port import NoAutoBatch, NoRestartCap
+from tests.conftest import FAST, needs_84, train_in_process
+from tests.test_port import no_auto_batch, no_restart_cap
 from yolo_batch import AutoPlusError, port
 from yolo_batch.activate import SUPPORTED
 
 pytestmark = pytest.mark.slow
 
 
+@needs_84  # on 8.3 (no in-epoch restart) every auto-plus run takes this path
 def test_a_release_whose_restart_differs_trains_as_stock_at_the_decided_batch(tiny_data, tmp_path, caplog):
     model = YOLO("yolo11n.yaml")
     gates = []
     model.add_callback("on_train_batch_start", lambda t: gates.append((t.epoch, t.start_epoch)))
-    train_in_process(model, tiny_data, tmp_path, batch="auto-plus", epochs=2, trainer=NoRestartCap)
+    train_in_process(model, tiny_data, tmp_path, batch="auto-plus", epochs=2, trainer=no_restart_cap())
     trainer, run = model.trainer, tmp_path / "run"
     decision = json.loads((run / "batch_decision.json").read_text())
     assert trainer.batch_size == trainer.args.batch == decision["batch"]
@@ -45,7 +46,7 @@ def test_a_release_that_never_asks_auto_batch_refuses_auto_plus_before_the_run_f
     with pytest.raises(
         AutoPlusError, match=r"cannot decide on Ultralytics \S+: its BaseTrainer._setup_train .*" + words
     ):
-        train_in_process(model, tiny_data, tmp_path, batch="auto-plus", trainer=NoAutoBatch)
+        train_in_process(model, tiny_data, tmp_path, batch="auto-plus", trainer=no_auto_batch())
     assert not (tmp_path / "run").exists()
 
 
