@@ -82,6 +82,19 @@ def _ours(fn: Any) -> bool:
     return isinstance(fn, Hook) or fn in callbacks.values()
 
 
+def _check_release(kind: type, supported: Any, value: Any, ddp_run: bool) -> None:
+    """Refuse ``batch=value`` in one line where this release (or trainer class) never reaches the decision moment.
+
+    Raises:
+        AutoPlusError: Naming the release and the supported ones (`port.check`, `port.Support.refusal`).
+    """
+    from yolo_batch import port
+
+    refusal = port.check(kind).refusal(value, supported, ddp=ddp_run)
+    if refusal is not None:
+        raise AutoPlusError(refusal)
+
+
 def plan(
     cfg: Any,
     overrides: dict | None,
@@ -133,12 +146,7 @@ def plan(
 
         check_task(overrides.get("task") or (cfg.get("task") if isinstance(cfg, dict) else None) or "detect")
         if kind is not None:  # never silently Ultralytics' own AutoBatch: the decision moment must be reached
-            from yolo_batch import port
-
-            ddp_run = worker is not None or ddp.world_size(overrides.get("device")) > 1
-            refusal = port.check(kind).refusal(value, supported, ddp=ddp_run)
-            if refusal is not None:
-                raise AutoPlusError(refusal)
+            _check_release(kind, supported, value, worker is not None or ddp.world_size(overrides.get("device")) > 1)
     _check_writable(overrides.get("project"))
     launcher, earlier_run = False, None
     if decides and worker is None:
