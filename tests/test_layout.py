@@ -138,3 +138,75 @@ def test_no_module_assigns_another_modules_attributes():
                 ):
                     found.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {target.value.id}.{target.attr}")
     assert found == []
+
+
+# Private attributes of objects that are not Ultralytics' (torch, DVCLive) the integration reads, each with its owner.
+NOT_ULTRALYTICS = {
+    "_parameters": "torch nn.Module (probe.borrowed snapshots every parameter)",
+    "_buffers": "torch nn.Module (probe.borrowed snapshots every buffer)",
+    "_BatchNorm": "torch.nn.modules.batchnorm (adapt, batchnorm find the layers)",
+    "_foreach_norm": "torch (effect's gradient norms)",
+    "_workers": "torch's DataLoader iterator (loader joins its workers)",
+    "_dvc_repo": "DVCLive's Live (loggers: a run outside a DVC repository)",
+}
+LOOP_STATE = {"start_epoch", "accumulate", "train_loader"}  # _do_train's loop state the plugin toggles (rebuild)
+TRAINERS = {"trainer", "t"}  # the names a live trainer goes by in the integration
+
+
+def _trainer_methods() -> set[str]:
+    from ultralytics.engine.trainer import BaseTrainer
+
+    return {n for n in dir(BaseTrainer) if not n.startswith("__") and callable(getattr(BaseTrainer, n))}
+
+
+def _root(node: ast.AST) -> str | None:
+    while isinstance(node, (ast.Attribute, ast.Subscript, ast.Call)):
+        node = node.func if isinstance(node, ast.Call) else node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def _private(name: object) -> bool:
+    return isinstance(name, str) and name.startswith("_") and not name.startswith("__") and name not in NOT_ULTRALYTICS
+
+
+def _assigned(node: ast.AST, methods: set[str]) -> bool:
+    """A trainer method (on any object but ``self``) or the loop state of a trainer, as an assignment target."""
+    if not isinstance(node, ast.Attribute) or _root(node) == "self":
+        return False
+    return node.attr in methods or (node.attr in LOOP_STATE and _root(node) in TRAINERS)
+
+
+def _touches(tree: ast.AST, methods: set[str]) -> list[tuple[int, str]]:
+    """Each private attribute read or written on an object not its own, each trainer method or loop state assigned."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and _private(node.attr) and _root(node.value) not in ("self", "cls"):
+            found.append((node.lineno, ast.unparse(node)))
+        call = getattr(node.func, "id", None) if isinstance(node, ast.Call) else None
+        if isinstance(node, ast.Call) and call in ("getattr", "hasattr", "setattr", "delattr") and len(node.args) > 1:
+            name = node.args[1].value if isinstance(node.args[1], ast.Constant) else None
+            target = ast.Attribute(value=node.args[0], attr=str(name)) if isinstance(name, str) else None
+            if _private(name) or (call == "setattr" and target is not None and _assigned(target, methods)):
+                found.append((node.lineno, ast.unparse(node)))
+        targets = node.targets if isinstance(node, ast.Assign) else []
+        targets += [node.target] if isinstance(node, ast.AugAssign) else []
+        for target in (e for t in targets for e in (t.elts if isinstance(t, (ast.Tuple, ast.List)) else [t])):
+            if _assigned(target, methods):
+                found.append((node.lineno, f"{ast.unparse(target)} = ..."))
+    return found
+
+
+def test_only_the_port_touches_ultralytics_internals():
+    """Outside ``yolo_batch/port/``: no private attribute of an Ultralytics object, no method or loop state assigned.
+
+    A release that changes an internal then changes the port alone (issue 20). Private attributes of torch and
+    DVCLive objects are named in `NOT_ULTRALYTICS`; a module's own (``self._x``) are its own business.
+    """
+    methods = _trainer_methods()
+    found = [
+        f"{path.relative_to(PACKAGE)}:{line} {text}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if "port" not in path.relative_to(PACKAGE).parts[:-1]
+        for line, text in _touches(ast.parse(path.read_text()), methods)
+    ]
+    assert found == [], "go through yolo_batch.port:\n" + "\n".join(found)

@@ -2,68 +2,26 @@
 
 from __future__ import annotations
 
-import inspect
-import textwrap
 from types import SimpleNamespace
 
-import pytest
 import ultralytics
 from ultralytics.engine.trainer import BaseTrainer
 
-from yolo_batch import rebuild
+from yolo_batch import port, rebuild
 from yolo_batch.core.spec import BatchSpec
 from yolo_batch.session import ATTR, Session
 
-# What `rebuild` relies on in BaseTrainer._do_train, in this order. An Ultralytics release that changes one of
-# them fails here: check `rebuild` (and docs/architecture.md's seam note) against the new loop, then update both.
-_DO_TRAIN = (
-    "nb = len(self.train_loader)",  # the loop's state, computed before the epoch loop ...
-    "nw = self._get_warmup_iterations(nb)",
-    "acc0 = self.accumulate",
-    'self.run_callbacks("on_train_epoch_start")',  # open_epoch / request run here, before the loader is iterated
-    "pbar = enumerate(self.train_loader)",
-    "batch = self.preprocess_batch(batch)",  # inside the try: the stand-in's batch raises here
-    'is_oom = "out of memory" in str(e).lower()',  # the only words the restart branch accepts
-    "if epoch > self.start_epoch or self._oom_retries >= 3 or RANK != -1:",  # open_epoch's start_epoch, the cap
-    "self._oom_retries += 1",  # how _build tells a restart from a first build
-    "self.args.batch = self.batch_size = max(self.batch_size // 2, 1)",  # replaced before the rebuild
-    "self.train_loader.close()",  # the stand-in's close closes the real loader
-    "self._build_train_pipeline()",  # ... and recomputed only after this rebuild
-    "self.validator.dataloader = self.test_loader",
-    "self.scheduler.last_epoch = self.start_epoch - 1",
-    "nb = len(self.train_loader)",
-    "nw = self._get_warmup_iterations(nb)",
-    "acc0 = self.accumulate",
-    "break  # restart epoch loop",
-    "self._oom_retries = 0  # reset OOM counter",
-    'self.run_callbacks("on_train_epoch_end")',  # close_epoch: start_epoch back before the checkpoint
-    "self.save_model()",
-)
-_BUILD = (
-    "self.train_loader = self.get_dataloader(",
-    "self.test_loader = self.get_dataloader(",
-    "self.accumulate = max(round(self.args.nbs / self.batch_size), 1)",
-    "if self.optimizer is None:",  # a rebuild keeps the optimizer (and its state)
-)
-
-
-def _in_order(source: str, lines: tuple[str, ...]) -> None:
-    at = 0
-    for line in lines:
-        found = source.find(line, at)
-        assert found >= 0, (
-            f"Ultralytics {ultralytics.__version__}: {line!r} is gone from where yolo_batch.rebuild expects it; "
-            "check rebuild against the new BaseTrainer._do_train"
-        )
-        at = found + len(line)
-
 
 def test_the_ultralytics_code_the_rebuild_relies_on_is_unchanged():
-    assert ultralytics.__version__.startswith(rebuild.RELEASES), (
-        f"Ultralytics {ultralytics.__version__} is outside rebuild.RELEASES {rebuild.RELEASES}: pin it here first"
+    """The installed release has every line `port.fingerprint` pins (DO_TRAIN, BUILD, the decision moment).
+
+    A release that changes one fails here with the line's name: check `rebuild` (and docs/architecture.md's seam
+    note) against the new loop, then update the port's lines. At run time the same check turns the features off.
+    """
+    support = port.check(BaseTrainer)
+    assert (support.decides, support.ddp_decides, support.restarts) == (None, None, None), (
+        f"Ultralytics {ultralytics.__version__}: {support}"
     )
-    _in_order(textwrap.dedent(inspect.getsource(BaseTrainer._do_train)), _DO_TRAIN)
-    _in_order(textwrap.dedent(inspect.getsource(BaseTrainer._build_train_pipeline)), _BUILD)
 
 
 class _Trainer:
@@ -81,7 +39,7 @@ class _Trainer:
         self.train_loader = SimpleNamespace(close=lambda: None)
 
 
-def _attached(first=None):
+def _attached(first=None, unsteered=None):
     calls = []
     trainer = _Trainer(16)
     rebuild.attach(
@@ -90,6 +48,7 @@ def _attached(first=None):
         switch=lambda t, s, old, new, lr: calls.append(("switch", old, new, lr)),
         step_down=lambda t, s, old: calls.append(("oom", old)) or old - 4,
         after=lambda t, s: calls.append(("after", t.batch_size)) or f"lr at {t.batch_size}",
+        unsteered=unsteered,
     )
     return trainer, calls
 
@@ -136,9 +95,20 @@ def test_an_epoch_may_restart_while_it_runs_and_start_epoch_is_put_back():
     assert rebuild.request(trainer, s, 32) == "the out-of-memory restarts are used up"
 
 
-@pytest.mark.parametrize("release", [pytest.param("8.3.200", id="8.3"), pytest.param("9.0.0", id="9.0")])
-def test_one_version_guard_leaves_other_releases_alone(monkeypatch, release):
-    monkeypatch.setattr(ultralytics, "__version__", release)
-    trainer, calls = _attached()
+def test_a_release_whose_restart_differs_is_left_alone():
+    why = "Ultralytics 9.0.0's out-of-memory restart is not the one yolo-batch steers (...)"
+    trainer, calls = _attached(unsteered=why)
+    s = trainer._yolo_batch
     assert "_build_train_pipeline" not in vars(trainer)  # the class's own build: nothing attached
-    assert rebuild.request(trainer, trainer._yolo_batch, 32).startswith(f"Ultralytics {release} has no pipeline")
+    trainer.epoch, trainer.start_epoch = 3, 1
+    rebuild.open_epoch(trainer, s, restarts=True)  # stock: Ultralytics' own gate and counter
+    assert (trainer.start_epoch, trainer._oom_retries) == (1, 0)
+    assert rebuild.request(trainer, s, 32) == why and trainer.train_loader is None
+
+
+def test_a_ddp_worker_still_decides_at_its_first_build_where_the_restart_differs():
+    trainer, calls = _attached(first=lambda t: 24, unsteered="differs")
+    trainer._build_train_pipeline()
+    trainer._oom_retries, trainer.batch_size = 1, 12  # Ultralytics' own halving is not replaced
+    trainer._build_train_pipeline()
+    assert trainer.builds == [24, 12] and calls == [("after", 24), ("after", 12)]

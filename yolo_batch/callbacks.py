@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from yolo_batch import adapt, rebuild, recovery
+from yolo_batch import adapt, port, rebuild, recovery
 from yolo_batch.core.goodput import accumulate
 from yolo_batch.core.spec import AutoPlusError
 from yolo_batch.session import ATTR, DECISION_FILE, EFFECT_FILE, PLOT_FILE, Session, log, session
@@ -98,7 +98,6 @@ def on_train_start(trainer: BaseTrainer, s: Session) -> None:
 
     s.meter.noise = GradientNoise()
     s.meter.tap = GradientTap(trainer.model.parameters(), s.meter.noise)  # type: ignore[union-attr]  # Ultralytics types model str | Path
-    original = trainer.optimizer_step
 
     def optimizer_step():
         try:
@@ -106,11 +105,11 @@ def on_train_start(trainer: BaseTrainer, s: Session) -> None:
         except Exception as e:  # noqa: BLE001 - measuring must never stop training
             log()[0].warning(f"{log()[1]}gradient-noise estimate off: {type(e).__name__}: {e}")
             s.meter.tap = None
-            trainer.optimizer_step = original  # type: ignore[method-assign]  # back to Ultralytics' own
+            port.replace(trainer, "optimizer_step", original)  # back to Ultralytics' own
         s.meter.stepped = True
         return original()
 
-    trainer.optimizer_step = optimizer_step  # type: ignore[method-assign]  # this trainer only
+    original = port.replace(trainer, "optimizer_step", optimizer_step)  # this trainer only
 
 
 @_safe

@@ -30,6 +30,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from yolo_batch import port
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from types import ModuleType
@@ -108,7 +110,7 @@ class _MLflow:
     module = "mlflow"
 
     def run(self, m: Any, trainer: BaseTrainer) -> Any:
-        ok = m.mlflow is not None and getattr(trainer, "_mlflow_active", True)  # 8.4 sets it; 8.3 has none
+        ok = m.mlflow is not None and port.mlflow_active(trainer)
         return m.mlflow if ok and m.mlflow.active_run() is not None else None  # never let mlflow start a run
 
     def figures(self, mlflow: Any, trainer: BaseTrainer, figs: dict[str, float]) -> None:
@@ -193,8 +195,8 @@ class _Comet:
         return m.comet_ml.get_running_experiment() if m.comet_ml is not None else None
 
     def figures(self, experiment: Any, trainer: BaseTrainer, figs: dict[str, float]) -> None:
-        meta = sys.modules[f"ultralytics.utils.callbacks.{self.module}"]._fetch_trainer_metadata(trainer)
-        experiment.log_metrics(figs, step=meta["curr_step"], epoch=meta["curr_epoch"])
+        step, epoch = port.comet_step(trainer)
+        experiment.log_metrics(figs, step=step, epoch=epoch)
 
     def decision(self, experiment: Any, values: dict[str, Any]) -> None:
         experiment.log_parameters(values, prefix=SECTION)

@@ -16,20 +16,19 @@ and restarts the epoch. `attach` wraps ``_build_train_pipeline`` on one trainer,
 Ultralytics restarts after an out-of-memory error only while ``epoch == start_epoch`` and at most 3 times an
 epoch: `open_epoch` holds ``start_epoch`` and sets it to the epoch that runs, `close_epoch` puts it back before
 anything else reads it (checkpoints, resume). Why no seam without that branch exists: ``docs/architecture.md``.
-`RELEASES` is the one version guard: on other releases nothing here is attached (Ultralytics' own first-epoch
-halving stays, goodput does not switch). ``tests/test_rebuild.py`` pins the lines of Ultralytics this relies on.
+Ultralytics' attributes are read and written through `yolo_batch.port` alone. The one guard is the port's check of
+the installed release's lines (`yolo_batch.port.fingerprint`, at attach time): where they differ nothing here
+steers the restart (``unsteered`` says why; Ultralytics' own first-epoch halving stays, goodput does not switch).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable
 from typing import Any
 
+from yolo_batch import port
 from yolo_batch.session import Session, log, session
-
-RELEASES = ("8.4.",)  # the Ultralytics releases whose _do_train restart this module relies on (tests/test_rebuild.py)
 
 
 class BatchSwitch(RuntimeError):
@@ -81,23 +80,15 @@ class _QuietRestart(logging.Filter):
         return not ("Reducing to batch=" in message and "retrying" in message)
 
 
-def supported(trainer) -> bool:
-    """True on a release in `RELEASES` whose trainer has ``_build_train_pipeline``: the rebuild can be steered."""
-    import ultralytics
-
-    return str(getattr(ultralytics, "__version__", "")).startswith(RELEASES) and hasattr(
-        trainer, "_build_train_pipeline"
-    )
-
-
 def attach(
     trainer,
     first: Callable[[Any], int] | None,
     switch: Callable[[Any, Session, int, int, str], None],
     step_down: Callable[[Any, Session, int], int],
     after: Callable[[Any, Session], str],
+    unsteered: str | None = None,
 ) -> bool:
-    """Own ``trainer._build_train_pipeline`` (an instance attribute); False on a release outside `RELEASES`.
+    """Own the trainer's pipeline build (an instance attribute); False where nothing is attached.
 
     Args:
         trainer: The auto-plus trainer.
@@ -106,26 +97,29 @@ def attach(
             and the lr followed here), with the lr's words.
         step_down: Returns the batch after an out-of-memory error at the given batch (before the rebuild).
         after: Runs after every rebuild (lr scaling follows the batch); returns the words for the log.
+        unsteered (str | None): Why the release's restart cannot be steered (`port.check`'s words), or None. Then
+            no restart is steered, and the build is attached only for a DDP worker's first build.
     """
-    if not supported(trainer):
+    s = session(trainer)
+    assert s is not None  # wiring attaches auto-plus trainers only
+    s.rebuild.unsteered = unsteered
+    if unsteered is not None and first is None:
         return False
-    trainer._build_train_pipeline = functools.partial(
-        _build, trainer, trainer._build_train_pipeline, first, switch, step_down, after
-    )
+    port.wrap(trainer, "_build_train_pipeline", _build, trainer, first, switch, step_down, after)
     return True
 
 
-def _build(trainer, original, first, switch, step_down, after):
+def _build(trainer, first, switch, step_down, after, original):
     """One build of the pipeline, for its reason (see the module's docstring)."""
     s = session(trainer)
     assert s is not None  # install() ran for a trainer with a session
     state = s.rebuild
     if state.built_at is None and first is not None:  # DDP worker, first build: agree on the batch with the ranks
         trainer.args.batch = trainer.batch_size = first(trainer)
-    retries = getattr(trainer, "_oom_retries", 0)
+    retries = port.oom_retries(trainer)
     switched_from = None
-    if state.built_at is not None and retries > state.retries_seen:  # Ultralytics' restart (it halved the batch)
-        old = state.built_at
+    if state.unsteered is None and state.built_at is not None and retries > state.retries_seen:  # a restart
+        old = state.built_at  # Ultralytics halved the batch: the reason gives the one to build at
         loader = getattr(trainer, "train_loader", None)
         if isinstance(loader, _StandIn):
             _end_switch(trainer, state)
@@ -147,21 +141,24 @@ def open_epoch(trainer, s: Session, restarts: bool) -> None:
 
     Ultralytics restarts only while ``epoch == start_epoch``: ``start_epoch`` is held here and set to this epoch
     while it runs (`close_epoch` puts it back). Without ``restarts`` Ultralytics' own cap of 3 makes the next
-    out-of-memory error raise.
+    out-of-memory error raise. Nothing where the restart is not steered (stock).
     """
     state = s.rebuild
+    if state.unsteered is not None:
+        return
+    held = port.open_restart(trainer)
     if state.start_epoch is None:
-        state.start_epoch = trainer.start_epoch
-    trainer.start_epoch = trainer.epoch
-    state.retries_seen = getattr(trainer, "_oom_retries", 0)
+        state.start_epoch = held
+    state.retries_seen = port.oom_retries(trainer)
     if not restarts:
-        trainer._oom_retries = 3
+        port.end_restarts(trainer)
 
 
 def close_epoch(trainer, s: Session) -> None:
     """At an epoch's training end: Ultralytics' ``start_epoch`` back as it was."""
     if s.rebuild.start_epoch is not None:
-        trainer.start_epoch, s.rebuild.start_epoch = s.rebuild.start_epoch, None
+        port.close_restart(trainer, s.rebuild.start_epoch)
+        s.rebuild.start_epoch = None
 
 
 def request(trainer, s: Session, new: int) -> str | None:
@@ -171,17 +168,17 @@ def request(trainer, s: Session, new: int) -> str | None:
     """
     if isinstance(trainer.train_loader, _StandIn):
         return None
-    if getattr(getattr(trainer, "_build_train_pipeline", None), "func", None) is not _build:  # not attached
-        return f"Ultralytics {_version()} has no pipeline rebuild this plugin can steer (it steers {RELEASES[0]}x)"
-    if getattr(trainer, "_oom_retries", 0) >= 3:
+    if s.rebuild.unsteered is not None or port.wrapper(trainer, "_build_train_pipeline") is not _build:
+        return s.rebuild.unsteered or "nothing steers the pipeline rebuild"
+    if port.oom_retries(trainer) >= port.RESTART_CAP:
         return "the out-of-memory restarts are used up"
     state = s.rebuild
     state.log_filter = _QuietRestart()
     log()[0].addFilter(state.log_filter)
     # the loop's warm-up step runs once for the stand-in's iteration: `_end_switch` puts back what it set
     groups = [(g.get("lr"), g.get("momentum")) for g in trainer.optimizer.param_groups]
-    state.saved = (groups, trainer.accumulate)
-    trainer.train_loader = _StandIn(trainer.train_loader, trainer.batch_size, new)
+    state.saved = (groups, port.accumulate(trainer))
+    port.swap_train_loader(trainer, _StandIn(trainer.train_loader, trainer.batch_size, new))
     return None
 
 
@@ -190,15 +187,10 @@ def _end_switch(trainer, state) -> None:
     if state.log_filter is not None:
         log()[0].removeFilter(state.log_filter)
         state.log_filter = None
-    groups, trainer.accumulate = state.saved
+    groups, accumulate = state.saved
+    port.set_accumulate(trainer, accumulate)
     state.saved = None
     for group, (lr, momentum) in zip(trainer.optimizer.param_groups, groups):
         group["lr"] = lr
         if momentum is not None:
             group["momentum"] = momentum
-
-
-def _version() -> str:
-    import ultralytics
-
-    return str(getattr(ultralytics, "__version__", "?"))

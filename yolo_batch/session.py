@@ -82,6 +82,8 @@ class RebuildState:
         start_epoch (int | None): Ultralytics' ``start_epoch``, held while an epoch runs.
         saved (tuple | None): The optimizer's lr and momentum, and ``accumulate``, before a switch's stand-in iteration.
         log_filter (logging.Filter | None): Hides Ultralytics' restart warning of that switch.
+        unsteered (str | None): Why the restart is not steered (the release's lines differ, or nothing attached);
+            None while `rebuild` steers it.
     """
 
     built_at: int | None = None
@@ -89,6 +91,7 @@ class RebuildState:
     start_epoch: int | None = None
     saved: Any = None
     log_filter: Any = None
+    unsteered: str | None = "nothing is attached"
 
 
 @dataclass

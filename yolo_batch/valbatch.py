@@ -14,7 +14,6 @@ the run. This module alone writes the session's ``val_batch``.
 
 from __future__ import annotations
 
-import functools
 import os
 from typing import TYPE_CHECKING
 
@@ -57,8 +56,10 @@ def attach(trainer: BaseTrainer, session: Session) -> None:
     """Validate at the fixed batch in this run, when ``YOLO_BATCH_VAL_BATCH`` asks for one (and say so)."""
     session.val_batch = wanted()
     if session.val_batch is not None:
-        trainer.get_dataloader = functools.partial(_get_dataloader, trainer, trainer.get_dataloader)  # type: ignore[method-assign]  # this trainer only
+        from yolo_batch import port
         from yolo_batch.session import log
+
+        port.wrap(trainer, "get_dataloader", _get_dataloader, trainer)  # this trainer only
 
         logger, prefix = log()
         logger.info(f"{prefix}validating at batch {session.val_batch} in every epoch ({ENV})")

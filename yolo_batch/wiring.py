@@ -82,7 +82,27 @@ def _ours(fn: Any) -> bool:
     return isinstance(fn, Hook) or fn in callbacks.values()
 
 
-def plan(cfg: Any, overrides: dict | None, given_callbacks: dict | None, observe: bool = False):
+def _check_release(kind: type, supported: Any, value: Any, ddp_run: bool) -> None:
+    """Refuse ``batch=value`` in one line where this release (or trainer class) never reaches the decision moment.
+
+    Raises:
+        AutoPlusError: Naming the release and the supported ones (`port.check`, `port.Support.refusal`).
+    """
+    from yolo_batch import port
+
+    refusal = port.check(kind).refusal(value, supported, ddp=ddp_run)
+    if refusal is not None:
+        raise AutoPlusError(refusal)
+
+
+def plan(
+    cfg: Any,
+    overrides: dict | None,
+    given_callbacks: dict | None,
+    observe: bool = False,
+    kind: Any = None,
+    supported: Any = (),
+):
     """Return ``(overrides, callbacks, Session)`` for a run that asked for the plugin, else None.
 
     Args:
@@ -90,9 +110,13 @@ def plan(cfg: Any, overrides: dict | None, given_callbacks: dict | None, observe
         overrides (dict | None): The trainer's overrides.
         given_callbacks (dict | None): The callbacks handed to the trainer (a model's, with any `Hook`).
         observe (bool): ``YOLO_BATCH_OBSERVE`` is on: measure and log every run, whatever its batch.
+        kind (type | None): The trainer's class: an auto-plus run on a release (or class) whose ``_setup_train``
+            never reaches the decision moment is refused (`port.check`).
+        supported: The supported releases, for that refusal's words (``activate.SUPPORTED``).
 
     Raises:
-        AutoPlusError: For a bad batch value, keyword or config, before anything is built or written.
+        AutoPlusError: For a bad batch value, keyword or config, or a release where auto-plus cannot decide,
+            before anything is built or written.
     """
     from yolo_batch import ddp, records, valbatch
 
@@ -121,6 +145,8 @@ def plan(cfg: Any, overrides: dict | None, given_callbacks: dict | None, observe
         from yolo_batch.probe import check_task
 
         check_task(overrides.get("task") or (cfg.get("task") if isinstance(cfg, dict) else None) or "detect")
+        if kind is not None:  # never silently Ultralytics' own AutoBatch: the decision moment must be reached
+            _check_release(kind, supported, value, worker is not None or ddp.world_size(overrides.get("device")) > 1)
     _check_writable(overrides.get("project"))
     launcher, earlier_run = False, None
     if decides and worker is None:
@@ -158,31 +184,46 @@ def plan(cfg: Any, overrides: dict | None, given_callbacks: dict | None, observe
 def attach(trainer: BaseTrainer) -> None:
     """Give a trainer that asked for auto-plus its own ``auto_batch`` and the out-of-memory guards.
 
-    Instance attributes only: the class, and every other trainer, stay stock.
+    Instance attributes only, through `yolo_batch.port`: the class, and every other trainer, stay stock. Where the
+    installed release's restart lines differ from the tested ones (`port.check`), one line says which features
+    are off and why, and the restart is left to Ultralytics.
     """
     import functools
 
-    from yolo_batch import adapt, ddp, decide, lrscale, rebuild, records, recovery, valbatch
+    from yolo_batch import adapt, ddp, decide, lrscale, port, rebuild, records, recovery, valbatch
     from yolo_batch.core.policy import SPEEDS
 
     s = session(trainer)
     assert s is not None  # plan() put it there: this trainer asked for the plugin
     if s.launcher:  # spawns the DDP workers (which inherit YOLO_BATCH_DDP), then forgets the value
         records.write_args(trainer, s)  # no on_pretrain_routine_start runs in the launcher
-        trainer.train = functools.partial(ddp.launched, trainer.train)  # type: ignore[method-assign]  # this trainer only
+        port.wrap(trainer, "train", ddp.launched)
         return
-    trainer.train = functools.partial(recovery.guarded_train, trainer, trainer.train)  # type: ignore[method-assign]  # this trainer only
+    port.wrap(trainer, "train", recovery.guarded_train, trainer)
     valbatch.attach(trainer, s)
     if s.decides:
-        trainer.auto_batch = functools.partial(decide.auto_batch, trainer)  # type: ignore[method-assign]  # this trainer only
-    if (s.decides and s.spec.policy in SPEEDS or getattr(trainer.args, "resume", False)) and hasattr(
-        trainer, "_get_warmup_iterations"
-    ):  # the large-batch recipe's warm-up floor (stock when no recipe applies)
-        trainer._get_warmup_iterations = functools.partial(  # type: ignore[method-assign]  # this trainer only
-            lrscale.warmup, trainer, trainer._get_warmup_iterations
-        )
+        port.replace(trainer, "auto_batch", functools.partial(decide.auto_batch, trainer))
+    if s.decides and s.spec.policy in SPEEDS or getattr(trainer.args, "resume", False):
+        port.wrap(trainer, "_get_warmup_iterations", lrscale.warmup, trainer)  # the recipe's warm-up floor, or stock
     if s.decides or s.adapts:  # a resumed goodput run keeps switching and the out-of-memory recovery
         first = decide.ddp_auto_batch if s.worker else None  # a DDP worker decides at its first pipeline build
-        rebuild.attach(trainer, first, adapt.switch, recovery.step_down, lrscale.follow)
+        unsteered = _unsteered(trainer, s)
+        rebuild.attach(trainer, first, adapt.switch, recovery.step_down, lrscale.follow, unsteered)
         if not s.worker:  # DDP validate() broadcasts the EMA: a retry on one rank would desynchronise the ranks
-            trainer.validate = functools.partial(recovery.guarded_validate, trainer, trainer.validate)  # type: ignore[method-assign]  # this trainer only
+            port.wrap(trainer, "validate", recovery.guarded_validate, trainer)
+
+
+def _unsteered(trainer: BaseTrainer, s: Session) -> str | None:
+    """Why this release's out-of-memory restart cannot be steered (one log line names the features off), or None."""
+    from yolo_batch import port
+    from yolo_batch.session import log
+
+    support = port.check(trainer)
+    if support.restarts is None:
+        return None
+    why = f"Ultralytics {support.release}'s out-of-memory restart is not the one yolo-batch steers ({support.restarts})"
+    off = ("goodput switches and " if s.spec.policy == "goodput" or s.adapts else "") + "out-of-memory step-downs"
+    if not s.worker:
+        logger, prefix = log()
+        logger.warning(f"{prefix}{off} after the first epoch are off: {why}; training as stock at the decided batch")
+    return why
