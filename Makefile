@@ -10,7 +10,7 @@ LOGGERS := .loggers
 export YOLO_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install test test-fast test-83 demo bench lint figures clean
+.PHONY: install test test-fast compat demo bench lint figures clean
 
 install: $(STAMP) $(LOGGERS)/.installed
 
@@ -34,10 +34,17 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
-# The suite against Ultralytics 8.3 (downloaded into .u83, ahead of the installed 8.4 on the path).
-test-83: install
-	$(BIN)/python -m pip install -q --no-deps --upgrade --target .u83 "ultralytics==8.3.240"
-	PYTHONPATH=$(CURDIR)/.u83 $(BIN)/python -m pytest -q tests
+# Every Ultralytics release the plugin claims, proven: tests/compat/releases.txt names them (the oldest claimed, one
+# in the middle, the newest the index serves, the newest below the range). Each is installed in .compat/VERSION
+# (tests/compat/target.py: the release and what it needs that .venv lacks), ahead of .venv's own on the path.
+COMPAT := $(shell sed -e 's/\#.*//' tests/compat/releases.txt | awk 'NF {print $$1}')
+
+compat: $(STAMP)  # the compat tests need no logger packages
+	@set -e; for v in $(COMPAT); do \
+	  $(BIN)/python tests/compat/target.py $$v .compat/$$v; \
+	  echo "== Ultralytics $$v"; \
+	  YOLO_BATCH_COMPAT=$$v PYTHONPATH=$(CURDIR)/.compat/$$v:$(CURDIR) $(BIN)/python -m pytest -q -p no:cacheprovider tests/compat; \
+	done
 
 demo: $(STAMP)  # the demo needs no logger packages
 	$(BIN)/yolo-batch demo
@@ -55,4 +62,4 @@ lint: install
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) $(LOGGERS) build *.egg-info runs .pytest_cache .u83
+	rm -rf $(VENV) $(LOGGERS) build *.egg-info runs .pytest_cache .compat

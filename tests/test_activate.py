@@ -166,3 +166,48 @@ def test_wheel_install_carries_the_startup_hook(tmp_path):
     )
     r = _py(code, "-S", cwd=tmp_path)
     assert r.stdout.splitlines()[-1].split() == ["True", "yolo_batch"], r.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    ("version", "inside"),
+    [("8.3.195", False), ("8.3.196", True), ("8.4.0", True), ("8.4.999", True), ("8.5.0", False), ("8.3.0", False),
+     ("8.4.0rc1", True), ("", False)],
+)  # fmt: skip
+def test_supported_is_a_range_of_releases(monkeypatch, version, inside):
+    activate = importlib.import_module("yolo_batch.activate")
+    monkeypatch.setattr(sys.modules["ultralytics"], "__version__", version)
+    assert activate._supported(warn=False) is inside
+
+
+def _cfg_module(seen: list):
+    """A stand-in for ``ultralytics.cfg``: what `activate` wraps there."""
+    from types import ModuleType, SimpleNamespace
+
+    module = ModuleType("fake_cfg")
+    module.check_cfg = lambda cfg, hard=True: seen.append(cfg)
+    module.entrypoint = lambda debug="": module.check_cfg({"batch": "auto-plus"})
+    module.merge_equals_args = lambda args: args
+    module.MODES, module.DEFAULT_CFG = ("train",), SimpleNamespace(mode="train")
+    return module
+
+
+def test_outside_the_range_auto_plus_is_refused_in_one_line_and_the_rest_is_left_alone(monkeypatch, capsys):
+    import ultralytics
+
+    activate = importlib.import_module("yolo_batch.activate")
+    monkeypatch.setattr(ultralytics, "__version__", "8.3.195")
+    monkeypatch.setattr(activate._FINDER, "warned", False)
+    seen: list = []
+    module = _cfg_module(seen)
+    activate._patch("ultralytics.cfg", module)
+    words = "Ultralytics 8.3.195 is outside the releases yolo-batch supports (ultralytics>=8.3.196,<8.5)"
+    assert capsys.readouterr().err == ""  # nothing said until Ultralytics reads a configuration
+    with pytest.raises(ValueError, match=r"^batch='auto-plus:speed': " + re.escape(words) + "; pip install"):
+        module.check_cfg({"batch": "auto-plus:speed"})
+    with pytest.raises(SystemExit) as stop:
+        module.entrypoint()  # the yolo command: the same words, one line, exit 2
+    assert stop.value.code == 2 and capsys.readouterr().err.count("\n") == 1
+    module.check_cfg({"batch": 4})
+    module.check_cfg({"batch": 8})
+    assert seen == [{"batch": 4}, {"batch": 8}]  # every other value goes to Ultralytics untouched
+    assert capsys.readouterr().err == f"yolo-batch: {words}; auto-plus is off and training is left alone\n"

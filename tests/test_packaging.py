@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import ROOT
 from yolo_batch import __version__
-from yolo_batch.activate import SUPPORTED
+from yolo_batch.activate import SUPPORTED, release, supported_range
 
 
 def _requires(section: str, key: str) -> list[str]:
@@ -25,19 +25,29 @@ def _requires(section: str, key: str) -> list[str]:
 
 
 def test_the_supported_ultralytics_range_is_activate_supported_everywhere():
-    """activate.SUPPORTED is the one place; setup.cfg's requirement and the README say the same."""
+    """activate.SUPPORTED is the one place; setup.cfg, the README, its releases table and releases.txt agree."""
     from packaging.requirements import Requirement
 
-    (req,) = [Requirement(r) for r in _requires("options", "install_requires") if r.startswith("ultralytics")]
-    minors = sorted(tuple(int(p) for p in s.rstrip(".").split(".")) for s in SUPPORTED)
-    for major, minor in minors:  # every supported minor, first and late patch releases
-        assert req.specifier.contains(f"{major}.{minor}.0") and req.specifier.contains(f"{major}.{minor}.999")
-    (lo_major, lo_minor), (hi_major, hi_minor) = minors[0], minors[-1]
-    assert not req.specifier.contains(f"{lo_major}.{lo_minor - 1}.999")  # nothing below the oldest
-    assert not req.specifier.contains(f"{hi_major}.{hi_minor + 1}.0")  # nothing above the newest
-    assert len(minors) == hi_minor - lo_minor + 1 and lo_major == hi_major  # no gap the specifier would hide
-    releases = ", ".join(s + "x" for s in SUPPORTED)  # as activate's warning words it
-    assert f"Supported Ultralytics releases: {releases}" in (ROOT / "README.md").read_text(encoding="utf-8")
+    from tests.compat.releases import listed, readme_rows
+
+    spec = supported_range()
+    (req,) = [r for r in _requires("options", "install_requires") if r.startswith("ultralytics")]
+    assert req == f"ultralytics{spec}"
+    (low, high), specifier = SUPPORTED, Requirement(req).specifier
+    first = ".".join(map(str, low))
+    assert specifier.contains(first) and specifier.contains(f"{high[0]}.{high[1] - 1}.999")
+    assert not specifier.contains(f"{low[0]}.{low[1]}.{low[2] - 1}") and not specifier.contains(
+        f"{high[0]}.{high[1]}.0"
+    )
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"Supported Ultralytics releases: `{spec}`" in readme
+    assert f"yolo-batch supports Ultralytics `{spec}`" in readme
+    tested = listed()
+    assert list(readme_rows()) == list(tested)  # one row per release make compat tests, in its order
+    assert next(iter(tested)) == first and tested[first] == ""  # the oldest claimed is tested
+    for version, mark in tested.items():
+        assert (low <= release(version) < high) is (mark != "below"), version
+    assert list(tested.values()).count("below") == 1
 
 
 def _extra(name: str) -> set[str]:

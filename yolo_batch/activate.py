@@ -14,6 +14,9 @@ to be imported and then patches, narrowly,
   and let through for ``model.tune``, whose trials are ``yolo train`` runs that each choose their batch;
   any other value goes straight to the original.
 
+On a release outside `SUPPORTED` (the range ``make compat`` proves) only the last two are wrapped, to refuse an
+auto-plus value in one line; any other run goes to Ultralytics untouched, after one line saying the plugin is off.
+
 ``YOLO_BATCH_DISABLE=1`` turns all of it off (`env_switch` reads every on/off variable by one rule).
 """
 
@@ -22,7 +25,9 @@ from __future__ import annotations
 import os
 import sys
 
-SUPPORTED = ("8.3.", "8.4.")  # Ultralytics releases this plugin is tested with
+# The Ultralytics releases `make compat` proves (tests/compat/releases.txt): from the first, below the second.
+# setup.cfg's requirement, the README's "Ultralytics releases" table and the tests say the same (test_packaging).
+SUPPORTED = ((8, 3, 196), (8, 5))
 _TARGETS = ("ultralytics.engine.trainer", "ultralytics.cfg")
 _MARK = "_yolo_batch_patched"
 
@@ -124,26 +129,54 @@ def activate() -> bool:
     return True
 
 
+def supported_range() -> str:
+    """`SUPPORTED` as a pip specifier, the words of setup.cfg's requirement: ``>=8.3.196,<8.5``."""
+    low, high = SUPPORTED
+    return f">={'.'.join(map(str, low))},<{'.'.join(map(str, high))}"
+
+
+def release(version: str) -> tuple[int, ...]:
+    """The leading numbers of a release string: ``8.4.190`` -> (8, 4, 190), ``8.4.0.dev1`` -> (8, 4, 0).
+
+    Examples:
+        >>> release("8.3.196"), release("8.4.0rc1"), release("")
+        ((8, 3, 196), (8, 4, 0), ())
+    """
+    numbers = []
+    for part in version.split(".")[:3]:
+        digits = part[: len(part) - len(part.lstrip("0123456789"))]
+        if not digits:
+            break
+        numbers.append(int(digits))
+    return tuple(numbers)
+
+
 def _supported(warn: bool = True) -> bool:
-    version = getattr(sys.modules.get("ultralytics"), "__version__", "")
-    if version.startswith(SUPPORTED):
+    """True on a release inside `SUPPORTED`; else False, with one warning line per process (``warn``)."""
+    version = str(getattr(sys.modules.get("ultralytics"), "__version__", ""))
+    low, high = SUPPORTED
+    if low <= release(version) < high:
         return True
     if warn and not getattr(_FINDER, "warned", False):
         _FINDER.warned = True
-        releases = ", ".join(s + "x" for s in SUPPORTED)
-        print(
-            f"yolo-batch: Ultralytics {version or '?'} is not a supported release ({releases}); "
-            "auto-plus is off and training is left alone",
-            file=sys.stderr,
-        )
+        print(f"yolo-batch: {unsupported(version)}; auto-plus is off and training is left alone", file=sys.stderr)
     return False
 
 
+def unsupported(version: str) -> str:
+    """The words for a release outside `SUPPORTED`: it names the release and the range."""
+    return f"Ultralytics {version or '?'} is outside the releases yolo-batch supports (ultralytics{supported_range()})"
+
+
 def _patch(name: str, module) -> None:
-    """Apply the patch for ``name`` once, on a supported Ultralytics release."""
-    if getattr(module, _MARK, False) or not _supported():
+    """Apply the patch for ``name`` once; outside `SUPPORTED` only the refusal of an auto-plus value."""
+    if getattr(module, _MARK, False):
         return
-    if name == "ultralytics.engine.trainer":
+    if not _supported(warn=False):
+        if name == "ultralytics.cfg":
+            _patch_entrypoint(module)
+            _patch_refusal(module)
+    elif name == "ultralytics.engine.trainer":
         _patch_trainer(module)
     elif name == "ultralytics.cfg":
         _patch_entrypoint(module)
@@ -213,6 +246,29 @@ def _patch_check_cfg(module) -> None:
         original(rest, hard)  # hard=False converts values in place: carry them over
         cfg.update(rest)
         return None
+
+    module.check_cfg = check_cfg
+
+
+def _patch_refusal(module) -> None:
+    """Outside `SUPPORTED`: ``check_cfg`` refuses an auto-plus value in one line; others get the warning line."""
+    import functools
+
+    original = module.check_cfg
+
+    @functools.wraps(original)
+    def check_cfg(cfg, hard=True):
+        from yolo_batch.core.spec import AutoPlusError, looks_like_auto_plus
+
+        batch = cfg.get("batch") if isinstance(cfg, dict) else None
+        if looks_like_auto_plus(batch):
+            version = getattr(sys.modules.get("ultralytics"), "__version__", "")
+            raise AutoPlusError(
+                f"batch={batch!r}: {unsupported(version)}; "
+                f"pip install 'ultralytics{supported_range()}', or give an integer batch"
+            )
+        _supported()  # the one warning line: the plugin is off on this release
+        return original(cfg, hard)
 
     module.check_cfg = check_cfg
 
