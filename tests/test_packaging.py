@@ -92,7 +92,7 @@ def test_the_logger_tests_get_the_loggers_extra_from_the_makefile():
 
 
 def test_lint_type_checks_and_ci_runs_lint_before_the_tests():
-    """`make lint` runs mypy (its settings in pyproject.toml, mypy in [dev]); `.ci/run` runs lint, then test."""
+    """`make lint` runs mypy (its settings in pyproject.toml, mypy in [dev]); `.ci/run` runs lint, test, then compat."""
     make = (ROOT / "Makefile").read_text(encoding="utf-8")
     lint = make.split("\nlint: install\n", 1)[1].split("\n\n", 1)[0].splitlines()
     assert [line.split()[0] for line in lint] == ["$(BIN)/ruff", "$(BIN)/ruff", "$(BIN)/mypy"]
@@ -101,7 +101,7 @@ def test_lint_type_checks_and_ci_runs_lint_before_the_tests():
     steps = [
         line for line in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines() if line.startswith("make")
     ]
-    assert steps == ["make lint", "make test"]
+    assert steps == ["make lint", "make test", "make compat"]
 
 
 def test_the_changelog_has_the_current_version_and_an_unreleased_section():

@@ -15,7 +15,7 @@ from ultralytics.models.yolo.detect import DetectionTrainer
 
 from tests.conftest import needs_84
 from yolo_batch import port
-from yolo_batch.activate import SUPPORTED
+from yolo_batch.activate import supported_range
 from yolo_batch.port import fingerprint
 
 
@@ -66,14 +66,13 @@ def test_a_differing_restart_names_the_first_line_missing():
 
 def test_a_setup_that_never_asks_auto_batch_is_refused_with_the_release_and_the_range():
     support = port.check(no_auto_batch())
-    refusal = support.refusal("auto-plus", SUPPORTED)
+    refusal = support.refusal("auto-plus", supported_range())
     assert refusal == (
         f"batch='auto-plus' cannot decide on Ultralytics {ultralytics.__version__}: its BaseTrainer._setup_train "
         "never asks self.auto_batch(), the moment auto-plus decides at (it calls check_train_batch_size itself); "
-        f"supported releases: {port.supported_releases(SUPPORTED)} (install one that has it), or give "
-        "an integer batch"
+        f"pip install 'ultralytics{supported_range()}', or give an integer batch"
     )
-    assert (support.refusal("auto-plus", SUPPORTED, ddp=True) is None) == (support.ddp_decides is None)
+    assert (support.refusal("auto-plus", supported_range(), ddp=True) is None) == (support.ddp_decides is None)
 
 
 def test_the_check_costs_under_a_few_milliseconds_once_per_process():

@@ -195,7 +195,9 @@ def _patch_trainer(module) -> None:
         from yolo_batch import wiring
         from yolo_batch.session import ATTR
 
-        planned = wiring.plan(cfg, overrides, _callbacks, observe=observing(), kind=type(self), supported=SUPPORTED)
+        planned = wiring.plan(
+            cfg, overrides, _callbacks, observe=observing(), kind=type(self), supported=supported_range()
+        )
         if planned is None:  # not ours: the stock trainer, untouched
             return original(self, cfg, overrides, _callbacks)
         overrides, _callbacks, session = planned

@@ -82,7 +82,7 @@ def _ours(fn: Any) -> bool:
     return isinstance(fn, Hook) or fn in callbacks.values()
 
 
-def _check_release(kind: type, supported: Any, value: Any, ddp_run: bool) -> None:
+def _check_release(kind: type, supported: str, value: Any, ddp_run: bool) -> None:
     """Refuse ``batch=value`` in one line where this release (or trainer class) never reaches the decision moment.
 
     Raises:
@@ -101,7 +101,7 @@ def plan(
     given_callbacks: dict | None,
     observe: bool = False,
     kind: Any = None,
-    supported: Any = (),
+    supported: str = "",
 ):
     """Return ``(overrides, callbacks, Session)`` for a run that asked for the plugin, else None.
 
@@ -112,7 +112,8 @@ def plan(
         observe (bool): ``YOLO_BATCH_OBSERVE`` is on: measure and log every run, whatever its batch.
         kind (type | None): The trainer's class: an auto-plus run on a release (or class) whose ``_setup_train``
             never reaches the decision moment is refused (`port.check`).
-        supported: The supported releases, for that refusal's words (``activate.SUPPORTED``).
+        supported (str): The supported releases as a pip specifier, for that refusal's words
+            (``activate.supported_range()``).
 
     Raises:
         AutoPlusError: For a bad batch value, keyword or config, or a release where auto-plus cannot decide,

@@ -15,7 +15,7 @@ from ultralytics import YOLO
 from tests.conftest import FAST, needs_84, train_in_process
 from tests.test_port import no_auto_batch, no_restart_cap
 from yolo_batch import AutoPlusError, port
-from yolo_batch.activate import SUPPORTED
+from yolo_batch.activate import supported_range
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +42,7 @@ def test_a_release_whose_restart_differs_trains_as_stock_at_the_decided_batch(ti
 
 def test_a_release_that_never_asks_auto_batch_refuses_auto_plus_before_the_run_folder(tiny_data, tmp_path):
     model = YOLO("yolo11n.yaml")
-    words = re.escape(f"supported releases: {port.supported_releases(SUPPORTED)}")
+    words = re.escape(f"pip install 'ultralytics{supported_range()}'")
     with pytest.raises(
         AutoPlusError, match=r"cannot decide on Ultralytics \S+: its BaseTrainer._setup_train .*" + words
     ):
@@ -61,5 +61,5 @@ def test_the_yolo_command_refuses_it_in_one_line_with_exit_2(tiny_data, tmp_path
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1, r.stderr[-2000:]
     assert lines[0].startswith("yolo-batch: error: batch='auto-plus' cannot decide on Ultralytics ")
-    assert f"supported releases: {port.supported_releases(SUPPORTED)}" in lines[0]
+    assert f"pip install 'ultralytics{supported_range()}'" in lines[0]
     assert not (tmp_path / "run").exists()

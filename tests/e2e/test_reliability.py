@@ -13,6 +13,7 @@ import time
 import pytest
 
 from tests.conftest import YOLO, fast_args, run_yolo, yolo_train
+from yolo_batch.activate import supported_range
 from yolo_batch.effect import read_csv
 
 pytestmark = pytest.mark.slow
@@ -31,13 +32,16 @@ def test_stock_run_trains_bit_for_bit_as_without_the_plugin(tiny_data, tmp_path)
 
 
 def test_unsupported_ultralytics_release_is_left_alone():
+    """Outside the range the trainer is untouched; the first run's configuration check says so once, in one line."""
     code = (
         "import ultralytics; ultralytics.__version__ = '9.0.0'; import ultralytics.engine.trainer as t;"
+        "from ultralytics.cfg import check_cfg; check_cfg({'batch': 16}); check_cfg({'batch': 8});"
         "print(hasattr(t.BaseTrainer.__init__, '__wrapped_by__'))"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert r.stdout.splitlines()[-1] == "False"
-    assert r.stderr.count("yolo-batch: Ultralytics 9.0.0 is not a supported release (8.3.x, 8.4.x)") == 1
+    words = f"Ultralytics 9.0.0 is outside the releases yolo-batch supports (ultralytics{supported_range()})"
+    assert r.stderr.count(f"yolo-batch: {words}") == 1
 
 
 def test_dense_images_with_hundreds_of_labels(tmp_path):

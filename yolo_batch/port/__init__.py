@@ -16,7 +16,7 @@ Ultralytics object or assigns a method on a trainer. Importing this package cost
 
 from __future__ import annotations
 
-from yolo_batch.port.fingerprint import Support, check, supported_releases
+from yolo_batch.port.fingerprint import Support, check
 from yolo_batch.port.loop import (
     RESTART_CAP,
     accumulate,
@@ -45,7 +45,6 @@ __all__ = [
     "open_restart",
     "replace",
     "set_accumulate",
-    "supported_releases",
     "swap_train_loader",
     "wrap",
     "wrapper",

@@ -72,39 +72,28 @@ class Support:
     ddp_decides: str | None
     restarts: str | None
 
-    def refusal(self, value: Any, supported: Any, ddp: bool = False) -> str | None:
+    def refusal(self, value: Any, supported: str, ddp: bool = False) -> str | None:
         """The one line refusing ``batch=value`` where the decision moment is not reached, else None.
 
         Args:
             value: The auto-plus batch value asked for.
-            supported: The supported releases (``activate.SUPPORTED``, handed in: the port never imports
-                `activate`, which imports the integration when a trainer is built).
+            supported (str): The supported releases as a pip specifier (``activate.supported_range()``, handed in:
+                the port never imports `activate`, which imports the integration when a trainer is built).
             ddp (bool): The run trains over several GPUs (a DDP worker decides at its first pipeline build).
 
         Examples:
-            >>> print(Support("8.3.0", "it never asks", None, None).refusal("auto-plus", ("8.3.", "8.4.")))
+            >>> print(Support("8.3.0", "it never asks", None, None).refusal("auto-plus", ">=8.3.196,<8.5"))
             ... # doctest: +NORMALIZE_WHITESPACE
-            batch='auto-plus' cannot decide on Ultralytics 8.3.0: it never asks; supported releases: 8.3.x, 8.4.x
-            (install one that has it), or give an integer batch
+            batch='auto-plus' cannot decide on Ultralytics 8.3.0: it never asks;
+            pip install 'ultralytics>=8.3.196,<8.5', or give an integer batch
         """
         why = self.ddp_decides if ddp else self.decides
         if why is None:
             return None
         return (
-            f"batch={value!r} cannot decide on Ultralytics {self.release}: {why}; supported releases: "
-            f"{supported_releases(supported)} (install one that has it), or give an integer batch"
+            f"batch={value!r} cannot decide on Ultralytics {self.release}: {why}; "
+            f"pip install 'ultralytics{supported}', or give an integer batch"
         )
-
-
-def supported_releases(supported: Any) -> str:
-    """The supported range in words, from ``activate.SUPPORTED`` (its one home): prefixes as ``8.4.x``.
-
-    Examples:
-        >>> supported_releases(("8.3.", "8.4."))
-        '8.3.x, 8.4.x'
-    """
-    items = [supported] if isinstance(supported, str) else list(supported)
-    return ", ".join(f"{r}x" if isinstance(r, str) and r.endswith(".") else str(r) for r in items)
 
 
 def check(trainer: Any) -> Support:
