@@ -135,22 +135,25 @@ def resumes_goodput(resume, s: Session) -> bool:
 
     If so, the session takes the decision's settings (``goodput_gain``, ``min_batch``, ``oom_retries``...).
     """
-    import json
     from pathlib import Path
 
     from yolo_batch.core.spec import KEYS, BatchSpec
-    from yolo_batch.records import latest
+    from yolo_batch.records import latest, read_decision
     from yolo_batch.session import DECISION_FILE
 
     if not str(resume).endswith(".pt"):
         return False
+    path = Path(str(resume)).resolve().parent.parent / DECISION_FILE
     try:
-        data = json.loads((Path(str(resume)).resolve().parent.parent / DECISION_FILE).read_text(encoding="utf-8"))
-        top = latest(data.get("history") or [data])
-        if not top or top.get("policy") != "goodput" or not top.get("goodput") or not top.get("speed"):
-            return False
+        data = read_decision(path) if path.is_file() else {}  # damaged: said once, by `records.load_history`
+    except ValueError:
+        return False
+    top = latest(data.get("history") or [data]) if data else None
+    if not top or top.get("policy") != "goodput" or not top.get("goodput") or not top.get("speed"):
+        return False
+    try:
         s.spec = BatchSpec(**{k: v for k, v in (top.get("settings") or {}).items() if k in KEYS})
-    except (OSError, ValueError, TypeError, AttributeError):
+    except (ValueError, TypeError):  # settings another release wrote, or edited: spec's one-line errors
         return False
     return s.spec.policy == "goodput"
 
