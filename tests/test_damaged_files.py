@@ -416,3 +416,22 @@ def test_a_damaged_sweep_yaml_is_refused_in_one_line(tmp_path, sweep_yaml, data)
         assert list(tmp_path.iterdir()) == [tmp_path / "sweep.yaml"]
     else:
         assert all(isinstance(b, str) for b in listed) and set(batches) <= set(listed)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The plugin YAML (YOLO_BATCH_CONFIG, config=): every problem is spec's one-line AutoPlusError
+
+PLUGIN = (Path(__file__).parents[1] / "cfg" / "auto_plus.yaml").read_bytes()
+
+
+@SETTINGS
+@given(raw=damaged_yaml(PLUGIN))
+def test_a_damaged_plugin_yaml_is_one_line(tmp_path, raw):
+    from yolo_batch.core.spec import resolve_spec
+
+    path = tmp_path / "plugin.yaml"
+    path.write_bytes(raw)
+    try:
+        resolve_spec("auto-plus", config=path)
+    except AutoPlusError as e:
+        assert "\n" not in str(e)
