@@ -47,7 +47,7 @@ def test_a_damaged_law_cache_entry_is_one_line_in_train_plan_and_cache(tiny_data
     r = tool("cache", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.splitlines()[0].startswith("0 cached law(s)")
-    assert lines_naming(entry, r.stdout) == [f"{entry} is damaged: the file is None, not a mapping; left out (a "
+    assert lines_naming(entry, r.stdout) == [f"{entry} is damaged: the file is null, not a mapping; left out (a "
                                              "decision replaces it; `yolo-batch cache clear` removes it)"]  # fmt: skip
 
     entry.write_text("[1, 2]")  # issue 21: TypeError: 'list' object is not a mapping

@@ -95,7 +95,7 @@ _NAMES = {str: "a string", bool: "true or false", dict: "a mapping", list: "a li
 
 
 def _what(v: Any) -> str:
-    text = repr(v)
+    text = "null" if v is None else str(v).lower() if isinstance(v, bool) else repr(v)  # as JSON and YAML write them
     return text if len(text) <= 40 else text[:37] + "..."
 
 
