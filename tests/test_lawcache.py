@@ -54,7 +54,12 @@ def _entry(key: str, saved: str) -> dict:
     }
     setup["total_bytes"] = 80 * 2**30
     law = {"train": [2 * 2**30, 300 * 2**20], "val": None, "val_factor": 2, "val_batch": None}
-    return {"format": 1, "key": key, "saved": saved, "setup": setup, "law": law, "pick": 224}
+    points = {"train": [[2, 2.6e9], [4, 3.2e9]], "val": [], "used": [[2, 2.6e9], [4, 3.2e9]], "oom": []}
+    return {
+        **{"format": 1, "key": key, "saved": saved, "setup": setup, "law": law, "pick": 224},
+        **{"check": {"densest_labels": [3, 2], "optimizer_built": "SGD"}, "probe_law": [2 * 2**30, 300 * 2**20]},
+        **{"probe_points": points, "flat": False, "speed": None, "verified_peak_bytes": 69e9},
+    }
 
 
 def test_cache_lists_and_clears(capsys):
@@ -72,6 +77,10 @@ def test_cache_lists_and_clears(capsys):
         "2.00 GiB + 300.0 MiB/image, pick 224"
     )
     assert lines[2].startswith("bbbb  2026-12-02")
+    assert lines[3] == (
+        f"{lawcache.folder() / 'broken.json'} is damaged: not JSON (Expecting property name enclosed in double "
+        "quotes at line 1); left out (a decision replaces it; `yolo-batch cache clear` removes it)"
+    )
     assert main(["cache", "clear"]) == 0
     assert capsys.readouterr().out == f"removed 3 cached law(s) from {lawcache.folder()}\n"
     assert list(lawcache.folder().iterdir()) == []

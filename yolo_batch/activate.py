@@ -312,14 +312,13 @@ def _check_cli(module, args: list[str]) -> None:
     if pairs.get("cfg"):
         from pathlib import Path
 
-        import yaml
+        from yolo_batch.core.readback import Damaged, read_yaml
 
         path = Path(pairs["cfg"])
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
-        except (OSError, yaml.YAMLError):
-            data = None  # Ultralytics says what is wrong with the file
-        data = data if isinstance(data, dict) else {}
+            data = read_yaml(path, dict) if path.is_file() else {}
+        except Damaged:
+            data = {}  # Ultralytics says what is wrong with the file
         if value is None:
             value, where = data.get("batch"), f" (from cfg={pairs['cfg']})"
     if not looks_like_auto_plus(value):

@@ -139,22 +139,25 @@ def resumed_spec(resume) -> BatchSpec | None:
     The settings of the run's latest decision when it is goodput's (``goodput_gain``, ``min_batch``,
     ``oom_retries``...); `wiring.plan` puts them in the session's `Fixed`.
     """
-    import json
     from pathlib import Path
 
     from yolo_batch.core.spec import KEYS, BatchSpec
-    from yolo_batch.records import latest
+    from yolo_batch.records import latest, read_decision
     from yolo_batch.session import DECISION_FILE
 
     if not str(resume).endswith(".pt"):
         return None
+    path = Path(str(resume)).resolve().parent.parent / DECISION_FILE
     try:
-        data = json.loads((Path(str(resume)).resolve().parent.parent / DECISION_FILE).read_text(encoding="utf-8"))
-        top = latest(data.get("history") or [data])
-        if not top or top.get("policy") != "goodput" or not top.get("goodput") or not top.get("speed"):
-            return None
+        data = read_decision(path) if path.is_file() else {}  # damaged: said once, by `records.load_history`
+    except ValueError:
+        return None
+    top = latest(data.get("history") or [data]) if data else None
+    if not top or top.get("policy") != "goodput" or not top.get("goodput") or not top.get("speed"):
+        return None
+    try:
         return BatchSpec(**{k: v for k, v in (top.get("settings") or {}).items() if k in KEYS})
-    except (OSError, ValueError, TypeError, AttributeError):
+    except (ValueError, TypeError):  # settings another release wrote, or edited: spec's one-line errors
         return None
 
 

@@ -10,6 +10,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from yolo_batch.core import readback
+
 
 def atomic_write(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename, so readers never see half a file."""
@@ -52,7 +54,7 @@ class EffectLog:
         self.rows: list[dict[str, Any]] = []
         self.columns: list[str] = []
         if keep_until and self.path.exists():
-            for row in read_csv(self.path):
+            for row in _kept(self.path):
                 if row.get("epoch", "").isdigit() and int(row["epoch"]) <= keep_until:
                     self.rows.append(dict(row))
                     self.columns += [k for k in row if k not in self.columns]
@@ -81,9 +83,34 @@ def _fmt(v: Any) -> Any:
 
 
 def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
-    """Rows of a CSV file as dicts of strings (header names stripped, as results.csv pads them)."""
-    with open(path, encoding="utf-8", newline="") as f:
-        return [{k.strip(): (v or "").strip() for k, v in r.items()} for r in csv.DictReader(f)]
+    """Rows of a CSV file as dicts of strings (header names stripped, as results.csv pads them).
+
+    Raises:
+        readback.Damaged: One line naming the file, for a file that is not UTF-8 CSV or has a row too long.
+    """
+    return readback.read_csv(path)
+
+
+def read_effect(path: str | os.PathLike) -> list[dict[str, str]]:
+    """``batch_effect.csv``'s rows: each with its ``epoch`` (a number, or ``final``) and ``batch``.
+
+    Raises:
+        readback.Damaged: One line naming the file and what is wrong.
+    """
+    epoch = lambda v: v == "final" or readback.int_cell(v)  # noqa: E731
+    return readback.read_csv(path, {"epoch": epoch, "batch": readback.int_cell})
+
+
+def _kept(path: Path) -> list[dict[str, str]]:
+    """A resumed run's earlier rows; none (with one line) when the file is damaged: the log starts again."""
+    try:
+        return read_effect(path)
+    except readback.Damaged as e:
+        from yolo_batch.session import log
+
+        logger, prefix = log()
+        logger.warning(f"{prefix}{e}; its earlier rows are left out, this run's epochs are logged from here")
+        return []
 
 
 class GradientNoise:

@@ -24,6 +24,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from yolo_batch.core.pace_record import SPEED
+from yolo_batch.core.readback import INT, NUMBER, Damaged, ListOf, Maybe, Opt, read_json
+
 if TYPE_CHECKING:
     from ultralytics.engine.trainer import BaseTrainer
 
@@ -137,15 +140,49 @@ def lookup(trainer: BaseTrainer, spec, backend, versions: dict[str, str], world:
         return Lookup(None, detail="the model has no definition to key on")
     found = Lookup(setup, status="miss", detail="no entry for this set-up")
     path = folder() / f"{found.key}.json"
-    try:
-        entry = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    if not path.is_file():
         return found
-    if entry.get("format") != FORMAT or entry.get("setup") != setup:
+    try:
+        entry = read_entry(path)
+    except Damaged as e:
+        from yolo_batch.session import log
+
+        logger, prefix = log()
+        logger.warning(f"{prefix}law cache: {e}; the probe decides and replaces it")
+        found.detail = f"the entry was damaged ({e.what})"
+        return found
+    if entry["format"] != FORMAT or entry["setup"] != setup:
         found.detail = "the entry's set-up differs"
         return found
     found.entry, found.status, found.detail = entry, "found", ""
     return found
+
+
+_LAW = ListOf(NUMBER, 2)
+_POINTS = ListOf(ListOf(NUMBER, 2))
+ENTRY = {  # an entry's shape, as `cached_pick` reads it (more keys are let through)
+    "format": INT,
+    "key": str,
+    "saved": str,
+    "setup": dict,
+    "check": {"densest_labels": ListOf(INT), "optimizer_built": str},
+    "law": {"train": _LAW, "val": Maybe(_LAW), "val_factor": NUMBER, "val_batch": Maybe(INT)},
+    "probe_law": _LAW,
+    "probe_points": {"train": _POINTS, "val": _POINTS, "used": _POINTS, "oom": ListOf(INT)},
+    "flat": Opt(bool),
+    "speed": Maybe(SPEED),
+    "pick": INT,
+    "verified_peak_bytes": Maybe(NUMBER),
+}
+
+
+def read_entry(path: Path) -> dict[str, Any]:
+    """One entry of the cache, of `ENTRY`'s shape.
+
+    Raises:
+        readback.Damaged: One line naming the file and what is wrong (cut off, empty, bytes, another shape).
+    """
+    return read_json(path, ENTRY)
 
 
 def cached_pick(trainer: BaseTrainer, prober, spec, backend, found: Lookup, phases) -> Picked | None:
@@ -269,15 +306,16 @@ def save(found: Lookup, prober, picked: Picked, record: dict[str, Any], model=No
         logger.warning(f"{prefix}law cache not written ({e})")
 
 
-def entries() -> list[dict[str, Any]]:
-    """The cache's readable entries, oldest first (unreadable files are left out)."""
+def entries(damaged: list[str] | None = None) -> list[dict[str, Any]]:
+    """The cache's readable entries, oldest first; a damaged file is left out (its line added to ``damaged``)."""
     out = []
     for path in sorted(folder().glob("*.json")) if folder().is_dir() else []:
         try:
-            out.append({**json.loads(path.read_text(encoding="utf-8")), "path": str(path)})
-        except (OSError, ValueError):
-            continue
-    return sorted(out, key=lambda e: str(e.get("saved")))
+            out.append({**read_entry(path), "path": str(path)})
+        except Damaged as e:
+            if damaged is not None:
+                damaged.append(str(e))
+    return sorted(out, key=lambda e: e["saved"])
 
 
 def cache_cli(args: list[str]) -> int:
@@ -292,14 +330,21 @@ def cache_cli(args: list[str]) -> int:
             p.unlink(missing_ok=True)
         print(f"removed {len(paths)} cached law(s) from {folder()}")
         return 0
-    rows = entries()
+    damaged: list[str] = []
+    rows = entries(damaged)
     print(f"{len(rows)} cached law(s) in {folder()}")
     for e in rows:
-        s, law = e.get("setup", {}), e.get("law", {})
-        train = law.get("train") or [0, 0]
+        s, train = e["setup"], e["law"]["train"]
+        amp = s.get("amp")
+        try:
+            total = f"{float(s.get('total_bytes') or 0) / 2**30:.1f} GiB"
+        except (TypeError, ValueError):  # the set-up is only compared, never read, by a decision
+            total = "? GiB"
         print(
-            f"{e.get('key')}  {e.get('saved')}  {s.get('model_name')} {s.get('task')} imgsz={s.get('imgsz')} "
-            f"amp={s.get('amp', [None])[0]} {s.get('device')} {int(s.get('total_bytes') or 0) / 2**30:.1f} GiB: "
-            f"{train[0] / 2**30:.2f} GiB + {train[1] / 2**20:.1f} MiB/image, pick {e.get('pick')}"
+            f"{e['key']}  {e['saved']}  {s.get('model_name')} {s.get('task')} imgsz={s.get('imgsz')} "
+            f"amp={amp[0] if isinstance(amp, list) and amp else amp} {s.get('device')} {total}: "
+            f"{train[0] / 2**30:.2f} GiB + {train[1] / 2**20:.1f} MiB/image, pick {e['pick']}"
         )
+    for line in damaged:
+        print(f"{line}; left out (a decision replaces it; `yolo-batch cache clear` removes it)")
     return 0

@@ -25,7 +25,6 @@ standard library is imported here; each logger's package is reached through Ultr
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -313,10 +312,12 @@ def epoch_end(trainer: BaseTrainer, row: dict[str, Any], record: dict[str, Any] 
 def train_end(trainer: BaseTrainer, record: dict[str, Any] | None, paths: list[Path]) -> None:
     """The decision (where not sent yet) and the run's files (``batch_decision.json``, ``batch_effect.png``)."""
     decision = next((p for p in paths if p.suffix == ".json"), None)
-    if record is None and decision is not None:  # e.g. a resumed run: the decision is on disk
+    if record is None and decision is not None and decision.is_file():  # e.g. a resumed run: the decision is on disk
+        from yolo_batch.records import read_decision
+
         try:
-            record = json.loads(decision.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            record = read_decision(decision)
+        except ValueError:  # damaged: `records.load_history` said so at the start
             record = None
     for logger, run, state in _active(trainer):
         try:

@@ -15,10 +15,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from yolo_batch.core.pace_record import SPEED
+from yolo_batch.core.readback import INT, Damaged, ListOf, Maybe, Opt, read_json, shaped
 from yolo_batch.session import DECISION_FILE, Session, log
 
 if TYPE_CHECKING:
@@ -26,6 +27,19 @@ if TYPE_CHECKING:
 
 
 ARGS_FILE = "args.yaml"
+_ENTRY = {  # one choice of batch_decision.json's history (and its top level), as the readers of a resume use it
+    "batch": INT,
+    "from_epoch": Opt(INT),
+    "source": Opt(str),
+    "policy": Opt(Maybe(str)),
+    "reason": Opt(str),
+    "lr_scaling": Opt(Maybe(str)),
+    "recipe": Opt(Maybe({"warmup_floor": Opt(Maybe(INT))})),
+    "speed": Opt(Maybe(SPEED)),
+    "settings": Opt(Maybe(dict)),
+    "goodput": Opt(Maybe({"fit_bound": Opt(Maybe(INT))})),
+}
+DECISION = {**_ENTRY, "history": Opt(ListOf(_ENTRY))}
 
 
 def fresh_save_dir(overrides: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
@@ -79,18 +93,33 @@ def write_args(trainer: BaseTrainer, s: Session) -> None:
 def load_history(trainer: BaseTrainer, s: Session) -> None:
     """On resume: read the run's earlier choices back from ``batch_decision.json``.
 
-    A file without ``history`` (written before there was one) holds one decision, from epoch 1.
+    A file without ``history`` (written before there was one) holds one decision, from epoch 1. A damaged file
+    is left out with one line: the run goes on from its checkpoint, and its history starts again.
     """
     path = Path(trainer.save_dir) / DECISION_FILE
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    if not path.is_file():
         return
-    if not isinstance(data, dict):
+    try:
+        data = read_decision(path)
+        for i, h in enumerate(data.get("history") or [data]):  # the summary says each choice's policy and why
+            if h.get("source", "auto-plus") == "auto-plus":
+                shaped(path, h, {"policy": str, "reason": str}, f"history[{i}]" if "history" in data else "")
+    except Damaged as e:
+        logger, prefix = log()
+        logger.warning(f"{prefix}{e}; its earlier choices are left out, the run goes on from its checkpoint")
         return
     history = data.get("history") or [{**data, "source": "auto-plus", "from_epoch": data.get("from_epoch", 1)}]
-    s.history = [h for h in history if isinstance(h, dict)]
+    s.history = list(history)
     s.record = latest(s.history)
+
+
+def read_decision(path: str | Path) -> dict[str, Any]:
+    """A run's ``batch_decision.json``, of the shape its readers rely on (`DECISION`).
+
+    Raises:
+        readback.Damaged: One line naming the file and what is wrong (cut off, empty, bytes, another shape).
+    """
+    return read_json(path, DECISION)
 
 
 def latest(history: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -10,7 +10,23 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from yolo_batch.core.readback import INT, NUMBER, ListOf, Maybe, Opt
 from yolo_batch.core.throughput import Pace, pace_from_record
+
+SPEED = {  # ``speed``'s shape read back (a law-cache entry, a resumed run's record), as `pace_from_record` reads it
+    "time_law": {
+        "fixed_seconds": NUMBER,
+        "per_image_seconds": NUMBER,
+        "optimizer_seconds": NUMBER,
+        "nbs": Opt(INT),
+        "knee": Opt(INT),
+        "beyond_per_image_seconds": Opt(NUMBER),
+    },
+    "loader": {"images_per_s": Opt(Maybe(NUMBER)), "overlapped": Opt(bool), "workers": Opt(INT), "cpus": Opt(INT)},
+    "points": Opt(Maybe({"law": Opt(Maybe(ListOf(ListOf(NUMBER, 2))))})),
+    "dataset_size": Opt(Maybe(INT)),
+    "epochs": Opt(Maybe(INT)),
+}
 
 
 def record_fields(pace: Pace | None, batch: int, probe: Any = None) -> dict[str, Any]:

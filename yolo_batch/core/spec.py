@@ -270,7 +270,7 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
         line = f" line {mark.line + 1}" if mark is not None else ""
         problem = getattr(e, "problem", None) or type(e).__name__
         raise AutoPlusError(f"config file {p}{line}: YAML syntax error: {problem}") from None
-    except (OSError, UnicodeDecodeError) as e:
+    except (OSError, ValueError, OverflowError) as e:  # not UTF-8; a date YAML reads that does not exist
         raise AutoPlusError(f"config file {p} cannot be read: {e}") from None
     if data is None:
         return {}

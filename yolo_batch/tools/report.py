@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 from yolo_batch.callbacks import DECISION_FILE, EFFECT_FILE
 from yolo_batch.core.decision_record import decision_table
 from yolo_batch.core.history import batch_spans, row_spans, spans_words
+from yolo_batch.core.readback import Damaged, read_yaml
 from yolo_batch.core.spec import AutoPlusError
-from yolo_batch.effect import atomic_write, atomic_write_bytes, read_csv
+from yolo_batch.effect import atomic_write, atomic_write_bytes, read_csv, read_effect
+from yolo_batch.records import ARGS_FILE, read_decision
 from yolo_batch.summary import TASKS, Task, number, task_of, train_loss
 from yolo_batch.tools.cmdline import parse_pairs
 
@@ -22,15 +24,52 @@ LOWER_IS_BETTER = {"metrics/abs_rel", "metrics/rmse", "metrics/silog"}  # depth 
 
 
 def load_run(run: str | Path) -> dict[str, Any]:
-    """A run folder's decision (or None), effect rows and results.csv rows."""
+    """A run folder's decision (or None), effect rows and results.csv rows.
+
+    A damaged ``batch_decision.json``, ``batch_effect.csv`` or ``args.yaml`` is left out with one line on stderr
+    (the run is reported with what its other files tell).
+
+    Raises:
+        AutoPlusError: For a damaged results.csv (one line, naming it): the run has no epochs to report.
+    """
     run = Path(run)
-    decision = run / DECISION_FILE
+    decision, effect, results = run / DECISION_FILE, run / EFFECT_FILE, run / "results.csv"
+    try:
+        rows = read_csv(results) if results.is_file() else []
+    except Damaged as e:
+        raise AutoPlusError(f"compare: {e}; nothing to report for this run") from None
+    if (run / ARGS_FILE).is_file():
+        _args(run, say=True)
     return {
         "dir": run,
-        "decision": json.loads(decision.read_text()) if decision.exists() else None,
-        "effect": read_csv(run / EFFECT_FILE) if (run / EFFECT_FILE).exists() else [],
-        "results": read_csv(run / "results.csv") if (run / "results.csv").exists() else [],
+        "decision": _left_out(read_decision, decision, None),
+        "effect": _left_out(read_effect, effect, []),
+        "results": rows,
     }
+
+
+def _left_out(reader, path: Path, default: Any) -> Any:
+    """``reader(path)``; ``default`` when the file is absent, and with one line on stderr when it is damaged."""
+    if not path.is_file():
+        return default
+    try:
+        return reader(path)
+    except Damaged as e:
+        print(f"{e}; left out", file=sys.stderr)
+        return default
+
+
+def _args(run: Path, say: bool = False) -> dict[str, Any]:
+    """The run's ``args.yaml`` as a dict; empty when absent or damaged (with one line on stderr when ``say``)."""
+    path = run / ARGS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return read_yaml(path, dict)
+    except Damaged as e:
+        if say:
+            print(f"{e}; left out", file=sys.stderr)
+        return {}
 
 
 def print_run(run: str | Path) -> None:
@@ -258,15 +297,8 @@ def _batches(epoch_rows: list[dict[str, str]], decision: dict | None, epochs: in
 def _task(run: Path, results: list[dict[str, str]]) -> Task | None:
     """The run's task from results.csv's columns; ``obb`` too where only args.yaml tells it from detect (8.3)."""
     task = task_of(results[0]) if results else None
-    if task is not None and task.name == "detect" and (run / "args.yaml").is_file():
-        import yaml
-
-        try:
-            args = yaml.safe_load((run / "args.yaml").read_text(encoding="utf-8")) or {}
-        except (yaml.YAMLError, OSError, UnicodeDecodeError):
-            args = {}
-        if isinstance(args, dict) and args.get("task") == "obb":
-            return next(t for t in TASKS if t.name == "obb")
+    if task is not None and task.name == "detect" and _args(run).get("task") == "obb":
+        return next(t for t in TASKS if t.name == "obb")
     return task
 
 
@@ -286,15 +318,9 @@ def _batch(run: Path, epoch_rows: list[dict[str, str]], decision: dict | None) -
                 return args["batch"]
         except Exception:  # noqa: BLE001 - an unreadable checkpoint only hides the batch
             pass
-    if (run / "args.yaml").is_file():
-        import yaml
-
-        try:
-            batch = (yaml.safe_load((run / "args.yaml").read_text(encoding="utf-8")) or {}).get("batch")
-        except (yaml.YAMLError, AttributeError):
-            batch = None
-        if isinstance(batch, int) and not isinstance(batch, bool) and batch >= 1:
-            return batch
+    batch = _args(run).get("batch")
+    if isinstance(batch, int) and not isinstance(batch, bool) and batch >= 1:
+        return batch
     return None
 
 

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from yolo_batch.core.readback import INT, Damaged, ListOf, Maybe, OneOf, Opt, read_yaml
 from yolo_batch.core.spec import AutoPlusError, looks_like_auto_plus, parse_batch_value, resolve_spec
 from yolo_batch.effect import atomic_write, read_csv
 
@@ -114,8 +115,6 @@ def check_record(project: Path, recipe: dict[str, Any], batches: list[str]) -> l
         AutoPlusError: When ``sweep.yaml`` holds another recipe or is unreadable, or when run folders exist
             without a ``sweep.yaml`` (their recipe is unknown).
     """
-    import yaml
-
     record = project / SWEEP_FILE
     if not record.is_file():
         found = [label(b) for b in batches if (project / label(b)).exists()]
@@ -125,14 +124,7 @@ def check_record(project: Path, recipe: dict[str, Any], batches: list[str]) -> l
                 "their recipe is unknown; use a new project= or remove those folders"
             )
         return batches
-    try:
-        data = yaml.safe_load(record.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise AutoPlusError(
-            f"sweep: {record} cannot be read ({type(e).__name__}); remove it or use a new project="
-        ) from None
-    if not isinstance(data, dict) or not isinstance(data.get("recipe"), dict):
-        raise AutoPlusError(f"sweep: {record} holds no recipe; remove it or use a new project=")
+    data = read_record(record)
     old = data["recipe"]
     if old != recipe:
         diffs = [
@@ -146,6 +138,19 @@ def check_record(project: Path, recipe: dict[str, Any], batches: list[str]) -> l
         )
     listed = [str(b) for b in data.get("batches") or []]
     return listed + [b for b in batches if b not in listed]
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """A project's ``sweep.yaml``: its ``recipe`` (a mapping) and ``batches`` (a list of batch values).
+
+    Raises:
+        AutoPlusError: One line naming the file and what is wrong, for a damaged file (cut off, emptied, bytes,
+            another shape): the sweep is refused before anything is written.
+    """
+    try:
+        return read_yaml(path, {"recipe": dict, "batches": Opt(Maybe(ListOf(OneOf(str, INT))))})
+    except Damaged as e:
+        raise AutoPlusError(f"sweep: {e}; remove it or use a new project=") from None
 
 
 def write_record(project: Path, recipe: dict[str, Any], batches: list[str]) -> None:
