@@ -182,8 +182,8 @@ def cached_pick(trainer: BaseTrainer, prober, spec, backend, found: Lookup, phas
     if decision.batch == 0:
         found.status, found.detail = "miss", "no batch fits the cached law"
         return None
-    steps = {int(b): float(s) for b, s in (entry.get("step_seconds") or {}).items()}
-    skipped = retime.checked(spec, model, decision.batch, budget, steps, pace) if steps else None  # old: verify
+    steps = _step_seconds(entry)
+    skipped = retime.checked(spec, model, decision.batch, budget, steps, pace) if steps else None  # none: verify
     peaks = None
     if skipped is None:
         with phases("verify"):
@@ -227,14 +227,25 @@ def cached_pick(trainer: BaseTrainer, prober, spec, backend, found: Lookup, phas
     return picked
 
 
+def _step_seconds(entry: dict[str, Any]) -> dict[int, float]:
+    """The probe's step seconds by batch saved in ``entry``; ``{}`` (verify, as before they were saved) if unreadable.
+
+    Examples:
+        >>> _step_seconds({"step_seconds": {"2": 0.1, "8": 0.3}}), _step_seconds({"step_seconds": {"x": 1}})
+        ({2: 0.1, 8: 0.3}, {})
+    """
+    try:
+        return {int(b): float(s) for b, s in entry.get("step_seconds", {}).items()}
+    except (AttributeError, TypeError, ValueError):
+        return {}
+
+
 def _disagreement(model, batch: int, peaks, kind: str = "cuda") -> str | None:
     """Why the verified step does not confirm the cached law (out of memory, or more than `TOLERANCE` off).
 
-    On a meter of `ONE_SIDED` (``kind``: the CPU's process RSS) only a peak above the law disagrees: the peak
-    carries the heap the process kept from its earlier steps, so the decision that saved the law, whose verified
-    step followed the probe's steps, measured more than a repeat that runs the step alone (1013 MB after the
-    probe against 974-977 MB in three repeats, yolo11n at imgsz 64, batch 32). A peak below the law means a safe
-    pick; above it, the law no longer holds.
+    On a `ONE_SIDED` meter (``kind``: the CPU's RSS) only a peak above the law disagrees: the RSS carries what the
+    process kept from earlier steps, so the saved law, verified after the probe's steps, is above a repeat's step
+    (1013 MB against 974-977 MB, yolo11n at imgsz 64, batch 32); a peak below it is a safe pick.
 
     Examples:
         >>> from yolo_batch.core.policy import Law, MemoryModel
