@@ -24,10 +24,6 @@ if TYPE_CHECKING:
     from yolo_batch.session import Session
 
 
-VERIFY_MARGIN = 0.5  # verify: auto proves picks whose predicted peak is above this share of the budget...
-VERIFY_CHEAP_S = 1.0  # ...or whose step (estimated from the probe) takes at most this long
-
-
 _PLANNING: ContextVar[bool] = ContextVar("yolo_batch_planning", default=False)
 
 
@@ -265,15 +261,10 @@ def _verified(trainer: BaseTrainer, prober, spec: BatchSpec, world: int, model, 
     from yolo_batch.core import policy
 
     batch, notes, lead = decision.batch, [], []
-    step_s = _step_estimate(result, batch)
-    near = model.peak(batch) > VERIFY_MARGIN * budget
-    cheap = step_s <= VERIFY_CHEAP_S or retime.far(pace, batch)  # a far pick is timed: its step verifies it too
-    checking = spec.verify is True or (spec.verify == "auto" and (near or cheap))
-    if spec.verify == "auto" and not checking:
-        notes.append(
-            f"not verified: the predicted peak is under {VERIFY_MARGIN:.0%} of the budget and a step at "
-            f"{batch} would take ~{step_s:.0f}s"
-        )
+    skipped = retime.checked(spec, model, batch, budget, result.step_seconds, pace)  # the cache's rule too
+    checking = skipped is None
+    if skipped is not None and spec.verify == "auto":
+        notes.append(skipped)
     probe_law, refined, good = model, False, None  # good: the last verified (batch, peaks, model)
     while checking:
         peaks = prober.verify(batch, spec.probe_val)
@@ -372,14 +363,6 @@ def refit_law(model, result, batch: int, peaks: tuple[int, int | None]):
         return None
     val = through(result.val, batch * model.val_factor, peaks[1]) if model.val else None
     return MemoryModel(train, val or model.val, model.val_factor, model.val_batch)
-
-
-def _step_estimate(result, batch: int) -> float:
-    """Seconds of one verification at ``batch`` (a training step and the 2x validation forward), from the probe."""
-    if not result.step_seconds:
-        return float("inf")
-    largest = max(result.step_seconds)
-    return result.step_seconds[largest] / largest * batch
 
 
 def _fit_bound(model, budget: float, prober, spec: BatchSpec) -> int:

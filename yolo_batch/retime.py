@@ -1,7 +1,12 @@
-"""A ``speed`` pick far from the timed sizes is timed before it is kept: one step, a refitted time law, a new pick.
+"""What both decision paths (the probe's, the law cache's) do with a pick: verify it where, time it when far.
 
+`checked`: whether a pick is proven by a verified step (``probe.verify``), one rule for a fresh decision
+(`decide._verified`) and a cached one (`lawcache.cached_pick`), so a cache hit never runs a step the decision it
+replaces would have skipped.
+
+A ``speed`` pick far from the timed sizes is timed before it is kept: one step, a refitted time law, a new pick.
 The time law is fitted on the sizes `loader.time_law` timed; far above them it extrapolates (on a CPU the law
-from batches 2-32 was 6-35 % high at 128-256). `decide._verified` calls `retimed` once the pick is verified:
+from batches 2-32 was 6-35 % high at 128-256). `settle` runs once the pick is verified:
 a pick more than `FAR` x the largest timed size is timed, the law refitted (`throughput.refit_time_law`), and
 the policy decides once more, never above the timed pick (memory was verified there).
 """
@@ -17,11 +22,46 @@ from yolo_batch.core.throughput import refit_time_law
 from yolo_batch.memory import is_oom
 
 FAR = 2  # a pick more than this many times the largest timed batch is timed before it is trusted
+VERIFY_MARGIN = 0.5  # verify: auto proves picks whose predicted peak is above this share of the budget...
+VERIFY_CHEAP_S = 1.0  # ...or whose step (estimated from the probe) takes at most this long
 
 
 def far(pace, batch: int) -> bool:
     """True when ``batch`` is more than `FAR` x the largest batch the time law was fitted on."""
     return bool(pace is not None and pace.points and batch > FAR * max(b for b, _ in pace.points))
+
+
+def step_estimate(step_seconds: dict[int, float], batch: int) -> float:
+    """Seconds of one verification at ``batch`` (a training step and the 2x validation forward), from the probe's.
+
+    Examples:
+        >>> step_estimate({2: 0.1, 8: 0.4}, 32), step_estimate({}, 32)
+        (1.6, inf)
+    """
+    if not step_seconds:
+        return float("inf")
+    largest = max(step_seconds)
+    return step_seconds[largest] / largest * batch
+
+
+def checked(spec: BatchSpec, model, batch: int, budget: float, step_seconds: dict[int, float], pace) -> str | None:
+    """None when the pick at ``batch`` is verified (``probe.verify``), else the note that says why it is not.
+
+    ``auto`` verifies when the predicted peak is above `VERIFY_MARGIN` of the budget, or the step is cheap (at most
+    `VERIFY_CHEAP_S`, estimated from the probe's ``step_seconds``), or the pick is `far` (it is timed: that step
+    verifies it too).
+    """
+    step_s = step_estimate(step_seconds, batch)
+    near = model.peak(batch) > VERIFY_MARGIN * budget
+    cheap = step_s <= VERIFY_CHEAP_S or far(pace, batch)
+    if spec.verify is True or (spec.verify == "auto" and (near or cheap)):
+        return None
+    if spec.verify == "auto":
+        return (
+            f"not verified: the predicted peak is under {VERIFY_MARGIN:.0%} of the budget and a step at "
+            f"{batch} would take ~{step_s:.0f}s"
+        )
+    return "not verified: probe.verify is false"
 
 
 def retimed(prober, spec: BatchSpec, world: int, model, budget, pace, batch: int, warm: bool):

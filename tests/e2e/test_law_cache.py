@@ -188,3 +188,86 @@ def test_a_cached_speed_pick_far_from_the_timed_sizes_is_timed_and_the_law_refit
     assert [x for x in device.seen if x[1]] == [(refit["batch_before"], True)] * 2  # verified, then timed: no probe
     assert "time law refitted through it" in second["reason"] and "law from the cache" in second["reason"]
     assert second["speed"]["time_law"] == refit["after"]
+
+
+def test_after_a_miss_that_saves_the_record_s_saved_is_the_new_entry_s(data64, gpu):
+    gpu()
+    first = decide(data64)
+    path = lawcache.folder() / f"{first['cache']['key']}.json"
+    old = {**json.loads(path.read_text()), "saved": "2000-01-01 00:00:00"}  # the old entry, older than any run
+    path.write_text(json.dumps(old))
+    gpu(train=Law(YOLOV8S_640.fixed_bytes, YOLOV8S_640.per_image_bytes * 1.1))  # the check step disagrees
+    second = decide(data64)
+    assert second["cache"]["status"] == "miss" and second["cache"]["detail"].endswith("saved this decision's laws")
+    assert second["cache"]["saved"] == json.loads(path.read_text())["saved"] != "2000-01-01 00:00:00"
+
+
+@pytest.fixture
+def steps(monkeypatch):
+    """The verified steps each decision runs (`Prober.verify` counted, still run), on the real CPU meter."""
+    from yolo_batch.probe import Prober
+
+    seen: list[int] = []
+    real = Prober.verify
+
+    def counted(self, batch, val=True):
+        seen.append(batch)
+        return real(self, batch, val)
+
+    monkeypatch.setattr(Prober, "verify", counted)
+    return seen
+
+
+@pytest.mark.parametrize(
+    "skip",
+    [
+        pytest.param("verify-false", id="probe.verify-false"),
+        pytest.param("expensive", id="auto-with-an-expensive-step"),
+    ],
+)
+def test_a_cpu_hit_runs_no_step_where_the_fresh_decision_skipped_verification(
+    data64, steps, tmp_path, monkeypatch, skip
+):
+    """Issue 21: a fresh CPU decision that skips verification (a step estimated above 1 s, or ``probe.verify:
+    false``) was replaced by a hit that ran one verified step: it cost more than the decision, and its 5 % check on
+    the RSS meter flipped hit and miss. A hit verifies exactly where the fresh decision would: here, nowhere."""
+    from yolo_batch import retime
+
+    if skip == "expensive":
+        monkeypatch.setattr(retime, "VERIFY_CHEAP_S", 0.0)  # every step counts as expensive (a larger CPU set-up)
+    else:
+        (tmp_path / "plugin.yaml").write_text("probe:\n  verify: false\n")
+        monkeypatch.setenv("YOLO_BATCH_CONFIG", str(tmp_path / "plugin.yaml"))
+    first = decide(data64)
+    assert first["cache"]["status"] == "miss" and first["verified_peak_bytes"] is None and steps == []
+    for _ in range(3):
+        again = decide(data64)
+        assert again["cache"]["status"] == "hit", again["cache"]
+        assert again["cache"]["detail"].endswith("no step run: a fresh decision would not verify this pick")
+        assert again["batch"] == first["batch"] and again["verified_peak_bytes"] is None
+    assert steps == []  # not one verified step in three hits
+    assert "law from the cache" in again["reason"] and "not verified" in again["reason"]
+
+
+def test_a_cpu_repeat_that_holds_less_than_the_first_decision_still_hits(data64, steps, tmp_path, monkeypatch):
+    """The RSS meter carries the process's history: the decision that saved the law verified its pick after the
+    probe's steps (here: while the process held 256 MiB more), a repeat measures less. Below the law the pick is
+    safe, so each repeat hits; a step above the law (the process now holds more) still misses."""
+    import torch
+
+    (tmp_path / "plugin.yaml").write_text("probe:\n  verify: true\n")  # every decision verifies, fresh or cached
+    monkeypatch.setenv("YOLO_BATCH_CONFIG", str(tmp_path / "plugin.yaml"))
+    ballast = torch.ones(256 * 2**20, dtype=torch.uint8)  # 256 MiB of touched pages, held through the first decision
+    first = decide(data64)
+    del ballast
+    assert first["cache"]["status"] == "miss" and first["verified_peak_bytes"] is not None
+    for _ in range(3):
+        again = decide(data64)
+        assert again["cache"]["status"] == "hit", again["cache"]
+        assert again["verified_peak_bytes"] < 0.9 * first["verified_peak_bytes"]  # >10 % below: a miss before
+    ballast = torch.ones(512 * 2**20, dtype=torch.uint8)  # above the law (which holds the first 256 MiB)
+    more = decide(data64)
+    del ballast
+    assert more["cache"]["status"] == "miss", more["cache"]
+    assert "below the verified step" in more["cache"]["detail"]
+    assert len(steps) == 1 + 3 + 2  # the first decision's, one per hit, the miss's check and its probe's proof

@@ -181,10 +181,10 @@ def test_ultralytics_own_halving_is_recorded_when_only_measuring(data64, tmp_pat
 
 
 def test_verify_auto_skips_an_expensive_proof_far_below_the_budget(data64, tmp_path, gpu, monkeypatch):
-    from yolo_batch import decide
+    from yolo_batch import retime
 
     gpu(total_gib=80)  # 64 needs 15.6 GB of 77 GB usable: under half the budget
-    monkeypatch.setattr(decide, "VERIFY_CHEAP_S", 0.0)  # every step counts as expensive
+    monkeypatch.setattr(retime, "VERIFY_CHEAP_S", 0.0)  # every step counts as expensive
     _, d = _run(data64, tmp_path)
     assert d["batch"] == 64 and d["verified_peak_bytes"] is None
     assert "not verified: the predicted peak is under 50% of the budget and a step at 64 would take" in d["reason"]
