@@ -116,6 +116,7 @@ class EpochMeter:
         train_seconds (float): The training part of the epoch.
         trained (bool): A training epoch ended since the last ``on_fit_epoch_end``.
         last_batch (int | None): The batch of the last epoch logged.
+        segment_start (int): The first epoch this process trains (1, or the epoch after a resume's checkpoint).
         noise (effect.GradientNoise | None): The gradient-noise estimate, when ``noise_scale`` is on.
         tap (effect.GradientTap | None): What feeds it.
         stepped (bool): The optimizer stepped in this iteration.
@@ -126,6 +127,7 @@ class EpochMeter:
     train_seconds: float = 0.0
     trained: bool = False
     last_batch: int | None = None
+    segment_start: int = 1
     noise: Any = None
     tap: Any = None
     stepped: bool = False
@@ -170,6 +172,7 @@ class Session:
         self.waiting: list[dict[str, Any]] = []  # history entries whose first epoch has not finished (`records`)
         self.given: Any = None  # the batch given with a resume, when one was
         self.earlier_run: str | None = None  # the run folder a rerun of its args.yaml did not write into
+        self.batch_before: int | None = None  # on resume: the batch of the epochs trained so far (their args.yaml)
         self.meter = EpochMeter()  # `callbacks`
         self.oom = OomState()  # `recovery`
         self.rebuild = RebuildState()  # `rebuild`

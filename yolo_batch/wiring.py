@@ -137,6 +137,7 @@ def plan(cfg: Any, overrides: dict | None, given_callbacks: dict | None, observe
         merged.setdefault(event, []).append(fn)
     s = Session(spec, decides, value)
     s.launcher, s.worker, s.earlier_run = launcher, worker is not None, earlier_run
+    s.batch_before = records.batch_before(overrides)  # read before Ultralytics rewrites the run's args.yaml
     if overrides.get("resume") and given and not decides:
         s.given = asked  # resumed at a batch the user gave
     if overrides.get("resume") and not given and not decides:  # a plain resume of a goodput run adapts on
