@@ -83,13 +83,16 @@ def asked(trainer: BaseTrainer, s: Session) -> str | None:
 
     A plain resume (no batch given) hands Ultralytics no batch: it rewrites args.yaml with the checkpoint's integer
     batch, the pick. The value the user asked for is the latest decision's ``value``. A resume given an integer
-    batch records that integer (what the user asked for then).
+    batch records that integer (what the user asked for then), and so does a plain resume after it.
     """
     if s.decides:
         return s.value
     if not getattr(trainer, "resume", False) or s.given is not None:
         return None
-    value = (latest(s.history) or {}).get("value")
+    asked_for = [h for h in s.history if h.get("source", "auto-plus") in ("auto-plus", "given")]
+    if not asked_for or asked_for[-1].get("source", "auto-plus") != "auto-plus":
+        return None
+    value = asked_for[-1].get("value")
     return value if isinstance(value, str) and value else None
 
 
