@@ -227,13 +227,17 @@ def nominal_accumulate(trainer: BaseTrainer, batch: int | None = None) -> int:
 
 def _fill_earlier(trainer: BaseTrainer, s: Session) -> None:
     """A resume of a run the plugin did not log (a stock run): its earlier epochs' rows, at the batch they trained."""
+    import csv
+
     from yolo_batch.effect import earlier_rows, read_csv
 
     if not (trainer.start_epoch and s.batch_before) or s.meter.effect.rows:  # the plugin logged the run before
         return
     try:
         results = read_csv(trainer.csv)
-    except (OSError, ValueError, UnicodeDecodeError):  # no readable results.csv: the epochs stay unlogged
+    except (OSError, ValueError, csv.Error, AttributeError) as e:  # a damaged results.csv: those epochs stay unlogged
+        logger, prefix = log()
+        logger.warning(f"{prefix}epochs 1-{trainer.start_epoch} not logged: {trainer.csv} unreadable ({e})")
         return
     acc = nominal_accumulate(trainer, s.batch_before)
     s.meter.effect.fill(earlier_rows(results, trainer.start_epoch, s.batch_before, acc, trainer.args.nbs))
