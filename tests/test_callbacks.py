@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -82,6 +83,32 @@ def test_nominal_accumulate_matches_ultralytics(batch, batches_per_epoch, epochs
     loader = type("Loader", (), {"__len__": lambda self: batches_per_epoch})()
     t = SimpleNamespace(batch_size=batch, epochs=epochs, args=SimpleNamespace(nbs=64, time=None), train_loader=loader)
     assert nominal_accumulate(t) == expected
+
+
+@pytest.mark.parametrize(
+    ("results", "expect"),
+    [
+        pytest.param(
+            "epoch,time,train/box_loss\n1,2.0,3.0\n2,4.0,2.5\n2,1.5,2.25\n",
+            [("1", "8", "8", "64", "3.0", ""), ("2", "8", "8", "64", "2.25", ""), ("3", "16", "4", "64", "1.5", "3")],
+            id="earlier-epochs-filled",
+        ),
+        pytest.param(b"\xff\xfe\x00garbage", [("3", "16", "4", "64", "1.5", "3")], id="damaged-results-csv"),
+    ],
+)
+def test_a_stock_run_resumed_gets_its_earlier_epochs_rows(tmp_path, caplog, results, expect):
+    """Resumed after epoch 2 of a stock run at 8: results.csv's epochs 1-2 (a redone epoch's last row) at 8."""
+    t, s = trainer_83(tmp_path, epoch=2)
+    t.start_epoch, t.csv, t.tloss = 2, tmp_path / "results.csv", torch.tensor([1.5, 1.0, 0.5])
+    (t.csv.write_text if isinstance(results, str) else t.csv.write_bytes)(results)
+    s.fixed, s.meter.segment_start = replace(s.fixed, batch_before=8), 3  # as wiring.plan and on_train_start set them
+    callbacks.on_train_epoch_start(t)
+    callbacks.on_train_epoch_end(t)
+    callbacks.on_fit_epoch_end(t)
+    rows = read_csv(tmp_path / "batch_effect.csv")
+    cells = ("epoch", "batch", "accumulate", "effective_batch", "train/box_loss", "segment_start")
+    assert [tuple(r[k] for k in cells) for r in rows] == expect
+    assert ("not logged" in caplog.text) == isinstance(results, bytes)
 
 
 def test_hooks_are_no_ops_for_a_stock_trainer(tmp_path):

@@ -267,7 +267,7 @@ def test_a_damaged_batch_decision_json_is_left_out_of_a_resume_with_one_line(tmp
     pace_from_record(s.record or {})
     chosen(records.decision(s)), batch_spans(s.history, 3)
     (tmp_path / "weights").mkdir(exist_ok=True)
-    adapt.resumes_goodput(tmp_path / "weights" / "last.pt", s)
+    adapt.resumed_spec(tmp_path / "weights" / "last.pt")
 
 
 def test_a_damaged_batch_decision_json_failed_before(tmp_path, caplog):

@@ -52,6 +52,55 @@ def test_args_yaml_of_a_measured_run_is_left_as_ultralytics_wrote_it(tmp_path):
     assert (tmp_path / "args.yaml").read_bytes() == before
 
 
+@pytest.mark.parametrize(
+    ("history", "expected"),
+    [
+        pytest.param(
+            [{"batch": 96, "value": "auto-plus:speed", "policy": "speed", "reason": "r", "from_epoch": 1}],
+            "auto-plus:speed",
+            id="speed",
+        ),
+        pytest.param(
+            [
+                {
+                    "source": "auto-plus",
+                    "batch": 8,
+                    "value": "auto-plus:goodput",
+                    "policy": "goodput",
+                    "reason": "r",
+                    "from_epoch": 1,
+                },
+                {"source": "goodput", "batch": 40, "from_epoch": 2},
+            ],
+            "auto-plus:goodput",
+            id="goodput-after-a-switch",
+        ),
+        pytest.param(
+            [
+                {
+                    "source": "auto-plus",
+                    "batch": 8,
+                    "value": "auto-plus",
+                    "policy": "ladder",
+                    "reason": "r",
+                    "from_epoch": 1,
+                },
+                {"source": "given", "batch": 16, "value": 16, "from_epoch": 3},
+            ],
+            16,
+            id="after-a-resume-given-16",
+        ),
+    ],
+)
+def test_a_plain_resume_keeps_the_value_asked_for_in_args_yaml(tmp_path, history, expected):
+    """Ultralytics rewrites args.yaml with the checkpoint's batch (96, 40, 16): the value asked for goes back."""
+    stock_args_yaml(tmp_path, history[-1]["batch"])
+    (tmp_path / DECISION_FILE).write_text(json.dumps({**history[0], "history": history}))
+    s = Session(BatchSpec(), decides=False, value=None)
+    records.note_start(trainer(tmp_path, resume=True, start_epoch=2), s)
+    assert yaml.safe_load((tmp_path / "args.yaml").read_text())["batch"] == expected
+
+
 def _decision(batch: int, policy: str = "ladder") -> dict:
     return {"batch": batch, "value": f"auto-plus:{policy}", "policy": policy, "reason": f"{batch} fits"}
 

@@ -14,7 +14,6 @@ OOM = "CUDA out of memory. Tried to allocate 2.00 GiB"
 
 def _run(batch: int, monkeypatch, **settings) -> FakeTrainer:
     """A run after its decision, the rebuild attached as `wiring.attach` does, the first build made."""
-    monkeypatch.setattr(rebuild, "supported", lambda trainer: True)
     t = FakeTrainer(batch, BatchSpec(**settings))
     rebuild.attach(t, None, adapt.switch, recovery.step_down, lrscale.follow)
     t._build_train_pipeline()

@@ -193,6 +193,48 @@ def test_resumed_run_adds_time_segments(tmp_path):
     assert row["wall_s"] == pytest.approx(26.0)  # results.csv's time restarts at 0 when a run is resumed
 
 
+def _effect_with_segments(run: Path, rows: list[tuple]) -> None:
+    """rows: (epoch, batch, accumulate, segment_start), as the plugin writes them; then a ``final`` row."""
+    lines = ["epoch,batch,accumulate,effective_batch,nbs,images_per_s,segment_start"]
+    lines += [f"{e},{b},{a},{b * a},64,100.0,{seg}" for e, b, a, seg in rows]
+    (run / "batch_effect.csv").write_text("\n".join([*lines, f"final,{rows[-1][1]},{rows[-1][2]},,64,,"]) + "\n")
+
+
+def test_a_resumed_stretch_longer_than_the_one_before_is_counted(tmp_path):
+    """issue 21: a stock epoch 1 (1.0 s), killed in epoch 2, resumed with auto-plus for 2.05 s: 3.05 s ran.
+
+    results.csv's time never falls (1.0, 1.5, 2.05); the effect log names epoch 2 as a stretch's first.
+    """
+    run = tmp_path / "run"
+    write_results(run, [(1, 1.0, 1, 1, 1, 0.1, 0.1), (2, 1.5, 1, 1, 1, 0.1, 0.1), (3, 2.05, 1, 1, 1, 0.1, 0.1)])
+    _effect_with_segments(run, [(1, 8, 8, ""), (2, 64, 1, 2), (3, 64, 1, 2)])
+    (row,) = compare([run])
+    assert row["wall_s"] == pytest.approx(3.05)
+    from yolo_batch.tools.report import wall_seconds
+
+    assert wall_seconds(read_csv(run / "results.csv")) == pytest.approx(2.05)  # from time alone: what was missed
+    # a plain run of three epochs in one stretch: nothing added
+    _effect_with_segments(run, [(1, 8, 8, 1), (2, 8, 8, 1), (3, 8, 8, 1)])
+    assert compare([run])[0]["wall_s"] == pytest.approx(2.05)
+
+
+def test_the_legend_states_each_epochs_batch_and_effective_batch(tmp_path):
+    """issue 21: epoch 1 at 40 (accumulate 2: effective 80), epochs 2-3 at 64: the legend says both, not "batch 64"."""
+    from yolo_batch.tools.report import _summarise, comparison_figure
+
+    run, one = tmp_path / "runs" / "switched", tmp_path / "runs" / "one"
+    for r in (run, one):
+        write_results(r, [(e, float(e), 1, 1, 1, 0.1, 0.1) for e in (1, 2, 3)])
+    _effect_with_segments(run, [(1, 40, 2, 1), (2, 64, 1, 1), (3, 64, 1, 1)])
+    _effect_with_segments(one, [(e, 16, 4, 1) for e in (1, 2, 3)])
+    loaded = [_summarise(r, r.name) for r in (run, one)]
+    loss_ax = comparison_figure(loaded).axes[0]
+    assert [t.get_text() for t in loss_ax.get_legend().get_texts()] == [
+        "switched (batch 40 (1), 64 (2-3); effective 80 (1), 64 (2-3))",
+        "one (batch 16, effective 64)",
+    ]
+
+
 def test_nested_runs_are_named_from_the_common_parent(tmp_path):
     a, b = tmp_path / "x" / "train", tmp_path / "y" / "train"
     for run in (a, b):

@@ -178,8 +178,27 @@ def test_title_of_a_run_whose_batch_changed_names_each_batch_and_how_it_came():
     decision = {**history[0], "reason": "the speed pick", "history": history}
     title = effect_figure(rows, decision)._suptitle.get_text().replace("\n", " ")
     assert title == (
-        "batch 8 (1), 32 (2-3), effective 32 (8 from epoch 1, picked by auto-plus (goodput); "
+        "batch 8 (1), 32 (2-3); effective 8 (1), 32 (2-3) (8 from epoch 1, picked by auto-plus (goodput); "
         "32 from epoch 2, switched by goodput)"
-    )
+    )  # each epoch's own effective batch, not the last epoch's for all
     one = effect_figure(rows[:1], {**decision, "history": history[:1]})._suptitle.get_text()
     assert one == "batch 8, effective 8 — auto-plus goodput: the speed pick"
+
+
+def test_each_epoch_states_its_own_effective_batch():
+    """Epoch 1 at 40 (accumulate 2: 80 images a step), then goodput's 64 (one step of 64): issue 21."""
+    rows = [
+        {"epoch": e, "batch": b, "accumulate": a, "effective_batch": b * a, "nbs": 64, "train/box_loss": 3.0 / e}
+        for e, b, a in ((1, 40, 2), (2, 64, 1), (3, 64, 1))
+    ]
+    history = [
+        {"source": "auto-plus", "batch": 40, "policy": "goodput", "from_epoch": 1},
+        {"source": "goodput", "batch": 64, "from_epoch": 2},
+    ]
+    decision = {**history[0], "reason": "the speed pick", "history": history}
+    title = effect_figure(rows, decision)._suptitle.get_text().replace("\n", " ")
+    assert title.startswith("batch 40 (1), 64 (2-3); effective 80 (1), 64 (2-3) (40 from epoch 1, ")
+    line = summarize(rows, decision)[1]
+    assert line.endswith("; accumulate 2 (1), 1 (2-3); effective batch 80 (1), 64 (2-3) (nbs 64)"), line
+    same = [{**r, "batch": 16, "accumulate": 4, "effective_batch": 64} for r in rows]
+    assert summarize(same, None)[1] == "batch 16 as given; accumulate 4, effective batch 64 (nbs 64)"

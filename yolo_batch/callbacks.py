@@ -91,6 +91,7 @@ def on_train_start(trainer: BaseTrainer, s: Session) -> None:
     from yolo_batch import records
 
     s.meter.last_batch = trainer.batch_size
+    s.meter.segment_start = trainer.start_epoch + 1  # each epoch row names the stretch that trained it (`compare`)
     records.started(trainer, s)
     if not s.spec.noise_scale:
         return
@@ -155,6 +156,7 @@ def on_fit_epoch_end(trainer: BaseTrainer, s: Session) -> None:
 
     if s.meter.effect is None:
         s.meter.effect = EffectLog(Path(trainer.save_dir) / EFFECT_FILE, keep_until=trainer.start_epoch)
+        _fill_earlier(trainer, s)
     final = not s.meter.trained  # final_eval runs this hook with no training epoch before it (8.4: at epoch + 1)
     s.meter.trained = False
     row: dict[str, Any] = {"epoch": "final" if final else trainer.epoch + 1, "batch": trainer.batch_size}
@@ -187,6 +189,7 @@ def on_fit_epoch_end(trainer: BaseTrainer, s: Session) -> None:
                 f"(out-of-memory events so far: {s.oom.events})"
             )
         row["oom_events"] = s.oom.events
+        row["segment_start"] = s.meter.segment_start
         if s.switching.on or change:  # goodput runs have the columns from the first epoch on
             row["batch_change"] = f"{change[0]} -> {change[1]}" if change else None
             row["change_reason"] = change[2] if change else None
@@ -207,12 +210,36 @@ def _to_loggers(trainer: BaseTrainer, row: dict[str, Any], record: dict[str, Any
     loggers.epoch_end(trainer, row, record)
 
 
-def nominal_accumulate(trainer: BaseTrainer) -> int:
-    """Batches per optimizer step once warm-up is over, as Ultralytics sets it: ``round(nbs / batch)``."""
-    acc = accumulate(trainer.batch_size, trainer.args.nbs)
-    if not trainer.args.time and getattr(trainer, "train_loader", None) is not None:
-        acc = min(acc, len(trainer.train_loader) * trainer.epochs)
+def nominal_accumulate(trainer: BaseTrainer, batch: int | None = None) -> int:
+    """Batches per optimizer step once warm-up is over, as Ultralytics sets it: ``round(nbs / batch)``.
+
+    ``batch``: another batch than the one training now (its loader's length from the training set's size).
+    """
+    batch = batch or trainer.batch_size
+    acc = accumulate(batch, trainer.args.nbs)
+    loader = getattr(trainer, "train_loader", None)
+    if not trainer.args.time and loader is not None:
+        steps = len(loader) if batch == trainer.batch_size else -(-len(loader.dataset) // batch)
+        acc = min(acc, steps * trainer.epochs)
     return acc
+
+
+def _fill_earlier(trainer: BaseTrainer, s: Session) -> None:
+    """A resume of a run the plugin did not log (a stock run): its earlier epochs' rows, at the batch they trained."""
+    import csv
+
+    from yolo_batch.effect import earlier_rows, read_csv
+
+    if not (trainer.start_epoch and s.batch_before) or s.meter.effect.rows:  # the plugin logged the run before
+        return
+    try:
+        results = read_csv(trainer.csv)
+    except (OSError, ValueError, csv.Error, AttributeError) as e:  # a damaged results.csv: those epochs stay unlogged
+        logger, prefix = log()
+        logger.warning(f"{prefix}epochs 1-{trainer.start_epoch} not logged: {trainer.csv} unreadable ({e})")
+        return
+    acc = nominal_accumulate(trainer, s.batch_before)
+    s.meter.effect.fill(earlier_rows(results, trainer.start_epoch, s.batch_before, acc, trainer.args.nbs))
 
 
 @_safe

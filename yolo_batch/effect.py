@@ -59,6 +59,14 @@ class EffectLog:
                     self.rows.append(dict(row))
                     self.columns += [k for k in row if k not in self.columns]
 
+    def fill(self, rows: list[dict[str, Any]]) -> None:
+        """Put in the rows of epochs the log lacks (`earlier_rows`), in epoch order; the next `add` writes them."""
+        have = {str(r.get("epoch")) for r in self.rows}
+        new = [r for r in rows if str(r.get("epoch")) not in have]
+        for row in new:
+            self.columns += [k for k in row if k not in self.columns]
+        self.rows = sorted(self.rows + new, key=lambda r: int(r["epoch"]))
+
     def add(self, row: dict[str, Any]) -> None:
         """Append (or, for an epoch already logged, replace) one row and rewrite the file."""
         for k in row:
@@ -71,6 +79,29 @@ class EffectLog:
         for r in self.rows:
             writer.writerow({k: _fmt(r.get(k)) for k in self.columns})
         atomic_write(self.path, buf.getvalue())
+
+
+def earlier_rows(results: list[dict[str, str]], upto: int, batch: int, accumulate: int, nbs: int) -> list[dict]:
+    """Effect rows of epochs 1 to ``upto`` that trained before the plugin logged (a stock run resumed with it).
+
+    Each is results.csv's row of that epoch (its last, as a redone epoch's) without ``time``, with the batch it
+    trained at, its ``accumulate``, effective batch and ``nbs``; the plugin's readings (speed, memory, noise,
+    ``segment_start``) stay empty: nothing measured them.
+
+    Examples:
+        >>> rows = [{"epoch": "1", "time": "3.1", "train/box_loss": "2.5"}, {"epoch": "2", "time": "6"}]
+        >>> earlier_rows(rows, 1, 8, 8, 64)
+        [{'epoch': 1, 'batch': 8, 'accumulate': 8, 'effective_batch': 64, 'nbs': 64, 'train/box_loss': '2.5'}]
+    """
+    last = {str(r.get("epoch", "")).strip(): r for r in results}
+    out = []
+    for epoch in range(1, upto + 1):
+        row = last.get(str(epoch))
+        if row is None:
+            continue
+        head = {"epoch": epoch, "batch": batch, "accumulate": accumulate, "effective_batch": batch * accumulate}
+        out.append({**head, "nbs": nbs, **{k: v for k, v in row.items() if k not in ("epoch", "time")}})
+    return out
 
 
 def _fmt(v: Any) -> Any:

@@ -70,9 +70,10 @@ def fresh_save_dir(overrides: dict[str, Any]) -> tuple[dict[str, Any], str | Non
 
 
 def write_args(trainer: BaseTrainer, s: Session) -> None:
-    """Put the auto-plus value where Ultralytics wrote ``batch: -1`` (or the DDP placeholder) in ``args.yaml``.
+    """Put the auto-plus value (`asked`) where Ultralytics wrote the batch in ``args.yaml``.
 
-    Only the ``batch`` line changes; the rest of the file stays as Ultralytics wrote it.
+    That is ``batch: -1`` (or the DDP placeholder), or on a plain resume the checkpoint's integer batch. Only the
+    ``batch`` line changes; the rest of the file stays as Ultralytics wrote it.
     """
     import re
 
@@ -81,13 +82,62 @@ def write_args(trainer: BaseTrainer, s: Session) -> None:
     from yolo_batch.effect import atomic_write
 
     path = Path(trainer.save_dir) / ARGS_FILE
-    if not (s.decides and s.value and path.is_file()):
+    value = asked(trainer, s)
+    if not (value and path.is_file()):
         return
     text = path.read_text(encoding="utf-8")
-    line = yaml.safe_dump({"batch": str(s.value)}, allow_unicode=True).strip()
+    line = yaml.safe_dump({"batch": str(value)}, allow_unicode=True).strip()
     new, n = re.subn(r"(?m)^batch:.*$", lambda _: line, text, count=1)
     if n and new != text:
         atomic_write(path, new)
+
+
+def asked(trainer: BaseTrainer, s: Session) -> str | None:
+    """The auto-plus value the run's args.yaml records: this run's, or on a plain resume the one its decision kept.
+
+    A plain resume (no batch given) hands Ultralytics no batch: it rewrites args.yaml with the checkpoint's integer
+    batch, the pick. The value the user asked for is the latest decision's ``value``. A resume given an integer
+    batch records that integer (what the user asked for then), and so does a plain resume after it.
+    """
+    if s.decides:
+        return s.value
+    if not getattr(trainer, "resume", False) or s.given is not None:
+        return None
+    asked_for = [h for h in s.history if h.get("source", "auto-plus") in ("auto-plus", "given")]
+    if not asked_for or asked_for[-1].get("source", "auto-plus") != "auto-plus":
+        return None
+    value = asked_for[-1].get("value")
+    return value if isinstance(value, str) and value else None
+
+
+def batch_before(overrides: dict[str, Any]) -> int | None:
+    r"""On a resume: the batch the run trained at so far, from its args.yaml before Ultralytics rewrites it.
+
+    Read at ``wiring.plan``, before the trainer is built; what a resume changes (``batch=auto-plus`` on a stock
+    run) is known only after. The checkpoint's ``train_args`` hold the same batch (Ultralytics writes args.yaml
+    from them at every start), so a missing or unreadable args.yaml leaves it unknown (None).
+
+    Examples:
+        >>> import tempfile
+        >>> run = Path(tempfile.mkdtemp())
+        >>> _ = (run / "args.yaml").write_text("batch: 8\n")
+        >>> batch_before({"resume": str(run / "weights" / "last.pt")}), batch_before({"batch": 8})
+        (8, None)
+        >>> _ = (run / "args.yaml").write_text("batch: auto-plus\n")
+        >>> batch_before({"resume": str(run / "weights" / "last.pt")}) is None
+        True
+    """
+    import yaml
+
+    resume = overrides.get("resume")
+    if not isinstance(resume, (str, Path)) or not str(resume).endswith(".pt"):
+        return None
+    try:
+        args = yaml.safe_load((Path(resume).resolve().parent.parent / ARGS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError):
+        return None
+    batch = args.get("batch") if isinstance(args, dict) else None
+    return batch if isinstance(batch, int) and not isinstance(batch, bool) and batch >= 1 else None
 
 
 def load_history(trainer: BaseTrainer, s: Session) -> None:
@@ -266,10 +316,10 @@ def unrecorded(s: Session) -> list[str]:
 
 
 def note_start(trainer: BaseTrainer, s: Session) -> None:
-    """At ``on_pretrain_routine_start``: fix args.yaml, read a resumed run's history, say what a rerun would miss."""
-    write_args(trainer, s)
+    """At ``on_pretrain_routine_start``: read a resumed run's history, fix args.yaml, say what a rerun would miss."""
     if getattr(trainer, "resume", False):
         load_history(trainer, s)
+    write_args(trainer, s)
     logger, prefix = log()
     line = rerun_line(trainer, s)
     if line:

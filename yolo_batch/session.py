@@ -119,6 +119,7 @@ class EpochMeter:
         train_seconds (float): The training part of the epoch.
         trained (bool): A training epoch ended since the last ``on_fit_epoch_end``.
         last_batch (int | None): The batch of the last epoch logged.
+        segment_start (int): The first epoch this process trains (1, or the epoch after a resume's checkpoint).
         noise (effect.GradientNoise | None): The gradient-noise estimate, when ``noise_scale`` is on.
         tap (effect.GradientTap | None): What feeds it.
         stepped (bool): The optimizer stepped in this iteration.
@@ -129,6 +130,7 @@ class EpochMeter:
     train_seconds: float = 0.0
     trained: bool = False
     last_batch: int | None = None
+    segment_start: int = 1
     noise: Any = None
     tap: Any = None
     stepped: bool = False
@@ -166,6 +168,7 @@ class Fixed:
         launcher (bool): The DDP launcher: spawns the workers, trains nothing.
         worker (bool): A DDP worker of an auto-plus launch: decides with the other ranks.
         adapts (bool): A plain resume of a goodput run: no new decision, goodput goes on switching.
+        batch_before (int | None): On a resume, the batch of the epochs trained so far (their args.yaml).
     """
 
     spec: BatchSpec
@@ -176,6 +179,7 @@ class Fixed:
     launcher: bool = False
     worker: bool = False
     adapts: bool = False
+    batch_before: int | None = None
 
 
 class Session:
@@ -200,9 +204,10 @@ class Session:
         launcher: bool = False,
         worker: bool = False,
         adapts: bool = False,
+        batch_before: int | None = None,
     ) -> None:
         """``decides``: choose the batch (auto-plus); else only measure and log the effect. The rest: `Fixed`."""
-        self.fixed = Fixed(spec, decides, value, given, earlier_run, launcher, worker, adapts)
+        self.fixed = Fixed(spec, decides, value, given, earlier_run, launcher, worker, adapts, batch_before)
         self.device = DeviceMeter()  # the memory meter (`memory.bind`, `memory.measure`)
         self.record: dict[str, Any] | None = None  # the latest auto-plus decision (batch_decision.json)
         self.history: list[dict[str, Any]] = []  # every batch choice of the run, oldest first
@@ -259,6 +264,11 @@ class Session:
     def adapts(self) -> bool:
         """A plain resume of a goodput run that goes on switching (`Fixed.adapts`)."""
         return self.fixed.adapts
+
+    @property
+    def batch_before(self) -> int | None:
+        """On a resume, the batch of the epochs trained so far (`Fixed.batch_before`)."""
+        return self.fixed.batch_before
 
     @property
     def backend(self) -> Any:

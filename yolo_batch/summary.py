@@ -15,7 +15,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from yolo_batch.core.history import chosen, row_spans, spans_words
+from yolo_batch.core.history import chosen, epoch_words, row_spans, spans_words
 from yolo_batch.core.pace_record import check_line
 
 if TYPE_CHECKING:
@@ -145,10 +145,11 @@ def summarize(rows: list[dict[str, Any]], decision: dict | None, noise: float | 
     peaks = [v for r in epochs if (v := number(r.get("peak_mem_bytes"))) is not None]
     utils = [v for r in epochs if (v := number(r.get("mem_utilization"))) is not None]
     first_loss, last_loss = train_loss(epochs[0]), train_loss(last)
+    acc, eff = epoch_words(epochs, "accumulate"), epoch_words(epochs, "effective_batch")  # each epoch's own
     lines = [
         "summary " + "-" * 60,
-        f"batch {' -> '.join(map(str, batches))} {how}; accumulate {last['accumulate']}, "
-        f"effective batch {last['effective_batch']} (nbs {last['nbs']})",
+        f"batch {' -> '.join(map(str, batches))} {how}; accumulate {acc}{'; ' if ',' in acc + eff else ', '}"
+        f"effective batch {eff} (nbs {last['nbs']})",
     ]
     if speeds:
         over = "one epoch" if len(speeds) == 1 else f"mean of {len(speeds)} epochs"
@@ -256,7 +257,8 @@ def _facts(epochs: list[dict[str, Any]], decision: dict | None) -> str:
         return ""
     spans = row_spans(epochs)
     facts = f"batch {spans_words(spans) if len(spans) > 1 else epochs[-1]['batch']}"
-    facts += f", effective {epochs[-1]['effective_batch']}"
+    effective = epoch_words(epochs, "effective_batch")
+    facts += f"{'; ' if len(spans) > 1 or ',' in effective else ', '}effective {effective}"
     first = int(epochs[0]["batch"]) if str(epochs[0]["epoch"]) == "1" else None
     how = chosen(decision, first)
     if how.startswith("("):  # more than one batch, or epochs before the history: each batch and how it came

@@ -178,6 +178,7 @@ def plan(
         launcher=launcher,
         worker=worker is not None,
         adapts=adapts,
+        batch_before=records.batch_before(overrides),  # read before Ultralytics rewrites the run's args.yaml
     )
     return overrides, merged, s
 

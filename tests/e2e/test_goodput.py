@@ -17,6 +17,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+import yaml
 from ultralytics import YOLO
 
 from tests.conftest import FAST, run_yolo, train_in_process, yolo_train
@@ -237,6 +238,7 @@ def test_resume_continues_at_the_switched_batch_and_goes_on_choosing(tiny_data, 
     rows = _rows(tmp_path / "run")
     assert [r["batch"] for r in rows] == ["8", "32", "32", "32"]
     assert [r["batch_change"] for r in rows] == ["", "8 -> 32", "", ""]
+    assert yaml.safe_load((tmp_path / "run" / "args.yaml").read_text())["batch"] == "auto-plus:goodput"  # not 32
 
 
 def _without_time(path) -> list[dict]:
@@ -332,6 +334,7 @@ def test_a_switch_killed_inside_its_first_epoch_never_enters_the_records(tiny_da
     ]
     assert "batch 8 picked by auto-plus (goodput); accumulate 8" in log
     assert "switched" not in log
+    assert yaml.safe_load((run / "args.yaml").read_text())["batch"] == "auto-plus:goodput"  # not the checkpoint's 8
 
 
 def _decision(run) -> dict:

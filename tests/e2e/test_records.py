@@ -112,7 +112,8 @@ def test_resumes_at_other_batches_keep_every_decision_in_order(tiny_data, tmp_pa
     assert [r["epoch"] for r in read_csv(run / "results.csv")] == ["1", "2", "3", "4"]
     assert (
         "batch 8 -> 16 -> 32 (8 from epoch 1, picked by auto-plus (ladder); 16 from epoch 3, given on resume; "
-        "32 from epoch 4, picked by auto-plus (ladder)); accumulate 2" in log
+        "32 from epoch 4, picked by auto-plus (ladder)); accumulate 8 (1-2), 4 (3), 2 (4); effective batch 64 (nbs 64)"
+        in log  # each epoch's own accumulate (the last epoch's 2 alone said 2 for all)
     )
     assert yaml.safe_load((run / "args.yaml").read_text())["batch"] == "auto-plus"
     ckpt = torch.load(last, map_location="cpu", weights_only=False)
@@ -164,30 +165,65 @@ def test_lr_scaling_starts_from_the_base_lr0_once_and_follows_the_batch_that_tra
     assert yaml.safe_load((run / "args.yaml").read_text())["lr0"] == 0.01
 
 
-def test_a_stock_run_resumed_with_auto_plus_never_claims_its_first_epochs(tiny_data, tmp_path, caplog):
+def test_a_stock_run_resumed_with_auto_plus_states_its_first_epochs_and_every_second(tiny_data, tmp_path, caplog):
+    """Stock ``batch=8``, stopped in epoch 2, resumed with ``batch=auto-plus`` for a longer stretch (issue 21).
+
+    The batch before auto-plus comes from the run's args.yaml before the resume (the checkpoint's ``train_args``
+    hold the same 8); the summary, the plot and `compare` state it, and each epoch's own effective batch. The
+    resumed stretch runs longer than epoch 1, so results.csv's ``time`` never falls: `compare` finds the stretch
+    from the effect log's ``segment_start`` and adds both.
+    """
+    import time
+
     from yolo_batch.summary import effect_figure
     from yolo_batch.tools.report import compare
 
     run, last = tmp_path / "run", tmp_path / "run" / "weights" / "last.pt"
+    ran: list[list[float]] = []  # each stretch: its on_train_start, then the end of each validation
+
+    def clock(model):  # the validation's end: just before Ultralytics writes the epoch's time, before its checkpoint
+        model.add_callback("on_train_start", lambda t: ran.append([time.time()]))
+        model.add_callback("on_val_end", lambda v: ran[-1].append(time.time()))
+
     stock = YOLO("yolo11n.yaml")  # the plugin is not asked for: epoch 1 at 8, nothing of ours written
+    clock(stock)
     stock.add_callback("on_train_epoch_start", _stop_at(1))
     with pytest.raises(_Stop):
         train_in_process(stock, tiny_data, tmp_path, batch=8, epochs=3)
     assert not (run / "batch_effect.csv").exists()
     caplog.clear()
     model = YOLO(str(last))
+    clock(model)
+    model.add_callback("on_train_epoch_end", lambda t: time.sleep(1.5))  # the resumed stretch runs longer
     model.train(resume=True, batch="auto-plus")
     log = caplog.text
-    assert _history(run) == [(32, 2, "auto-plus")]
-    assert "32 from epoch 1" not in log and "as given" not in log
+    assert _history(run) == [(32, 2, "auto-plus")]  # the plugin chose from epoch 2 on; epoch 1 is the stock run's
+    assert "32 from epoch 1" not in log and "a batch it did not log" not in log
     assert (
-        "batch 32 (epoch 1 before auto-plus, at a batch it did not log; 32 from epoch 2, picked by auto-plus (" in log
+        "batch 8 -> 32 (8 from epoch 1, as given; 32 from epoch 2, picked by auto-plus (" in log
+        and "; accumulate 8 (1), 2 (2-3); effective batch 64 (nbs 64)" in log
     )
+    rows = read_csv(run / "batch_effect.csv")
+    assert [(r["epoch"], r["batch"], r["effective_batch"], r["segment_start"]) for r in rows] == [
+        ("1", "8", "64", ""),  # results.csv's epoch 1 at the batch it trained at; nothing of ours measured it
+        ("2", "32", "64", "2"),
+        ("3", "32", "64", "2"),
+        ("final", "32", "64", ""),
+    ]
+    results = read_csv(run / "results.csv")
+    assert rows[0]["train/box_loss"] == results[0]["train/box_loss"] and rows[0]["images_per_s"] == ""
+    first, loss = float(results[0]["time"]), sum(float(results[0][f"train/{k}_loss"]) for k in ("box", "cls", "dfl"))
+    assert f"train loss (box + cls + dfl) {loss:.3f} (epoch 1) -> " in log
     decision = json.loads((run / "batch_decision.json").read_text())
-    title = effect_figure(read_csv(run / "batch_effect.csv"), decision)._suptitle.get_text()
-    assert "epoch 1 before auto-plus, at a batch it did not log; 32 from epoch 2" in title.replace("\n", " ")
+    title = effect_figure(rows, decision)._suptitle.get_text().replace("\n", " ")
+    assert title.startswith("batch 8 (1), 32 (2-3); effective 64 (8 from epoch 1, as given; 32 from epoch 2")
     (row,) = compare([run])
-    assert (row["epochs"], row["batch"], row["batches"]) == (3, 32, "? (1), 32 (2-3)")
+    assert (row["epochs"], row["batch"], row["batches"]) == (3, 32, "8 (1), 32 (2-3)")
+    assert float(results[1]["time"]) > first  # time never fell: only the effect log tells the stretches apart
+    assert row["wall_s"] == pytest.approx(first + float(results[-1]["time"]))
+    assert [len(stretch) for stretch in ran] == [2, 4]  # epoch 1; epochs 2, 3 and the final evaluation
+    trained = (ran[0][1] - ran[0][0]) + (ran[1][2] - ran[1][0])  # each stretch's start to its last epoch's end
+    assert row["wall_s"] == pytest.approx(trained, rel=0.1)
 
 
 def test_compare_after_a_plain_resume_counts_the_redone_epoch_once(tiny_data, tmp_path):

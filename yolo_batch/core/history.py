@@ -101,3 +101,26 @@ def spans_words(spans: list[tuple]) -> str:
         ('? (1-2), 32 (3-4)', '16 (1-5)')
     """
     return ", ".join(f"{'?' if b is None else b} ({a}{f'-{z}' if z != a else ''})" for b, a, z in spans)
+
+
+def epoch_words(rows: list[dict[str, Any]], key: str) -> str:
+    """Each epoch's own ``key`` (``effective_batch``, ``accumulate``) in a few characters.
+
+    The value alone when every epoch had it, else each value with its epochs, in order; an epoch without it is
+    left out.
+
+    Examples:
+        >>> rows = [{"epoch": e, "effective_batch": v} for e, v in ((1, "80"), (2, 64), (3, 64))]
+        >>> epoch_words(rows, "effective_batch"), epoch_words(rows[1:], "effective_batch")
+        ('80 (1), 64 (2-3)', '64')
+    """
+    spans: list[tuple] = []
+    for r in rows:
+        if str(r.get("epoch")) == "final" or r.get(key) in (None, ""):
+            continue
+        value, epoch = str(r[key]), int(r["epoch"])
+        if spans and spans[-1][0] == value:
+            spans[-1] = (value, spans[-1][1], epoch)
+        else:
+            spans.append((value, epoch, epoch))
+    return spans[0][0] if len(spans) == 1 else spans_words(spans)

@@ -12,7 +12,7 @@ from typing import Any
 
 from yolo_batch.callbacks import DECISION_FILE, EFFECT_FILE
 from yolo_batch.core.decision_record import decision_table
-from yolo_batch.core.history import batch_spans, row_spans, spans_words
+from yolo_batch.core.history import batch_spans, epoch_words, row_spans, spans_words
 from yolo_batch.core.readback import Damaged, read_yaml
 from yolo_batch.core.spec import AutoPlusError
 from yolo_batch.effect import atomic_write, atomic_write_bytes, read_csv, read_effect
@@ -130,7 +130,8 @@ def compare(runs: list[Path], out: Path | None = None) -> list[dict[str, Any]]:
     (`yolo_batch.summary.task_of` reads the task from results.csv's columns): "best" is the best value any
     epoch reached, per metric (the highest; the lowest for depth's errors), "final" the last epoch's. Runs
     without ``batch_effect.csv`` (stock runs) leave the effective batch, images/s and peak memory empty.
-    ``wall_s`` adds up ``results.csv``'s ``time``, which restarts when a run is resumed.
+    ``wall_s`` adds up each segment's last ``time`` in ``results.csv`` (`wall_seconds`: it restarts when a run
+    is resumed; the effect log's ``segment_start`` names where).
 
     Args:
         runs (list[Path]): Run folders, each holding the ``results.csv`` Ultralytics writes.
@@ -229,11 +230,12 @@ def format_table(rows: list[dict[str, Any]]) -> list[str]:
 def _summarise(run: Path, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """One run's comparison row and its per-epoch series for the plots."""
     r = load_run(run)
-    wall = _wall(r["results"])  # every segment ran, a redone epoch's too
     results = once(r["results"])
     if not results:
         raise AutoPlusError(f"compare: {str(run)!r} has no finished epoch in results.csv yet; compare it later")
     epochs_rows = [e for e in r["effect"] if e.get("epoch") != "final"]
+    starts = {n for n in (_int(e.get("segment_start")) for e in epochs_rows) if n is not None}
+    wall = wall_seconds(r["results"], starts)  # every segment ran, a redone epoch's too
     last = results[-1]
     losses = [train_loss(row) for row in results]
     speeds = [v for v in (number(e.get("images_per_s")) for e in epochs_rows) if v is not None]
@@ -264,6 +266,7 @@ def _summarise(run: Path, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
         "loss": losses,
         "metric": [number(row.get(head)) for row in results],
         "task": task,
+        "effective": epoch_words(epochs_rows, "effective_batch") or None,
     }
     return out, series
 
@@ -324,16 +327,51 @@ def _batch(run: Path, epoch_rows: list[dict[str, str]], decision: dict | None) -
     return None
 
 
-def _wall(results: list[dict[str, str]]) -> float | None:
-    """Training seconds from results.csv's ``time``, adding the segments a resume restarts."""
-    total, prev = 0.0, None
-    for t in (number(row.get("time")) for row in results):
+def wall_seconds(results: list[dict[str, str]], starts: set[int] | frozenset[int] = frozenset()) -> float | None:
+    """Training seconds: the last ``time`` of each segment (a start or a resume) of results.csv, added up.
+
+    Ultralytics' ``time`` counts from the segment's own start. A segment begins at an epoch the effect log names
+    as a stretch's first (``segment_start``, in ``starts``: that epoch's last row), at an epoch redone, or where
+    ``time`` falls (a run the plugin did not log). A resumed stretch longer than the one before it is found too.
+
+    Examples:
+        >>> rows = [{"epoch": "1", "time": "1.0"}, {"epoch": "2", "time": "1.5"}, {"epoch": "3", "time": "2.0"}]
+        >>> wall_seconds(rows), wall_seconds(rows, {2})
+        (2.0, 3.0)
+        >>> wall_seconds(rows + [{"epoch": "3", "time": "0.75"}])  # epoch 3 redone after a resume
+        2.75
+    """
+    last = {str(row.get("epoch", "")).strip(): i for i, row in enumerate(results)}
+    total, prev, prev_epoch = 0.0, None, None
+    for i, row in enumerate(results):
+        t, epoch = number(row.get("time")), _int(row.get("epoch"))
         if t is None:
             continue
-        if prev is not None and t < prev:
+        named = epoch in starts and last.get(str(row.get("epoch", "")).strip()) == i
+        redone = epoch is not None and prev_epoch is not None and epoch <= prev_epoch
+        if prev is not None and (t < prev or named or redone):
             total += prev
-        prev = t
+        prev, prev_epoch = t, epoch
     return None if prev is None else total + prev
+
+
+def legend_label(row: dict[str, Any], series: dict[str, Any]) -> str:
+    """A run's name in `comparison_figure`'s legends: each epoch's batch and effective batch, as the run trained.
+
+    Examples:
+        >>> legend_label({"run": "a", "batch": 64, "batches": "40 (1), 64 (2-3)"}, {"effective": "80 (1), 64 (2-3)"})
+        'a (batch 40 (1), 64 (2-3); effective 80 (1), 64 (2-3))'
+        >>> legend_label({"run": "b", "batch": 16, "batches": "16 (1-3)"}, {"effective": "64"})
+        'b (batch 16, effective 64)'
+        >>> legend_label({"run": "stock", "batch": None, "batches": None}, {"effective": None})
+        'stock (batch ?)'
+    """
+    batches = row.get("batches") or ""
+    batch = batches if "," in batches else row["batch"] if row["batch"] is not None else "?"
+    effective = series.get("effective")
+    if not effective:
+        return f"{row['run']} (batch {batch})"
+    return f"{row['run']} (batch {batch}{'; ' if ',' in f'{batch}{effective}' else ', '}effective {effective})"
 
 
 def comparison_figure(loaded: list[tuple[dict[str, Any], dict[str, Any]]]):
@@ -355,7 +393,7 @@ def comparison_figure(loaded: list[tuple[dict[str, Any], dict[str, Any]]]):
     headlines = {s["task"].headline[0] for _, s in loaded if s["task"]}
     one = len(headlines) == 1
     for row, s in loaded:
-        label = f"{row['run']} (batch {row['batch'] if row['batch'] is not None else '?'})"
+        label = legend_label(row, s)
         loss_ax.plot(s["epoch"], [_nan(v) for v in s["loss"]], marker="o", label=label)
         if s["task"]:
             named = label if one else f"{label}: {s['task'].headline[0]}"
