@@ -95,8 +95,16 @@ def test_help_and_version_load_neither_torch_nor_ultralytics():
         pytest.param(["demo", "epochs"], "argument 'epochs' must be key=value", id="no-equals"),
         pytest.param(["--verbose"], "unrecognized arguments: --verbose", id="unknown-option"),
         pytest.param(
-            ["sweep", "--epochs=3"], "unrecognized arguments: --epochs=3; arguments are key=value words", id="dashes"
+            ["sweep", "--epochs=3"],
+            "sweep: unrecognized arguments: --epochs=3; sweep takes key=value words without dashes, e.g. epochs=3",
+            id="dashes",
         ),
+        pytest.param(  # issue 21: it suggested "e.g. epochs=3", but cache takes no key=value
+            ["cache", "clear", "--force"],
+            "cache: unrecognized arguments: --force; cache takes list or clear\n",
+            id="cache",
+        ),
+        pytest.param(["defaults", "--all"], "defaults takes no arguments\n", id="defaults-option"),
         pytest.param(["defaults", "policy=fit"], "defaults takes no arguments, got 'policy=fit'", id="defaults-arg"),
     ],
 )
