@@ -27,13 +27,14 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from yolo_batch.memory import NotOutOfMemory
 from yolo_batch.session import Session, log, session
 
 RELEASES = ("8.4.",)  # the Ultralytics releases whose _do_train restart this module relies on (tests/test_rebuild.py)
 
 
-class BatchSwitch(RuntimeError):
-    """Raised by the stand-in batch to enter Ultralytics' restart path; its text names that path."""
+class BatchSwitch(NotOutOfMemory):
+    """Raised by the stand-in batch to enter Ultralytics' restart path; its text names that path (no OOM: `is_oom`)."""
 
 
 class _SwitchBatch(dict):
