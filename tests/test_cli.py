@@ -221,3 +221,16 @@ def test_command_modules_stand_on_cmdline_not_on_each_other():
         assert not top & others, (name, top & others)
         if name != "cmdline":
             assert "yolo_batch.tools.cmdline" in top, name
+
+
+def test_the_demo_time_is_said_once():
+    """issue 21: ``yolo-batch demo --help`` said about 10 minutes, the README 2 min 33 s: one measured figure."""
+    import re
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    demo = readme[readme.index("`make demo` (`yolo-batch demo`)") :][:800]
+    measured = re.search(r"(\d+ min \d+ s) in all", demo)
+    assert measured, "the README's quick start states the demo's measured time"
+    help_text = cli.COMMANDS["demo"].description
+    assert f"{measured.group(1)} in all on 2 idle CPU cores" in help_text
+    assert not re.search(r"\b(about|around|~) ?\d+ minutes\b", help_text, re.IGNORECASE)
