@@ -95,8 +95,16 @@ def test_help_and_version_load_neither_torch_nor_ultralytics():
         pytest.param(["demo", "epochs"], "argument 'epochs' must be key=value", id="no-equals"),
         pytest.param(["--verbose"], "unrecognized arguments: --verbose", id="unknown-option"),
         pytest.param(
-            ["sweep", "--epochs=3"], "unrecognized arguments: --epochs=3; arguments are key=value words", id="dashes"
+            ["sweep", "--epochs=3"],
+            "sweep: unrecognized arguments: --epochs=3; sweep takes key=value words without dashes, e.g. epochs=3",
+            id="dashes",
         ),
+        pytest.param(  # issue 21: it suggested "e.g. epochs=3", but cache takes no key=value
+            ["cache", "clear", "--force"],
+            "cache: unrecognized arguments: --force; cache takes list or clear\n",
+            id="cache",
+        ),
+        pytest.param(["defaults", "--all"], "defaults takes no arguments\n", id="defaults-option"),
         pytest.param(["defaults", "policy=fit"], "defaults takes no arguments, got 'policy=fit'", id="defaults-arg"),
     ],
 )
@@ -213,3 +221,16 @@ def test_command_modules_stand_on_cmdline_not_on_each_other():
         assert not top & others, (name, top & others)
         if name != "cmdline":
             assert "yolo_batch.tools.cmdline" in top, name
+
+
+def test_the_demo_time_is_said_once():
+    """issue 21: ``yolo-batch demo --help`` said about 10 minutes, the README 2 min 33 s: one measured figure."""
+    import re
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    demo = readme[readme.index("`make demo` (`yolo-batch demo`)") :][:800]
+    measured = re.search(r"(\d+ min \d+ s) in all", demo)
+    assert measured, "the README's quick start states the demo's measured time"
+    help_text = cli.COMMANDS["demo"].description
+    assert f"{measured.group(1)} in all on 2 idle CPU cores" in help_text
+    assert not re.search(r"\b(about|around|~) ?\d+ minutes\b", help_text, re.IGNORECASE)

@@ -26,7 +26,7 @@ def test_a_bad_cache_value_is_one_line(tmp_path, value):
     cfg = tmp_path / "p.yaml"
     cfg.write_text(f"probe:\n  cache: {json.dumps(value)}\n")
     with pytest.raises(
-        AutoPlusError, match=r"^probe_cache=.* in .*p\.yaml is invalid; probe_cache must be true or false$"
+        AutoPlusError, match=r"^probe: \{cache: .*\} in .*p\.yaml is invalid; cache must be true or false$"
     ):
         resolve_spec("auto-plus", config=cfg)
 

@@ -119,3 +119,27 @@ def test_a_runs_device_meter_has_one_writer_and_follows_the_device(monkeypatch):
     assert made == ["cpu", "cuda:1"] and s.device.device == "cuda:1"
     with pytest.raises(AttributeError):
         s.backend = CPUMemory()  # read-only on the session: memory writes it
+
+
+def test_a_goodput_switch_is_never_an_out_of_memory_error(tmp_path):
+    """issue 21: is_oom(BatchSwitch(...)) was True, so a switch that escaped was reported as "out of memory at batch N".
+    Its text still names "out of memory" (the only words Ultralytics' restart branch takes); the predicate says no."""
+    from types import SimpleNamespace
+
+    from yolo_batch import recovery
+    from yolo_batch.core.spec import BatchSpec
+    from yolo_batch.rebuild import BatchSwitch, _SwitchBatch
+    from yolo_batch.session import ATTR, Session
+
+    switch = BatchSwitch(_SwitchBatch(8, 32).message)
+    assert isinstance(switch, RuntimeError) and "out of memory" in str(switch).lower()  # Ultralytics' restart test
+    assert is_oom(switch) is False
+    trainer = SimpleNamespace(last=tmp_path / "last.pt", epoch=1, batch_size=8)
+    setattr(trainer, ATTR, Session(BatchSpec(policy="goodput", noise_scale=True), decides=True, value="auto-plus"))
+
+    def escaped():
+        raise switch
+
+    with pytest.raises(BatchSwitch) as err:  # propagates untouched, not as "out of memory at batch 8 ..."
+        recovery.guarded_train(trainer, escaped)
+    assert err.value is switch

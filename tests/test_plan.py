@@ -182,6 +182,97 @@ def test_plan_refuses_a_run_folder_even_with_exist_ok(tmp_path, capsys, tiny_dat
     assert sorted(p.name for p in run.iterdir()) == [held]
 
 
+@pytest.mark.parametrize(
+    "where",
+    [
+        pytest.param(("{run}", "weights", True), id="name=weights in a run, exist_ok"),
+        pytest.param(("{run}", "weights", False), id="name=weights in a run: its numbered sibling too"),
+        pytest.param(("{run}", "new", False), id="a new name in a run"),
+        pytest.param(("{run}/weights", "plans", False), id="a project inside a run's weights"),
+        pytest.param(("{run}/../exp/sub", "x", False), id="reached through .."),
+    ],
+)
+def test_plan_writes_nothing_inside_another_run(tmp_path, capsys, tiny_data, where):
+    """issue 21: project=RUN name=weights exist_ok=True wrote RUN/weights/batch_decision.json."""
+    run = tmp_path / "runs" / "exp"
+    (run / "weights").mkdir(parents=True)
+    (run / "args.yaml").write_text("batch: auto-plus\n")
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    project, name, exist_ok = where
+    words = ["model=yolo11n.yaml", f"data={tiny_data}", f"project={project.format(run=run)}", f"name={name}"]
+    line = _plan_error(capsys, *words, *(["exist_ok=True"] if exist_ok else []))
+    assert line.startswith("plan: ") and f" is inside the training run {run} (args.yaml, weights); " in line
+    assert line.endswith("plan never writes into another run's folder: choose a project= outside it")
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+
+
+def test_a_folder_above_with_weights_alone_is_no_run(tmp_path, monkeypatch):
+    """A project's own weights/ folder of downloaded models (no args.yaml beside it) does not make it a run."""
+    from yolo_batch.tools import plan
+
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "results.csv").write_text("x\n")
+    monkeypatch.chdir(tmp_path)
+    own = {"project": str(tmp_path / "runs"), "name": "p"}
+    assert plan._out_dir(own, {"model": "yolo11n.yaml"}) == tmp_path / "runs" / "p"
+
+
+@pytest.mark.parametrize(
+    ("words", "line"),
+    [
+        pytest.param(
+            ["imgsz=abc"],
+            "plan: 'imgsz=abc' is not a valid image size. Valid imgsz values are int i.e. 'imgsz=640' or list i.e. "
+            "'imgsz=[640,640]'",
+            id="imgsz=abc",
+        ),
+        pytest.param(["epochs=-1"], "plan: 'epochs=-1' is an invalid value. 'epochs' must be >= 1.", id="epochs=-1"),
+        pytest.param(
+            ["lr0=abc"],
+            "plan: 'lr0=abc' is of invalid type str. Valid 'lr0' types are int (i.e. 'lr0=0') or float (i.e. "
+            "'lr0=0.5')",
+            id="lr0=abc",
+        ),
+        pytest.param(
+            ["amp=maybe"],
+            "plan: 'amp=maybe' is invalid. Valid 'amp' values are True, False, 'fp16', 'bf16', or 'fp32'.",
+            id="amp=maybe",
+        ),
+        pytest.param(
+            ["imgsz=['a']"], "plan: imgsz=['a'] is not a valid image size: expected imgsz=640", id="imgsz list"
+        ),
+        pytest.param(["data="], "plan: data= has no value", id="empty value"),
+    ],
+)
+def test_plan_refuses_what_ultralytics_checks_refuse_in_one_line(tmp_path, capsys, monkeypatch, tiny_data, words, line):
+    """issue 21: imgsz=abc and epochs=-1 ended in 39- and 42-line tracebacks with exit 1, after the set-up began."""
+    monkeypatch.chdir(tmp_path)
+    given = dict(w.split("=", 1) for w in words)
+    base = {"model": "yolo11n.yaml", "data": str(tiny_data), "imgsz": "64"}
+    assert _plan_error(capsys, *(f"{k}={v}" for k, v in {**base, **given}.items())) == line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_plan_needs_data(tmp_path, capsys, monkeypatch, tiny_data):
+    """issue 21: without data= the run fell back to coco8 and ended in "Download failure"; a cfg= with data is fine."""
+    monkeypatch.chdir(tmp_path)
+    assert _plan_error(capsys, "model=yolo11n.yaml", "imgsz=64") == (
+        "plan: data= is required (for example data=path/to/data.yaml)"
+    )
+    (tmp_path / "cfg.yaml").write_text("imgsz: 64\n")
+    assert _plan_error(capsys, "model=yolo11n.yaml", "cfg=cfg.yaml") == (
+        "plan: data= is required (for example data=path/to/data.yaml)"
+    )
+    (tmp_path / "cfg.yaml").write_text("data: /nowhere/d.yaml\n")  # then Ultralytics reads data from the cfg file
+    from yolo_batch.tools.plan import _split
+
+    assert _split(["model=yolo11n.yaml", "cfg=cfg.yaml"])[0] == [
+        "model=yolo11n.yaml",
+        "cfg=cfg.yaml",
+        "batch=auto-plus",
+    ]
+
+
 def test_the_decision_table_names_the_cap_instead_of_marking_a_fit():
     """issue 14: a table never marks a batch above a cap as fitting; it names the cap."""
     from yolo_batch.core.decision_record import decision_table

@@ -71,20 +71,69 @@ def test_large_batch_recipe_at_the_bench_shape():
     # 2560 images, 30 epochs, warmup_epochs 3, optimizer=auto at 128: ceil(2560 / 128) x 30 = 600 -> AdamW;
     # sqrt(128 / 64) = 1.414; warm-up 3 x 20 = 60 iterations, the floor 100
     r = recipe.large_batch(128, 64, "auto", "none", 2560, 30, 3.0)
-    assert (r.optimizer, r.lr_scaling, r.warmup_iterations, r.warmup_floor) == ("AdamW", "sqrt", 60, 100)
+    assert (r.optimizer, r.lr_scaling, r.warmup_iterations, r.warmup_ultralytics, r.warmup_floor) == (
+        "AdamW",
+        "sqrt",
+        100,
+        60,
+        100,
+    )
     assert r.lr_factor == pytest.approx(math.sqrt(2))
     assert r.as_record()["bn_momentum"] == "auto" and "Malladi 2022" in r.why
     assert r.words() == (
-        "large-batch recipe above nbs=64: AdamW lr0 x1.41 (sqrt), warm-up at least 100 iterations (Ultralytics: 60), "
-        "bn_momentum auto"
+        "large-batch recipe above nbs=64: AdamW lr0 x1.41 (sqrt), warm-up 100 iterations (the recipe's floor; "
+        "Ultralytics: 60), bn_momentum auto"
     )
     sgd = recipe.large_batch(256, 64, "SGD", "none", 2560, 30, 3.0)
-    assert (sgd.lr_factor, sgd.warmup_iterations) == (1.0, 30) and "lr0 kept" in sgd.words()
+    assert (sgd.lr_factor, sgd.warmup_iterations, sgd.warmup_ultralytics) == (1.0, 100, 30)
+    assert "lr0 kept" in sgd.words()
     assert recipe.large_batch(64, 64, "SGD", "none", 2560, 30, 3.0) is None  # at nbs: Ultralytics' recipe
     none = recipe.large_batch(128, 64, "SGD", "none", 2560, 30, 0.0)
     assert none.warmup_floor == 0 and "no warm-up (none in this run: warmup_epochs=0" in none.words()
     busy = recipe.large_batch(128, 64, "SGD", "none", 100000, 30, 3.0)  # 782 iterations an epoch: above the floor
-    assert "warm-up 2346 iterations (above the floor 100)" in busy.words()
+    assert "warm-up 2346 iterations (Ultralytics' own, at least the recipe's floor 100)" in busy.words()
+
+
+@pytest.mark.parametrize(
+    ("images", "epochs", "warmup_epochs", "expected", "words"),
+    [
+        pytest.param(
+            896,
+            4,
+            1.0,
+            21,
+            "the recipe's floor 100, capped at 21 to leave the final epoch; Ultralytics: 7",
+            id="28 iterations: the floor capped before the final epoch",
+        ),
+        pytest.param(2560, 30, 3.0, 100, "the recipe's floor; Ultralytics: 60", id="the floor"),
+        pytest.param(100000, 30, 3.0, 2346, "Ultralytics' own, at least the recipe's floor 100", id="Ultralytics' own"),
+        pytest.param(
+            896,
+            2,
+            3.0,
+            7,
+            "the recipe's floor 100, capped at 7 to leave the final epoch; Ultralytics: 7",
+            id="Ultralytics' cut too",
+        ),
+        pytest.param(896, 4, 0.0, 0, "no warm-up", id="none"),
+    ],
+)
+def test_the_recipe_states_the_warmup_the_loop_uses(images, epochs, warmup_epochs, expected, words):
+    """The record and the line state the iterations Ultralytics' loop warms up for (`lrscale.warmup` on Ultralytics'
+    own ``_get_warmup_iterations``), and which rule set them: Ultralytics', the floor, or the floor capped."""
+    from ultralytics.engine.trainer import BaseTrainer
+
+    r = recipe.large_batch(128, 64, "AdamW", "none", images, epochs, warmup_epochs)
+    t = _trainer(128)
+    t.epochs, t.args.warmup_epochs = epochs, warmup_epochs
+    s = Session(BatchSpec(policy="speed"), decides=True, value="auto-plus:speed")
+    lrscale.plan(t, s, "none", 128, r)
+    setattr(t, ATTR, s)
+    stock = lambda nb: BaseTrainer._get_warmup_iterations(t, nb)  # noqa: E731  # Ultralytics' own formula
+    nb = math.ceil(images / 128)
+    assert r.warmup_iterations == lrscale.warmup(t, stock, nb) == expected
+    assert r.as_record()["warmup_iterations"] == expected and r.as_record()["warmup_ultralytics"] == stock(nb)
+    assert f"warm-up {expected} iterations ({words})" in r.words() if expected else words in r.words()
 
 
 def test_warmup_floor_leaves_the_final_epoch_as_ultralytics():

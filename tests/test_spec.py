@@ -240,7 +240,44 @@ def test_probe_that_is_not_a_mapping_is_not_called_unknown(tmp_path):
         load_config(path)
     message = assert_one_line(err)
     assert "unknown key 'probe'" not in message
-    assert "probe=[2, 4, 8]" in message and "must be a mapping" in message and str(path) in message
+    assert "probe: [2, 4, 8]" in message and "must be a mapping" in message and str(path) in message
+    assert message.endswith("e.g. probe: {batches: [2, 4, 8], val: true, verify: true, cache: true}")  # no stray }
+    assert message.count("{") == message.count("}")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        pytest.param(
+            "probe:\n  cache: maybe\n",
+            "probe: {cache: 'maybe'} in {path} is invalid; cache must be true or false",
+            id="cache",
+        ),
+        pytest.param(
+            "probe:\n  verify: 'yes'\n",
+            "probe: {verify: 'yes'} in {path} is invalid; verify must be auto, true or false",
+            id="verify",
+        ),
+        pytest.param("probe:\n  val: 1\n", "probe: {val: 1} in {path} is invalid; val must be true or false", id="val"),
+        pytest.param(
+            "probe:\n  batches: [4, 4]\n",
+            "probe: {batches: [4, 4]} in {path} is invalid; batches must be at least two different batch sizes, "
+            "e.g. [2, 4, 8]",
+            id="batches",
+        ),
+        pytest.param(
+            "probe_cache: maybe\n",
+            "probe_cache='maybe' in {path} is invalid; probe_cache must be true or false",
+            id="flat key: named as written",
+        ),
+    ],
+)
+def test_errors_name_the_yaml_keys_as_written(tmp_path, text, message):
+    """issue 21: ``probe: {cache: maybe}`` was refused as ``probe_cache='maybe'``, a name the YAML never held."""
+    path = write(tmp_path, text)
+    with pytest.raises(AutoPlusError) as err:
+        resolve_spec(config=path)
+    assert assert_one_line(err) == message.replace("{path}", str(path))
 
 
 @pytest.mark.parametrize(
@@ -256,11 +293,11 @@ def test_probe_that_is_not_a_mapping_is_not_called_unknown(tmp_path):
         pytest.param("policy: 3\n", "policy=3", "valid: ladder, fit", id="policy-int"),
         pytest.param("policy: greedy\n", "policy='greedy'", "valid: ladder, fit", id="policy-unknown"),
         pytest.param('verify: "yes"\n', "verify='yes'", "true or false", id="verify-quoted-yes"),
-        pytest.param("probe:\n  val: 1\n", "probe_val=1", "true or false", id="probe-val-int"),
+        pytest.param("probe:\n  val: 1\n", "probe: {val: 1}", "true or false", id="probe-val-int"),
         pytest.param("min_batch: 2.5\n", "min_batch=2.5", "an integer >= 1", id="min-batch-float"),
         pytest.param("max_batch: true\n", "max_batch=True", "an integer >= 1", id="max-batch-bool"),
         pytest.param("lr_scaling: log\n", "lr_scaling='log'", "valid: none, linear, sqrt", id="lr-scaling"),
-        pytest.param("probe:\n  batches: [4, 4]\n", "probe_batches=", "at least two different", id="probe-one-size"),
+        pytest.param("probe:\n  batches: [4, 4]\n", "probe: {batches: ", "at least two different", id="probe-one-size"),
         pytest.param("policy: fastest\n", "policy='fastest'", "valid: ladder, fit, speed", id="policy-near-speed"),
         pytest.param("speed_threshold: fast\n", "speed_threshold='fast'", "a fraction in (0, 1]", id="threshold-str"),
         pytest.param("speed_threshold: true\n", "speed_threshold=True", "a fraction in (0, 1]", id="threshold-bool"),

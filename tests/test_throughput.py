@@ -320,3 +320,20 @@ def test_a_small_training_set_counts_the_partial_batch():
     endless = decide(MemoryModel(Law(4.0, 0.5)), 100.0, policy="speed", pace=Pace(TimeLaw(0.1, 0.01)), max_batch=128)
     assert endless.batch < 128  # without the epoch's end, the law alone would stop earlier
     assert pace_from_record({"speed": pace.as_record()}).dataset_size == 128
+
+
+@pytest.mark.parametrize("rate", [1238.52, 1238.46, 421.25, 510.5])
+def test_the_dataloader_figure_is_one_value_live_and_from_the_record(rate):
+    """issue 21: one decision said the dataloader at 1239 images/s (its words, from the raw 1238.52) and at 1238 (the
+    table, from the record's 1238.5). The rate is kept once, at the record's precision: every line says one figure."""
+    import re
+
+    pace = Pace(TimeLaw(0.1, 0.01, 0.02), rate, False, 0, 2, points=((8, 0.18), (16, 0.26)), dataset_size=32)
+    record = {"speed": pace.as_record(), "ceilings": pace.ceilings(16)}
+    again = pace_from_record(record)
+    assert again is not None and again.loader_images_per_s == pace.loader_images_per_s
+    assert record["speed"]["loader"]["images_per_s"] == record["ceilings"]["dataloader_images_per_s"]
+    said = [pace.binding_words(16), again.binding_words(16), record["ceilings"]["words"], law_line(record)]
+    figures = {f for line in said for f in re.findall(r"dataloader (?:gives )?(\d+)", line)}
+    assert len(figures) == 1, said
+    assert pace.images_per_s(16) == again.images_per_s(16)  # the prediction too, not within 0.06

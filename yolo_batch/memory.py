@@ -284,17 +284,29 @@ def measure(meter, device):
     return meter.headroom
 
 
+class NotOutOfMemory(RuntimeError):
+    """An error whose text names "out of memory" for Ultralytics' restart branch, though no memory ran out.
+
+    `rebuild.BatchSwitch` (a goodput switch) is one: `is_oom` is never True for it, so one that escaped is never
+    reported as "out of memory at batch N".
+    """
+
+
 def is_oom(error: BaseException) -> bool:
     """The one out-of-memory predicate: CUDA/HIP/XPU/MPS out of memory, cuBLAS/cuDNN allocation failures, CPU.
 
-    Every other error is not an OOM and must propagate untouched.
+    Every other error is not an OOM and must propagate untouched, and so is a `NotOutOfMemory` whatever its text.
 
     Examples:
         >>> is_oom(RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")), is_oom(ValueError("x"))
         (True, False)
         >>> is_oom(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes"))
         True
+        >>> is_oom(NotOutOfMemory("a switch through Ultralytics' out of memory restart (no memory ran out)"))
+        False
     """
+    if isinstance(error, NotOutOfMemory):
+        return False
     if isinstance(error, MemoryError):
         return True
     if not isinstance(error, RuntimeError):

@@ -28,11 +28,12 @@ from collections.abc import Callable
 from typing import Any
 
 from yolo_batch import port
+from yolo_batch.memory import NotOutOfMemory
 from yolo_batch.session import Session, log, session
 
 
-class BatchSwitch(RuntimeError):
-    """Raised by the stand-in batch to enter Ultralytics' restart path; its text names that path."""
+class BatchSwitch(NotOutOfMemory):
+    """Raised by the stand-in batch to enter Ultralytics' restart path; its text names that path (no OOM: `is_oom`)."""
 
 
 class _SwitchBatch(dict):

@@ -143,32 +143,47 @@ def test_python_speed_above_nbs_applies_the_large_batch_recipe(tiny_data, tmp_pa
 
     from yolo_batch.batchnorm import scaled
 
+    used = []  # the warm-up iterations Ultralytics' loop computes (`nw = self._get_warmup_iterations(nb)`)
+
+    def spy(trainer):  # after the decision and the plugin's own hooks, before _do_train computes nw
+        inner = trainer._get_warmup_iterations
+        trainer._get_warmup_iterations = lambda nb: used.append(inner(nb)) or used[-1]
+
     model = AutoPlus(policy="speed", speed_gain=0.0, speed_min_steps=0).register(YOLO("yolo11n.yaml"))
+    model.add_callback("on_pretrain_routine_end", spy)
     train_in_process(model, tiny_data, tmp_path, nbs=8, epochs=3, warmup_epochs=0.5, optimizer="AdamW", lr0=0.001)
     d, t = _record(tmp_path / "run"), model.trainer
     b = d["batch"]
     _assert_ceilings(d)
     assert b > 8 and d["settings"]["speed_gain"] == 0.0
+    nb = math.ceil(32 / b)
     assert d["recipe"] == {
         "batch": b,
         "nbs": 8,
         "optimizer": "AdamW",
         "lr_scaling": "sqrt",
         "lr_factor": round(math.sqrt(b / 8), 6),
-        "warmup_iterations": round(0.5 * math.ceil(32 / b)),
+        "warmup_iterations": min(100, 2 * nb),  # the floor, capped before the final epoch
+        "warmup_ultralytics": round(0.5 * nb),
         "warmup_floor": 100,
+        "warmup_cap": 2 * nb,
         "bn_momentum": "auto",
         "why": d["recipe"]["why"],
     }
+    # the record and the line state the iterations the loop warmed up for, and why
+    assert used == [d["recipe"]["warmup_iterations"]]
     assert f"large-batch recipe above nbs=8: AdamW lr0 x{math.sqrt(b / 8):.3g} (sqrt)" in d["reason"]
+    assert (
+        f"warm-up {used[0]} iterations (the recipe's floor 100, capped at {2 * nb} to leave the final epoch; "
+        f"Ultralytics: {round(0.5 * nb)})"
+    ) in d["reason"]
     assert d["lr_scaling"] == "sqrt" and d["lr0"] == 0.001
     # lr: the optimizer's groups at the base x sqrt(b / 8); args (and args.yaml) keep the user's lr0 and warm-up
     assert all(g["initial_lr"] == pytest.approx(0.001 * math.sqrt(b / 8)) for g in t.optimizer.param_groups)
     args = yaml.safe_load((tmp_path / "run" / "args.yaml").read_text())
     assert (t.args.lr0, args["lr0"], t.args.warmup_epochs, args["warmup_epochs"]) == (0.001, 0.001, 0.5, 0.5)
     # warm-up: Ultralytics' round(0.5 x nb), floored at 100 but never into the final epoch: 2 x nb
-    nb = math.ceil(32 / b)
-    assert t._get_warmup_iterations(nb) == min(100, 2 * nb)
+    assert t._get_warmup_iterations(nb) == min(100, 2 * nb) > round(0.5 * nb)
     # args.yaml keeps the value asked for, not the checkpoint's pick Ultralytics rewrote it with (issue 21)
     args = tmp_path / "run" / "args.yaml"
     assert yaml.safe_load(args.read_text())["batch"] == "auto-plus:speed"
@@ -176,7 +191,7 @@ def test_python_speed_above_nbs_applies_the_large_batch_recipe(tiny_data, tmp_pa
     assert r.returncode == 0, r.stderr[-3000:]
     (rerun,) = [p for p in tmp_path.iterdir() if p.is_dir() and p.name != "run" and (p / "args.yaml").exists()]
     again = _record(rerun)
-    assert (again["value"], again["policy"]) == ("auto-plus:speed", "speed") > round(0.5 * nb)
+    assert (again["value"], again["policy"]) == ("auto-plus:speed", "speed")
     # BatchNorm momentum auto on the training model (the EMA keeps Ultralytics' 0.03)
     bns = [m for m in t.model.modules() if type(m).__name__ == "BatchNorm2d"]
     assert bns and all(m.momentum == pytest.approx(scaled(0.03, b)) for m in bns)

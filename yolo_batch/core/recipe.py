@@ -21,7 +21,8 @@ applies this recipe, one rule per part:
   batch with no floor, so a large batch on a small set warms up over a handful of steps. The recipe restores
   Ultralytics' long-standing floor of ``WARMUP_FLOOR`` (100) iterations (YOLOv5 and Ultralytics before
   8.4.150: ``max(round(warmup_epochs x nb), 100)``), still leaving the final epoch for regular training as
-  8.4.190 does. ``warmup_epochs=0`` keeps no warm-up.
+  8.4.190 does (so a short run warms up for fewer: all the epochs but the last). ``warmup_epochs=0`` keeps no
+  warm-up. The decision line and the record state the iterations the run warms up for, and which rule set them.
 - **BatchNorm momentum: ``bn_momentum: auto``** (`batchnorm`): the running statistics average over as many
   images as at batch 16 (Hoffer et al. 2017 trace the large-batch gap to too few updates; the running
   statistics are the part of it a momentum can fix).
@@ -114,8 +115,11 @@ class Recipe:
         optimizer (str): The optimizer the run builds (``optimizer=auto`` resolved as Ultralytics does).
         lr_scaling (str): ``sqrt`` or ``none`` (the family's rule), or the user's own ``lr_scaling``.
         lr_factor (float): lr0's factor at the pick.
-        warmup_iterations (int): Ultralytics' warm-up at the pick (iterations).
+        warmup_iterations (int): The iterations the run warms up for at the pick: what Ultralytics' loop uses
+            (`warmup_iterations`).
+        warmup_ultralytics (int): Ultralytics' own warm-up at the pick (iterations).
         warmup_floor (int): The recipe's floor (iterations), before the final-epoch cap.
+        warmup_cap (int): The iterations before the final epoch, the most a warm-up takes.
         why (str): The lr rule's reason.
     """
 
@@ -125,7 +129,9 @@ class Recipe:
     lr_scaling: str
     lr_factor: float
     warmup_iterations: int
+    warmup_ultralytics: int
     warmup_floor: int
+    warmup_cap: int
     why: str
 
     def words(self) -> str:
@@ -134,17 +140,11 @@ class Recipe:
         Examples:
             >>> print(large_batch(128, 64, "AdamW", "none", 2560, 30, 3.0).words().replace(", ", "\n"))
             large-batch recipe above nbs=64: AdamW lr0 x1.41 (sqrt)
-            warm-up at least 100 iterations (Ultralytics: 60)
+            warm-up 100 iterations (the recipe's floor; Ultralytics: 60)
             bn_momentum auto
         """
         lr = f"lr0 x{self.lr_factor:.3g} ({self.lr_scaling})" if self.lr_factor != 1 else "lr0 kept"
-        warm = (
-            f"warm-up at least {self.warmup_floor} iterations (Ultralytics: {self.warmup_iterations})"
-            if self.warmup_floor > self.warmup_iterations
-            else f"warm-up {self.warmup_iterations} iterations (above the floor {self.warmup_floor})"
-            if self.warmup_floor
-            else "no warm-up (none in this run: warmup_epochs=0, or a single epoch)"
-        )
+        warm = warmup_words(self.warmup_iterations, self.warmup_ultralytics, self.warmup_floor, self.warmup_cap)
         return f"large-batch recipe above nbs={self.nbs}: {self.optimizer} {lr}, {warm}, bn_momentum auto"
 
     def as_record(self) -> dict:
@@ -156,7 +156,9 @@ class Recipe:
             "lr_scaling": self.lr_scaling,
             "lr_factor": round(self.lr_factor, 6),
             "warmup_iterations": self.warmup_iterations,
+            "warmup_ultralytics": self.warmup_ultralytics,
             "warmup_floor": self.warmup_floor,
+            "warmup_cap": self.warmup_cap,
             "bn_momentum": "auto",
             "why": self.why,
         }
@@ -184,8 +186,8 @@ def large_batch(
 
     Examples:
         >>> r = large_batch(256, 64, "SGD", "none", 2560, 30, 3.0)
-        >>> r.lr_scaling, r.lr_factor, r.warmup_iterations, r.warmup_floor
-        ('none', 1.0, 30, 100)
+        >>> r.lr_scaling, r.lr_factor, r.warmup_iterations, r.warmup_ultralytics, r.warmup_floor, r.warmup_cap
+        ('none', 1.0, 100, 30, 100, 290)
         >>> large_batch(64, 64, "SGD", "none", 2560, 30, 3.0) is None
         True
         >>> large_batch(256, 64, "AdamW", "linear", 2560, 30, 3.0).lr_factor  # the user's own rule stands
@@ -199,10 +201,11 @@ def large_batch(
         scaling, why = lr_scaling, f"lr_scaling={lr_scaling} as set"
     factor = 1.0 if scaling == "none" else batch / nbs if scaling == "linear" else (batch / nbs) ** 0.5
     warm_epochs = min(warmup_epochs, max(epochs - 1, 0))
-    nb = math.ceil(dataset_size / batch)
-    stock = round(warm_epochs * nb) if warm_epochs > 0 else 0
+    nb = math.ceil(dataset_size / batch)  # len(train_loader): Ultralytics keeps the last, partial batch
+    stock = round(warm_epochs * nb) if warm_epochs > 0 else 0  # Ultralytics' _get_warmup_iterations
     floor = WARMUP_FLOOR if warm_epochs > 0 else 0
-    return Recipe(batch, nbs, str(name), scaling, factor, stock, floor, why)
+    run = warmup_iterations(stock, floor, epochs, nb)  # what the loop uses: `lrscale.warmup` computes the same
+    return Recipe(batch, nbs, str(name), scaling, factor, run, stock, floor, max(epochs - 1, 0) * nb, why)
 
 
 def warmup_iterations(stock: int, floor: int, epochs: int, batches_per_epoch: int) -> int:
@@ -219,6 +222,29 @@ def warmup_iterations(stock: int, floor: int, epochs: int, batches_per_epoch: in
     if not floor:
         return stock
     return max(stock, min(floor, max(epochs - 1, 0) * batches_per_epoch))
+
+
+def warmup_words(iterations: int, stock: int, floor: int, cap: int) -> str:
+    """The warm-up the run does, in words, and why: Ultralytics' own, the recipe's floor, or the floor capped.
+
+    Examples:
+        >>> warmup_words(100, 60, 100, 580)
+        "warm-up 100 iterations (the recipe's floor; Ultralytics: 60)"
+        >>> warmup_words(21, 7, 100, 21)
+        "warm-up 21 iterations (the recipe's floor 100, capped at 21 to leave the final epoch; Ultralytics: 7)"
+        >>> warmup_words(300, 300, 100, 2900)
+        "warm-up 300 iterations (Ultralytics' own, at least the recipe's floor 100)"
+    """
+    if not floor:
+        return "no warm-up (none in this run: warmup_epochs=0, or a single epoch)"
+    if stock >= floor:
+        return f"warm-up {iterations} iterations (Ultralytics' own, at least the recipe's floor {floor})"
+    if iterations < floor:
+        return (
+            f"warm-up {iterations} iterations (the recipe's floor {floor}, capped at {cap} to leave the final epoch; "
+            f"Ultralytics: {stock})"
+        )
+    return f"warm-up {iterations} iterations (the recipe's floor; Ultralytics: {stock})"
 
 
 # BatchNorm (`bn_momentum: auto`, applied by `batchnorm`; goodput's BatchNorm guard reads the half-life)

@@ -123,12 +123,17 @@ ELSEWHERE = {
 PROBE_KEYS = {"batches": "probe_batches", "val": "probe_val", "verify": "verify", "cache": "probe_cache"}  # probe:
 
 
-def _check(key: str, value: Any, where: str = "") -> Any:
-    """Validate and normalise one setting; raise a one-line `AutoPlusError` when it is wrong."""
+def _check(key: str, value: Any, where: str = "", nested: str | None = None) -> Any:
+    """Validate and normalise one setting; raise a one-line `AutoPlusError` when it is wrong.
+
+    ``nested``: the key as written inside the YAML's ``probe:`` block (``cache`` for ``probe_cache``), which the
+    message then names as written: ``probe: {cache: 'maybe'}``.
+    """
 
     def bad(valid: str) -> AutoPlusError:
         shown = list(value) if isinstance(value, tuple) else value
-        return AutoPlusError(f"{key}={shown!r}{where} is invalid; {key} must be {valid}")
+        given, name = (f"{key}={shown!r}", key) if nested is None else (f"probe: {{{nested}: {shown!r}}}", nested)
+        return AutoPlusError(f"{given}{where} is invalid; {name} must be {valid}")
 
     if key == "policy":
         if value not in POLICIES:
@@ -285,8 +290,8 @@ def _flatten(data: dict[str, Any], where: str = "") -> dict[str, Any]:
     for key, value in data.items():
         if key == "probe" and not isinstance(value, dict):
             raise AutoPlusError(
-                f"probe={value!r}{where} must be a mapping, e.g. probe: {{batches: [2, 4, 8], val: true, verify: true, "
-                "cache: true}}"
+                f"probe: {value!r}{where} must be a mapping, e.g. probe: {{batches: [2, 4, 8], val: true, "
+                "verify: true, cache: true}"
             )
         if key == "probe":
             for sub, v in value.items():
@@ -296,7 +301,7 @@ def _flatten(data: dict[str, Any], where: str = "") -> dict[str, Any]:
                         f"unknown key 'probe.{sub}'{where}; valid: probe.batches, probe.val, probe.verify, probe.cache"
                         f"{_closest(sub, list(PROBE_KEYS))}"
                     )
-                out[name] = v
+                out[name] = _check(name, v, where, nested=sub)  # its error names the key as written
         elif key in KEYS:
             out[key] = value
         elif key in ELSEWHERE:

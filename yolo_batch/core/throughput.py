@@ -23,6 +23,7 @@ from typing import Any
 from yolo_batch.core.goodput import accumulate as nominal_accumulate
 
 LOADER_SHARE_NOTE = 0.25  # serial pipeline: say so when loading takes at least this share of the time per image
+LOADER_DECIMALS = 1  # the dataloader's images/s is kept to 0.1, once: the live decision and its record say one figure
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,15 @@ class Pace:
     epochs: int | None = None  # the run's epochs (the optimizer steps a batch makes: `policy`'s short-run floor)
     loader_skipped: int = 0
 
+    def __post_init__(self) -> None:
+        """Keep the dataloader's rate at the precision the record holds, so a Pace read back from a record is this one.
+
+        Rounded once here, never again: the decision's words, its tables and the ones printed from the record all
+        say the same figure (1238.52 images/s was said as 1239 in the decision's words, 1238 from the record's 1238.5).
+        """
+        if self.loader_images_per_s is not None:
+            object.__setattr__(self, "loader_images_per_s", round(float(self.loader_images_per_s), LOADER_DECIMALS))
+
     def step_images_per_s(self, batch: int) -> float:
         """Images/s the training step allows at ``batch``, over an epoch of ``dataset_size`` images if known.
 
@@ -292,7 +302,7 @@ class Pace:
         return {
             "step_images_per_s": [[b, round(b / v, 1)] for b, v in self.points if v > 0],
             "step_at_pick": round(self.step_images_per_s(batch), 1),
-            "dataloader_images_per_s": round(loader, 1) if loader else None,
+            "dataloader_images_per_s": loader or None,
             "binding": self.binding(batch),
             "words": self.binding_words(batch),
         }
@@ -305,7 +315,7 @@ class Pace:
             "dataset_size": self.dataset_size,
             "epochs": self.epochs,
             "loader": {
-                "images_per_s": round(self.loader_images_per_s, 1) if self.loader_images_per_s else None,
+                "images_per_s": self.loader_images_per_s or None,  # kept at LOADER_DECIMALS since construction
                 "workers": self.workers,
                 "overlapped": self.overlapped,
                 "cpus": self.cpus,

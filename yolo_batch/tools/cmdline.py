@@ -123,6 +123,57 @@ def missing_input(key: str, value: Any) -> str | None:
     return f"{key}={text} is neither a file here nor one Ultralytics ships"
 
 
+def invalid_value(pairs: dict[str, str]) -> str | None:
+    """What Ultralytics' own checks would refuse in ``yolo train`` words, before anything runs: one line, or None.
+
+    The values are read as ``yolo`` reads them (`ultralytics.cfg.parse_key_value_pair`) and checked by the checks the
+    trainer makes: ``check_cfg`` (each typed key's type and range: ``epochs=-1``, ``lr0=abc``, ``amp=maybe``) and
+    ``check_imgsz`` (``imgsz=abc``). ``batch`` is left out: an auto-plus value is the plugin's.
+
+    Args:
+        pairs (dict[str, str]): Each ``key=value`` word's key and value as typed.
+
+    Returns:
+        (str | None): Ultralytics' own message as one line, e.g. ``'epochs=-1' is an invalid value. 'epochs' must
+            be >= 1.``; None when the checks pass.
+
+    Examples:
+        >>> invalid_value({"epochs": "-1", "batch": "auto-plus"})
+        "'epochs=-1' is an invalid value. 'epochs' must be >= 1."
+        >>> invalid_value({"epochs": "3", "imgsz": "64", "lr0": "1e-3"}) is None
+        True
+    """
+    import logging
+
+    from ultralytics.cfg import check_cfg, parse_key_value_pair
+    from ultralytics.utils import LOGGER
+    from ultralytics.utils.checks import check_imgsz
+
+    values = {}
+    for key, raw in pairs.items():
+        if key == "batch":
+            continue
+        if not str(raw).strip():
+            return f"{key}= has no value"
+        values[key] = parse_key_value_pair(f"{key}={raw}")[1]
+    try:
+        check_cfg(values)
+    except (TypeError, ValueError) as e:
+        return " ".join(str(e).split())
+    if values.get("imgsz") is None:
+        return None
+    level = LOGGER.level
+    LOGGER.setLevel(logging.ERROR)  # the trainer says its own warnings (imgsz rounded to the stride) when it runs
+    try:
+        check_imgsz(values["imgsz"], stride=32, floor=32, max_dim=1)  # as the trainer checks it
+    except (TypeError, ValueError) as e:
+        said = " ".join(str(e).split())
+        return said if "imgsz" in said else f"imgsz={pairs['imgsz']} is not a valid image size: expected imgsz=640"
+    finally:
+        LOGGER.setLevel(level)
+    return None
+
+
 def cuda_devices(device: Any) -> list[int] | None:
     """The CUDA devices a ``device=`` value names: None when unset or unknown, [] for cpu and mps.
 

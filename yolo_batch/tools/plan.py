@@ -24,7 +24,7 @@ from typing import Any
 from yolo_batch.core.spec import DISABLE_ENV, AutoPlusError, _closest, looks_like_auto_plus
 from yolo_batch.core.spec import POLICIES as ALL_POLICIES
 from yolo_batch.core.whatif import what_if, what_if_table
-from yolo_batch.tools.cmdline import boolean, cuda_devices, missing_input
+from yolo_batch.tools.cmdline import boolean, cuda_devices, invalid_value, missing_input
 
 VALUE = f"auto-plus[:{'|'.join(ALL_POLICIES)}][:FRACTION]"
 USAGE = f"""usage: yolo-batch plan model=MODEL data=DATA [imgsz=640] [device=0] [batch={VALUE}]
@@ -34,8 +34,8 @@ Runs the auto-plus probe, policy and verification in the trainer's own set-up, p
 what-if table for other memory sizes, and stops before the first epoch. Nothing is written unless project=
 or name= is given (then batch_decision.json, with the what-if table, goes to that run folder; a folder that
 exists already gets a numbered sibling, as with yolo train, unless exist_ok=True; a folder holding a training
-run is never written to), but the law cache, as by any decision (yolo-batch cache). --json prints the record
-instead of the tables.
+run, or inside one, is never written to), but the law cache, as by any decision (yolo-batch cache). --json prints
+the record instead of the tables.
 """
 
 
@@ -78,7 +78,22 @@ def _split(args: list[str]) -> tuple[list[str], dict[str, str], bool]:
         words.append("batch=auto-plus")
     if "model" not in pairs:
         raise AutoPlusError("plan: model= is required (for example model=yolo11n.yaml or model=yolo11n.pt)")
+    if "data" not in pairs and not _cfg_sets(pairs.get("cfg"), "data"):  # else Ultralytics falls back to coco8
+        raise AutoPlusError("plan: data= is required (for example data=path/to/data.yaml)")
     return words, own, json_out
+
+
+def _cfg_sets(cfg: str | None, key: str) -> bool:
+    """Whether a ``cfg=`` file sets ``key``; True when it cannot be read here (Ultralytics then says why)."""
+    if not cfg:
+        return False
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(Path(cfg).expanduser().read_text())
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return True
+    return isinstance(loaded, dict) and loaded.get(key) is not None
 
 
 def _check(pairs: dict[str, str]) -> None:
@@ -106,6 +121,9 @@ def _check(pairs: dict[str, str]) -> None:
         problem = missing_input(key, pairs[key]) if key in pairs else None
         if problem:
             raise AutoPlusError(f"plan: {problem}")
+    problem = invalid_value(pairs)  # what the trainer's own checks would refuse with a traceback (epochs=-1)
+    if problem:
+        raise AutoPlusError(f"plan: {problem}")
     _check_device(pairs.get("device"))
 
 
@@ -168,13 +186,28 @@ def _line(e: BaseException) -> str:
 
 
 RUN_FILES = ("weights", "results.csv", "args.yaml")  # what marks a training run's folder
+RUN_MARKS = ("weights", "results.csv", "batch_decision.json")  # beside args.yaml: a run's folder above the output
+
+
+def _run_above(folder: Path) -> tuple[Path, list[str]] | None:
+    """The training run's folder that ``folder`` would lie inside (and what marks it), or None.
+
+    A folder above counts as a run's when it holds Ultralytics' ``args.yaml`` and one more mark of a run (``weights``,
+    ``results.csv``, ``batch_decision.json``): a project's own ``weights`` folder of downloaded models is no run.
+    """
+    for parent in folder.resolve().parents:
+        held = [f for f in ("args.yaml", *RUN_MARKS) if (parent / f).exists()]
+        if "args.yaml" in held and len(held) > 1:
+            return parent, held
+    return None
 
 
 def _out_dir(own: dict, pairs: dict[str, str]) -> Path:
-    """The folder for ``batch_decision.json``: ``yolo train``'s for the same project/name, never another run's.
+    """The folder for ``batch_decision.json``: ``yolo train``'s for the same project/name, never in another run's.
 
     As with ``yolo train``, a folder that exists gets a numbered sibling (``name-2`` on 8.4) unless ``exist_ok``; a
-    folder that holds a training run is refused even then (one line, before the probe runs).
+    folder that holds a training run is refused even then, and so is any folder inside a run's (``project=RUN
+    name=weights``), one line before the probe runs.
     """
     from types import SimpleNamespace
 
@@ -196,6 +229,12 @@ def _out_dir(own: dict, pairs: dict[str, str]) -> Path:
         raise AutoPlusError(
             f"plan: {folder} holds a training run ({', '.join(held)}); plan never writes into another run's folder: "
             "leave exist_ok out (plan then numbers a new folder, as yolo train does) or choose another name="
+        )
+    above = _run_above(folder)
+    if above:
+        raise AutoPlusError(
+            f"plan: {folder} is inside the training run {above[0]} ({', '.join(above[1])}); plan never writes into "
+            "another run's folder: choose a project= outside it"
         )
     return folder
 
