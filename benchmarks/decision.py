@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from yolo_batch.effect import read_csv
+from yolo_batch.record.effect import read_csv
 from yolo_batch.tools.cmdline import parse_pairs, run_env, yolo_command
 from yolo_batch.tools.datasets import make_dataset
 

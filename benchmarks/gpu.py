@@ -152,7 +152,7 @@ def _loader_job(spec: dict) -> dict:
     from ultralytics.data.build import build_dataloader, build_yolo_dataset
     from ultralytics.data.utils import check_det_dataset
 
-    from yolo_batch.loader import close
+    from yolo_batch.decide.loader import close
 
     cfg = get_cfg(overrides={"data": spec["data"], "imgsz": spec["imgsz"], "workers": spec["workers"]})
     data = check_det_dataset(spec["data"])
@@ -242,7 +242,7 @@ def _stretch(spec: dict, train_args: dict, out: dict, cuda: bool) -> dict:
     import torch
     from ultralytics import YOLO
 
-    from yolo_batch.memory import backend_for
+    from yolo_batch.device.memory import backend_for
 
     model = YOLO(f"{spec['model']}.yaml")
     meter: dict = {"iters": 0, "images": 0, "counted": 0}
@@ -308,7 +308,7 @@ def _stretch(spec: dict, train_args: dict, out: dict, cuda: bool) -> dict:
     try:
         model.train(batch=spec["batch"], **train_args)
     except Exception as e:  # an out-of-memory that stopped the run is a result, not a crash of the benchmark
-        from yolo_batch.memory import is_oom
+        from yolo_batch.device.memory import is_oom
 
         if not is_oom(e) and not is_oom(e.__cause__ or e):
             raise

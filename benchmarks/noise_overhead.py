@@ -19,7 +19,7 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from yolo_batch.effect import GradientNoise, GradientTap  # noqa: E402
+from yolo_batch.record.effect import GradientNoise, GradientTap  # noqa: E402
 from yolo_batch.tools.cmdline import parse_pairs  # noqa: E402
 
 

@@ -55,7 +55,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
-from yolo_batch.effect import read_csv  # noqa: E402
+from yolo_batch.record.effect import read_csv  # noqa: E402
 from yolo_batch.tools.cmdline import parse_pairs, positive, run_env, yolo_command  # noqa: E402
 
 MAP = "metrics/mAP50-95(B)"

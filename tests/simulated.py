@@ -3,7 +3,7 @@
 Real training steps run on the CPU; a global forward pre-hook sees each forward of the detection model,
 records the images it carries (training or validation), and raises a CUDA-style out-of-memory error above
 the ceiling. The backend reports peaks from the laws, as a GPU's allocator would. Product code never
-pretends the CPU is a GPU: tests swap ``yolo_batch.memory.backend_for`` for this double.
+pretends the CPU is a GPU: tests swap ``yolo_batch.device.memory.backend_for`` for this double.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from yolo_batch.core.policy import GIB, Law
-from yolo_batch.memory import Headroom
+from yolo_batch.device.memory import Headroom
 
 
 @dataclass

@@ -8,9 +8,9 @@ from types import SimpleNamespace
 import pytest
 
 from tests.fake_trainer import FakeTrainer
-from yolo_batch import adapt, lrscale, rebuild, recovery
 from yolo_batch.core.spec import BatchSpec
 from yolo_batch.core.throughput import Pace, TimeLaw
+from yolo_batch.train import adapt, lrscale, rebuild, recovery
 
 PACE = Pace(TimeLaw(0.1, 0.01))  # 16: 61.5 images/s, 64: 86.5, 128: 92.8
 

@@ -11,7 +11,7 @@ import torch
 from yolo_batch import callbacks
 from yolo_batch.callbacks import ATTR, Session, nominal_accumulate
 from yolo_batch.core.spec import BatchSpec
-from yolo_batch.effect import read_csv
+from yolo_batch.record.effect import read_csv
 
 
 class FakeBackend:
@@ -161,8 +161,8 @@ def test_plan_leaves_stock_values_alone(batch):
     ],
 )
 def test_lr_scaling(scaling, batch, optimizer, expected):
-    from yolo_batch import lrscale
     from yolo_batch.session import Session
+    from yolo_batch.train import lrscale
 
     t = SimpleNamespace(args=SimpleNamespace(nbs=64, lr0=0.01, optimizer=optimizer))
     s = Session(BatchSpec(lr_scaling=scaling), decides=True, value="auto-plus")

@@ -15,7 +15,7 @@ import yaml
 
 from tests.conftest import running
 from yolo_batch.core.spec import BatchSpec
-from yolo_batch.effect import read_csv
+from yolo_batch.record.effect import read_csv
 from yolo_batch.tools import cli
 
 TOOL = str(Path(sys.executable).with_name("yolo-batch"))

@@ -23,9 +23,10 @@ import yaml
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from yolo_batch import effect, lawcache, records
 from yolo_batch.core.readback import Damaged
 from yolo_batch.core.spec import AutoPlusError, BatchSpec
+from yolo_batch.decide import lawcache
+from yolo_batch.record import effect, records
 
 DATA = Path(__file__).parent / "data" / "readback"
 SETTINGS = settings(
@@ -245,9 +246,9 @@ def _resumed(tmp_path: Path, raw: bytes, caplog) -> tuple[Any, Any, list[str]]:
 @SETTINGS
 @given(raw=damaged_json(DECISION))
 def test_a_damaged_batch_decision_json_is_left_out_of_a_resume_with_one_line(tmp_path, caplog, raw):
-    from yolo_batch import adapt, lrscale
     from yolo_batch.core.history import batch_spans, chosen
     from yolo_batch.core.throughput import pace_from_record
+    from yolo_batch.train import adapt, lrscale
 
     path = tmp_path / "batch_decision.json"
     trainer, s, lines = _resumed(tmp_path, raw, caplog)

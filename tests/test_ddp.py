@@ -9,7 +9,7 @@ plan at utilization 0.9. Rank 0 plays a 16 GiB GPU, rank 1 an 8 GiB GPU. By hand
   ladder: 32 needs 7940 MB (no), 16 needs 4132 MB (yes) -> 16; fit: 31 -> 24
 
 So both ranks must train at 16 per GPU (ladder; global 32) or 24 per GPU (fit; global 48).
-What needs real GPUs (NCCL, CUDA memory, a YOLO model under CUDA DDP) is listed in yolo_batch/ddp.py.
+What needs real GPUs (NCCL, CUDA memory, a YOLO model under CUDA DDP) is listed in yolo_batch/device/ddp.py.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from tests.memory_laws import YOLOV8S_640
-from yolo_batch import ddp
 from yolo_batch.core import policy
 from yolo_batch.core.policy import GIB, MemoryModel
 from yolo_batch.core.spec import AutoPlusError, resolve_spec
+from yolo_batch.device import ddp
 
 WORLD = 2
 MODEL = MemoryModel(YOLOV8S_640)

@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from yolo_batch.effect import EffectLog, GradientNoise, GradientTap, atomic_write, read_csv
+from yolo_batch.record.effect import EffectLog, GradientNoise, GradientTap, atomic_write, read_csv
 
 
 def least_squares(n=4096, d=8, seed=0):

@@ -322,7 +322,7 @@ def test_the_brain_imports_no_torch():
 def test_the_switch_batch_enters_ultralytics_restart_and_only_that_warning_is_hidden():
     import logging
 
-    from yolo_batch.rebuild import BatchSwitch, _QuietRestart, _StandIn, _SwitchBatch
+    from yolo_batch.train.rebuild import BatchSwitch, _QuietRestart, _StandIn, _SwitchBatch
 
     batch = next(iter(_StandIn(loader=None, old=8, new=32)))
     for use in (lambda b: b["img"], lambda b: b.items(), lambda b: b.get("img"), lambda b: list(b)):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from yolo_batch import lawcache
 from yolo_batch.core.spec import AutoPlusError, resolve_spec
+from yolo_batch.decide import lawcache
 from yolo_batch.tools.cli import main
 
 

@@ -1,9 +1,14 @@
-"""The shape of the code: three layers in three folders, no import cycle, the public paths kept.
+"""The shape of the code: layers in folders, imports only downwards, no import cycle, the public paths kept.
 
 - ``yolo_batch/core/``: pure numbers; imports only the standard library, PyYAML and itself (no torch, no
   Ultralytics, no trainer).
-- ``yolo_batch/`` (top level): the trainer integration; never imports the tools.
-- ``yolo_batch/tools/``: ``yolo-batch``, the reports, the synthetic data; may stand on both.
+- The trainer integration, in folders by when Ultralytics calls it, each importing only its own rank and below
+  (`RANKS`): ``port/`` (Ultralytics' internals), ``device/``, ``session``, ``record/``, ``train/``, ``decide/``,
+  then the top level that wires them (``wiring``, ``callbacks``, ``plugin``, ``activate``); never the tools.
+- ``yolo_batch/tools/``: ``yolo-batch``, the reports, the synthetic data; may stand on all of it.
+
+Imports between the project's own modules stand at the top of each module, so a module's first lines say what
+it stands on; only `LAZY` keeps them inside functions (the start-up path and the command line's dispatch).
 """
 
 from __future__ import annotations
@@ -67,6 +72,31 @@ def _layer(name: str) -> str:
     return parts[1] if len(parts) > 2 and parts[1] in ("core", "tools") else "integration"
 
 
+# Each folder (or top-level module) and its rank: a module imports only modules of its rank or below.
+RANKS = {
+    "core": 0,
+    "port": 1,
+    "device": 2,
+    "session": 3,
+    "version": 3,
+    "record": 4,
+    "train": 5,
+    "decide": 6,
+    "wiring": 7,
+    "callbacks": 7,
+    "plugin": 7,
+    "activate": 7,
+    "": 7,  # the package's __init__
+    "tools": 8,
+}
+LAZY = {"yolo_batch", "yolo_batch.activate", "yolo_batch.tools.cli"}  # Python's start-up path, the CLI's dispatch
+
+
+def _rank(name: str) -> int:
+    parts = name.split(".")
+    return RANKS[parts[1] if len(parts) > 1 else ""]
+
+
 def _reaches(start: str, goal: str) -> bool:
     seen, todo = set(), list(GRAPH[start])
     while todo:
@@ -98,6 +128,32 @@ def test_the_trainer_integration_never_imports_the_tools(module):
     assert not tools, f"{module} imports the tools {tools}"
 
 
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_every_module_imports_only_its_rank_and_below(module):
+    up = sorted(m for m in GRAPH[module] if _rank(m) > _rank(module))
+    assert not up, f"{module} (rank {_rank(module)}) imports {up} from above: RANKS in tests/test_layout.py"
+
+
+def test_every_folder_has_a_rank():
+    folders = {
+        p.relative_to(PACKAGE).parts[0].removesuffix(".py") for p in PACKAGE.iterdir() if p.name != "__pycache__"
+    }
+    assert folders - {"__init__"} <= RANKS.keys(), sorted(folders - RANKS.keys())
+
+
+@pytest.mark.parametrize("module", sorted(set(MODULES) - LAZY))
+def test_the_projects_own_imports_stand_at_the_top(module):
+    """Only torch, Ultralytics and optional packages are imported inside functions (they cost, or may be absent)."""
+    inner = [
+        f"line {node.lineno}: from {node.module} import ..."
+        for fn in ast.walk(ast.parse(MODULES[module].read_text()))
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))
+        for node in ast.walk(fn)
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "yolo_batch"
+    ]
+    assert inner == [], f"{module}: hoist to the top: {inner}"
+
+
 def test_the_run_state_stands_on_the_core_only():
     assert {_layer(m) for m in GRAPH["yolo_batch.session"]} <= {"core"}
 
@@ -113,7 +169,7 @@ def test_the_public_paths_stay():
 def test_no_module_assigns_another_modules_attributes():
     """No module patches another at run time (`activate`'s three startup patches take the module as an argument)."""
     modules = {p.stem for p in PACKAGE.rglob("*.py")}
-    packages = {"yolo_batch", "yolo_batch.core", "yolo_batch.tools"}
+    packages = {_name(p) for p in PACKAGE.rglob("__init__.py")}
     found = []
     for path in sorted(PACKAGE.rglob("*.py")):
         tree = ast.parse(path.read_text())

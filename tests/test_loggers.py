@@ -1,4 +1,4 @@
-"""`yolo_batch.loggers` without training: which integrations count as on, and what is sent."""
+"""`yolo_batch.record.loggers` without training: which integrations count as on, and what is sent."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import sys
 import types
 from types import SimpleNamespace
 
-from yolo_batch import loggers
+from yolo_batch.record import loggers
 
 
 def test_figures_are_the_batch_columns_that_have_a_value():

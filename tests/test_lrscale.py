@@ -6,9 +6,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from yolo_batch import lrscale
 from yolo_batch.core.spec import BatchSpec
 from yolo_batch.session import Session
+from yolo_batch.train import lrscale
 
 
 def _trainer(batch: int, initial_lr: float = 0.01):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from yolo_batch.memory import CPUMemory, Headroom, backend_for, is_oom
+from yolo_batch.device.memory import CPUMemory, Headroom, backend_for, is_oom
 
 GIB = 2**30
 
@@ -104,8 +104,8 @@ def test_one_oom_predicate(error, expected):
 
 def test_a_runs_device_meter_has_one_writer_and_follows_the_device(monkeypatch):
     """`memory.bind` makes the meter once per device (a DDP rank's GPU replaces the one of construction)."""
-    from yolo_batch import memory
     from yolo_batch.core.spec import BatchSpec
+    from yolo_batch.device import memory
     from yolo_batch.session import Session
 
     made = []
@@ -126,10 +126,10 @@ def test_a_goodput_switch_is_never_an_out_of_memory_error(tmp_path):
     Its text still names "out of memory" (the only words Ultralytics' restart branch takes); the predicate says no."""
     from types import SimpleNamespace
 
-    from yolo_batch import recovery
     from yolo_batch.core.spec import BatchSpec
-    from yolo_batch.rebuild import BatchSwitch, _SwitchBatch
     from yolo_batch.session import ATTR, Session
+    from yolo_batch.train import recovery
+    from yolo_batch.train.rebuild import BatchSwitch, _SwitchBatch
 
     switch = BatchSwitch(_SwitchBatch(8, 32).message)
     assert isinstance(switch, RuntimeError) and "out of memory" in str(switch).lower()  # Ultralytics' restart test

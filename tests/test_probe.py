@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from yolo_batch.core.spec import AutoPlusError
-from yolo_batch.probe import WORST_CASE, borrowed, check_task
+from yolo_batch.decide.probe import WORST_CASE, borrowed, check_task
 
 
 class _Head(torch.nn.Module):

@@ -7,9 +7,10 @@ from types import SimpleNamespace
 import ultralytics
 from ultralytics.engine.trainer import BaseTrainer
 
-from yolo_batch import port, rebuild
+from yolo_batch import port
 from yolo_batch.core.spec import BatchSpec
 from yolo_batch.session import ATTR, Session
+from yolo_batch.train import rebuild
 
 
 def test_the_ultralytics_code_the_rebuild_relies_on_is_unchanged():

@@ -14,12 +14,13 @@ import pytest
 
 from tests.memory_laws import YOLO11S_640_H100
 from tests.test_throughput import H100_BUDGET, H100_MEMORY, H100_S16, H100_S32, h100_pace
-from yolo_batch import lrscale, retime
 from yolo_batch.core import recipe
 from yolo_batch.core.policy import decide
 from yolo_batch.core.spec import BatchSpec
 from yolo_batch.core.throughput import Pace, TimeLaw, refit_time_law
+from yolo_batch.decide import retime
 from yolo_batch.session import ATTR, Session
+from yolo_batch.train import lrscale
 
 # --------------------------------------------------------------------------------------------------------------------
 # optimizer=auto, as Ultralytics 8.4.190 resolves it

@@ -9,10 +9,10 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from yolo_batch import records
 from yolo_batch.core.spec import AutoPlusError, BatchSpec
+from yolo_batch.record import records
+from yolo_batch.record.summary import summarize
 from yolo_batch.session import DECISION_FILE, Session
-from yolo_batch.summary import summarize
 
 PACKAGE = Path(__file__).resolve().parents[1] / "yolo_batch"
 

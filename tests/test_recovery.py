@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from tests.fake_trainer import FakeTrainer
-from yolo_batch import adapt, lrscale, rebuild, recovery
 from yolo_batch.core.spec import AutoPlusError, BatchSpec
+from yolo_batch.train import adapt, lrscale, rebuild, recovery
 
 OOM = "CUDA out of memory. Tried to allocate 2.00 GiB"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from yolo_batch.effect import read_csv
+from yolo_batch.record.effect import read_csv
 from yolo_batch.tools import cli, report
 from yolo_batch.tools.report import columns, compare
 
@@ -317,7 +317,7 @@ def task_runs(tmp_path_factory):
 
 @pytest.mark.slow
 def test_compare_runs_of_every_task(task_runs, tmp_path, capsys):
-    from yolo_batch.summary import TASKS
+    from yolo_batch.record.summary import TASKS
 
     names = list(task_runs)
     rows = compare([task_runs[t] for t in names], tmp_path / "cmp")

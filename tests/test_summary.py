@@ -7,9 +7,9 @@ import math
 import pytest
 
 from tests.task_runs import MODELS, all_task_runs
-from yolo_batch import summary
-from yolo_batch.effect import read_csv
-from yolo_batch.summary import TASKS, effect_figure, plot_effect, summarize, task_of
+from yolo_batch.record import summary
+from yolo_batch.record.effect import read_csv
+from yolo_batch.record.summary import TASKS, effect_figure, plot_effect, summarize, task_of
 
 # What each task's summary must call its metrics (as Ultralytics names them), and its train-loss parts.
 EXPECT = {

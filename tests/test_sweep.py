@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import FAST, running
 from yolo_batch.core.spec import AutoPlusError
-from yolo_batch.effect import read_csv
+from yolo_batch.record.effect import read_csv
 from yolo_batch.tools import cli, sweep, sweep_command, sweep_state
 
 HEAD = "epoch,time,train/box_loss,train/cls_loss,train/dfl_loss,metrics/mAP50(B),metrics/mAP50-95(B)\n"

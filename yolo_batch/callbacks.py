@@ -19,10 +19,18 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from yolo_batch import adapt, port, rebuild, recovery
+from yolo_batch import port
 from yolo_batch.core.goodput import accumulate
 from yolo_batch.core.spec import AutoPlusError
+from yolo_batch.decide import decide
+from yolo_batch.device import memory
+from yolo_batch.device.ddp import rank
+from yolo_batch.record import loggers, records
+from yolo_batch.record.effect import EffectLog, GradientNoise, GradientTap, earlier_rows, read_csv
+from yolo_batch.record.records import decision
+from yolo_batch.record.summary import plot_effect, summarize
 from yolo_batch.session import ATTR, DECISION_FILE, EFFECT_FILE, PLOT_FILE, Session, log, session
+from yolo_batch.train import adapt, batchnorm, lrscale, rebuild, recovery
 
 if TYPE_CHECKING:
     from ultralytics.engine.trainer import BaseTrainer
@@ -56,8 +64,6 @@ def _safe(fn):
 @_safe
 def on_pretrain_routine_start(trainer: BaseTrainer, s: Session) -> None:
     """Put the auto-plus value in args.yaml, read a resumed run's earlier choices, log the memory headroom."""
-    from yolo_batch import decide, lrscale, memory, records
-
     decide.no_loggers_in_a_plan(trainer)  # yolo-batch plan opens no logger run
     records.note_start(trainer, s)
     if getattr(trainer, "resume", False) and not s.decides:  # lr_scaling goes on as the run's decision set it
@@ -72,8 +78,6 @@ def on_pretrain_routine_start(trainer: BaseTrainer, s: Session) -> None:
 @_safe
 def on_pretrain_routine_end(trainer: BaseTrainer, s: Session) -> None:
     """The optimizer is built and a checkpoint loaded: apply lr_scaling at the batch that trains (`lrscale`)."""
-    from yolo_batch import lrscale
-
     lrscale.start(trainer, s)
 
 
@@ -88,14 +92,11 @@ def on_train_start(trainer: BaseTrainer, s: Session) -> None:
 
     The tap reads ``.grad`` only, around the optimizer step.
     """
-    from yolo_batch import records
-
     s.meter.last_batch = trainer.batch_size
     s.meter.segment_start = trainer.start_epoch + 1  # each epoch row names the stretch that trained it (`compare`)
     records.started(trainer, s)
     if not s.spec.noise_scale:
         return
-    from yolo_batch.effect import GradientNoise, GradientTap
 
     s.meter.noise = GradientNoise()
     s.meter.tap = GradientTap(trainer.model.parameters(), s.meter.noise)  # type: ignore[union-attr]  # Ultralytics types model str | Path
@@ -116,8 +117,6 @@ def on_train_start(trainer: BaseTrainer, s: Session) -> None:
 @_safe
 def on_train_epoch_start(trainer: BaseTrainer, s: Session) -> None:
     """Start the epoch's peak-memory and time measurement."""
-    from yolo_batch import batchnorm, memory
-
     batchnorm.apply(trainer, s)  # bn_momentum: auto scales BatchNorm momentum to this epoch's batch
     memory.bind(s.device, trainer.device).reset_peak()
     s.meter.started = time.perf_counter()
@@ -147,10 +146,6 @@ def on_train_epoch_end(trainer: BaseTrainer, s: Session) -> None:
 @_safe
 def on_fit_epoch_end(trainer: BaseTrainer, s: Session) -> None:
     """Write the epoch's row of batch_effect.csv, or the ``final`` row after the best-model evaluation."""
-    from yolo_batch import records
-    from yolo_batch.ddp import rank
-    from yolo_batch.effect import EffectLog
-
     if s.worker and rank() > 0:  # DDP: rank 0 alone writes the effect log
         return
 
@@ -204,9 +199,7 @@ def on_fit_epoch_end(trainer: BaseTrainer, s: Session) -> None:
 
 
 def _to_loggers(trainer: BaseTrainer, row: dict[str, Any], record: dict[str, Any] | None) -> None:
-    """The batch figures and the decision to every logger the user turned on (`yolo_batch.loggers`)."""
-    from yolo_batch import loggers
-
+    """The batch figures and the decision to every logger the user turned on (`yolo_batch.record.loggers`)."""
     loggers.epoch_end(trainer, row, record)
 
 
@@ -228,8 +221,6 @@ def _fill_earlier(trainer: BaseTrainer, s: Session) -> None:
     """A resume of a run the plugin did not log (a stock run): its earlier epochs' rows, at the batch they trained."""
     import csv
 
-    from yolo_batch.effect import earlier_rows, read_csv
-
     if not (trainer.start_epoch and s.batch_before) or s.meter.effect.rows:  # the plugin logged the run before
         return
     try:
@@ -245,10 +236,6 @@ def _fill_earlier(trainer: BaseTrainer, s: Session) -> None:
 @_safe
 def on_train_end(trainer: BaseTrainer, s: Session) -> None:
     """The end-of-run summary table in the log, and ``batch_effect.png``."""
-    from yolo_batch.ddp import rank
-    from yolo_batch.records import decision
-    from yolo_batch.summary import plot_effect, summarize
-
     if s.worker and rank() > 0:  # DDP: rank 0 alone logs the summary and draws the plot
         return
 
@@ -265,7 +252,6 @@ def on_train_end(trainer: BaseTrainer, s: Session) -> None:
         plot_effect(rows, record, Path(trainer.save_dir) / PLOT_FILE, plots=trainer.args.plots)
     files = [n for n in (DECISION_FILE, EFFECT_FILE, PLOT_FILE) if (Path(trainer.save_dir) / n).exists()]
     logger.info(f"{prefix}wrote {', '.join(files)} to {trainer.save_dir}")
-    from yolo_batch import loggers  # the decision and the plot to the loggers, before their own on_train_end
 
     loggers.train_end(trainer, s.record, [Path(trainer.save_dir) / n for n in files if n != EFFECT_FILE])
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from yolo_batch.activate import activate
 from yolo_batch.callbacks import callbacks
 from yolo_batch.core.spec import BatchSpec, resolve_spec
 from yolo_batch.wiring import Hook
@@ -56,8 +57,6 @@ class AutoPlus:
         Returns:
             The same model, for chaining: ``model = AutoPlus().register(YOLO("yolo11n.yaml"))``.
         """
-        from yolo_batch.activate import activate
-
         activate()
         for event in callbacks:
             existing = model.callbacks.get(event, [])

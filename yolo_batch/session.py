@@ -41,7 +41,7 @@ def log() -> tuple[logging.Logger, str]:
 
 @dataclass
 class LrScale:
-    """``lr_scaling`` of the run, written by `yolo_batch.lrscale` alone.
+    """``lr_scaling`` of the run, written by `yolo_batch.train.lrscale` alone.
 
     Attributes:
         scaling (str): ``none``, ``linear`` or ``sqrt``.
@@ -63,7 +63,7 @@ class LrScale:
 
 @dataclass
 class OomState:
-    """Out-of-memory recovery, written by `yolo_batch.recovery` alone.
+    """Out-of-memory recovery, written by `yolo_batch.train.recovery` alone.
 
     Attributes:
         events (int): Out-of-memory events absorbed so far (step-downs, validation halvings, Ultralytics' own).
@@ -74,7 +74,7 @@ class OomState:
 
 @dataclass
 class RebuildState:
-    """Ultralytics' pipeline rebuild and its restart, written by `yolo_batch.rebuild` alone.
+    """Ultralytics' pipeline rebuild and its restart, written by `yolo_batch.train.rebuild` alone.
 
     Attributes:
         built_at (int | None): The batch the training pipeline was last built at (None before the first build).
@@ -96,7 +96,7 @@ class RebuildState:
 
 @dataclass
 class DeviceMeter:
-    """The memory meter of the device that trains, written by `yolo_batch.memory` alone (`bind`, `measure`).
+    """The memory meter of the device that trains, written by `yolo_batch.device.memory` alone (`bind`, `measure`).
 
     Attributes:
         backend (memory.CUDAMemory | memory.MPSMemory | memory.CPUMemory | None): The meter.
@@ -138,7 +138,7 @@ class EpochMeter:
 
 @dataclass
 class SwitchState:
-    """Policy ``goodput`` during training, written by `yolo_batch.adapt` alone.
+    """Policy ``goodput`` during training, written by `yolo_batch.train.adapt` alone.
 
     Attributes:
         on (bool): The run's batch is goodput's to change.

@@ -13,9 +13,16 @@ import types
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from yolo_batch import port
 from yolo_batch.callbacks import callbacks
+from yolo_batch.core.policy import SPEEDS
 from yolo_batch.core.spec import AutoPlusError, looks_like_auto_plus, resolve_spec
-from yolo_batch.session import DECISION_FILE, Session, session
+from yolo_batch.decide import decide
+from yolo_batch.decide.probe import check_task
+from yolo_batch.device import ddp
+from yolo_batch.record import records
+from yolo_batch.session import DECISION_FILE, Session, log, session
+from yolo_batch.train import adapt, lrscale, rebuild, recovery, valbatch
 
 if TYPE_CHECKING:
     from ultralytics.engine.trainer import BaseTrainer
@@ -88,8 +95,6 @@ def _check_release(kind: type, supported: str, value: Any, ddp_run: bool) -> Non
     Raises:
         AutoPlusError: Naming the release and the supported ones (`port.check`, `port.Support.refusal`).
     """
-    from yolo_batch import port
-
     refusal = port.check(kind).refusal(value, supported, ddp=ddp_run)
     if refusal is not None:
         raise AutoPlusError(refusal)
@@ -119,8 +124,6 @@ def plan(
         AutoPlusError: For a bad batch value, keyword or config, or a release where auto-plus cannot decide,
             before anything is built or written.
     """
-    from yolo_batch import ddp, records, valbatch
-
     given, value = _batch_value(cfg, overrides)
     asked = value
     hooks = [f for fns in (given_callbacks or {}).values() for f in fns if _ours(f)]
@@ -143,8 +146,6 @@ def plan(
     valbatch.wanted()  # a bad YOLO_BATCH_VAL_BATCH fails here, before anything is built
     overrides = dict(overrides or {})
     if decides:  # a task the probe cannot serve is refused here, before the trainer builds or writes anything
-        from yolo_batch.probe import check_task
-
         check_task(overrides.get("task") or (cfg.get("task") if isinstance(cfg, dict) else None) or "detect")
         if kind is not None:  # never silently Ultralytics' own AutoBatch: the decision moment must be reached
             _check_release(kind, supported, value, worker is not None or ddp.world_size(overrides.get("device")) > 1)
@@ -165,8 +166,6 @@ def plan(
     resumed = overrides.get("resume") and not decides
     adapts = False
     if resumed and not given:  # a plain resume of a goodput run adapts on, with its decision's settings
-        from yolo_batch import adapt
-
         kept = adapt.resumed_spec(overrides["resume"])
         spec, adapts = (kept, kept.policy == "goodput") if kept is not None else (spec, False)
     s = Session(
@@ -192,9 +191,6 @@ def attach(trainer: BaseTrainer) -> None:
     """
     import functools
 
-    from yolo_batch import adapt, ddp, decide, lrscale, port, rebuild, records, recovery, valbatch
-    from yolo_batch.core.policy import SPEEDS
-
     s = session(trainer)
     assert s is not None  # plan() put it there: this trainer asked for the plugin
     if s.launcher:  # spawns the DDP workers (which inherit YOLO_BATCH_DDP), then forgets the value
@@ -217,9 +213,6 @@ def attach(trainer: BaseTrainer) -> None:
 
 def _unsteered(trainer: BaseTrainer, s: Session) -> str | None:
     """Why this release's out-of-memory restart cannot be steered (one log line names the features off), or None."""
-    from yolo_batch import port
-    from yolo_batch.session import log
-
     support = port.check(trainer)
     if support.restarts is None:
         return None

@@ -8,8 +8,8 @@ from ultralytics import YOLO
 
 from tests.conftest import train_in_process
 from yolo_batch import AutoPlus
-from yolo_batch.batchnorm import scaled
-from yolo_batch.effect import read_csv
+from yolo_batch.record.effect import read_csv
+from yolo_batch.train.batchnorm import scaled
 
 pytestmark = pytest.mark.slow
 

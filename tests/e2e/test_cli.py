@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tests.conftest import run_yolo, yolo_train
-from yolo_batch.effect import read_csv
+from yolo_batch.record.effect import read_csv
 
 pytestmark = pytest.mark.slow
 

@@ -16,8 +16,10 @@ import pytest
 from ultralytics import YOLO
 
 from tests.conftest import run_yolo, train_in_process, yolo_train
-from yolo_batch import AutoPlus, effect, lawcache, records
+from yolo_batch import AutoPlus
 from yolo_batch.core.readback import read_csv, read_yaml
+from yolo_batch.decide import lawcache
+from yolo_batch.record import effect, records
 
 pytestmark = pytest.mark.slow
 TOOL = str(Path(sys.executable).with_name("yolo-batch"))

@@ -6,7 +6,7 @@ import pytest
 from ultralytics import YOLO
 
 from tests.conftest import needs_84, run_yolo, train_in_process, yolo_train
-from yolo_batch.effect import read_csv
+from yolo_batch.record.effect import read_csv
 
 pytestmark = pytest.mark.slow
 

@@ -27,7 +27,7 @@ from yolo_batch import AutoPlus
 from yolo_batch.core import goodput
 from yolo_batch.core.policy import Law
 from yolo_batch.core.throughput import Pace, TimeLaw
-from yolo_batch.effect import read_csv
+from yolo_batch.record.effect import read_csv
 
 pytestmark = pytest.mark.slow
 RECORDED = Pace(TimeLaw(1.0, 0.001))
@@ -180,7 +180,7 @@ def test_above_nbs_under_the_large_batch_recipe_goodput_reads_the_recipe_and_sta
 @pytest.fixture
 def simulated(monkeypatch):
     device = SimulatedGPU(total_gib=24, train=YOLOV8S_640, val=Law(324 * 2**20, 60 * 2**20)).install()
-    monkeypatch.setattr("yolo_batch.memory.backend_for", lambda _device: device)
+    monkeypatch.setattr("yolo_batch.device.memory.backend_for", lambda _device: device)
     yield device
     device.remove()
 

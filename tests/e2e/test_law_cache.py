@@ -13,8 +13,8 @@ import pytest
 
 from tests.memory_laws import MB, YOLOV8S_640
 from tests.simulated import SimulatedGPU
-from yolo_batch import lawcache
 from yolo_batch.core.policy import Law
+from yolo_batch.decide import lawcache
 
 pytestmark = pytest.mark.slow
 VAL = Law(324 * MB, 60 * MB)
@@ -30,7 +30,7 @@ def gpu(monkeypatch):
             d.remove()
         device = SimulatedGPU(total_gib=total_gib, train=train, val=VAL).install()
         made.append(device)
-        monkeypatch.setattr("yolo_batch.memory.backend_for", lambda _device: device)
+        monkeypatch.setattr("yolo_batch.device.memory.backend_for", lambda _device: device)
         return device
 
     yield install
@@ -88,7 +88,7 @@ def test_every_key_change_runs_the_full_probe(data64, gpu, tmp_path, monkeypatch
     decide(data64)
     device = gpu(total_gib=change.get("total_gib", 16))
     if change.get("versions"):
-        from yolo_batch import decide as decide_module
+        from yolo_batch.decide import decide as decide_module
 
         monkeypatch.setattr(decide_module, "_versions", lambda: {"yolo_batch": "x", "ultralytics": "y", "torch": "z"})
     data = data64
@@ -168,7 +168,7 @@ def test_a_cached_speed_pick_far_from_the_timed_sizes_is_timed_and_the_law_refit
     """``speed`` from the cache: the cached time law was fitted on steps up to 8; a later run allowed a larger batch
     (``max_batch`` is not part of the key) picks far above them, so that pick is timed and the law refitted through
     it before it is kept, as on the probe's path."""
-    from yolo_batch import loader
+    from yolo_batch.decide import loader
 
     monkeypatch.setattr(loader, "EXTEND_SECONDS", 0.0)  # the timed sizes stay the probe's 2-8
     config = tmp_path / "plugin.yaml"
@@ -205,7 +205,7 @@ def test_after_a_miss_that_saves_the_record_s_saved_is_the_new_entry_s(data64, g
 @pytest.fixture
 def steps(monkeypatch):
     """The verified steps each decision runs (`Prober.verify` counted, still run), on the real CPU meter."""
-    from yolo_batch.probe import Prober
+    from yolo_batch.decide.probe import Prober
 
     seen: list[int] = []
     real = Prober.verify
@@ -231,7 +231,7 @@ def test_a_cpu_hit_runs_no_step_where_the_fresh_decision_skipped_verification(
     """Issue 21: a fresh CPU decision that skips verification (a step estimated above 1 s, or ``probe.verify:
     false``) was replaced by a hit that ran one verified step: it cost more than the decision, and its 5 % check on
     the RSS meter flipped hit and miss. A hit verifies exactly where the fresh decision would: here, nowhere."""
-    from yolo_batch import retime
+    from yolo_batch.decide import retime
 
     if skip == "expensive":
         monkeypatch.setattr(retime, "VERIFY_CHEAP_S", 0.0)  # every step counts as expensive (a larger CPU set-up)

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import train_in_process, yolo_train
-from yolo_batch.effect import read_csv
-from yolo_batch.loggers import FIGURES, params
+from yolo_batch.record.effect import read_csv
+from yolo_batch.record.loggers import FIGURES, params
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("loggers_on_path")]  # the packages: .loggers (conftest)
 

@@ -10,7 +10,7 @@ from ultralytics import YOLO
 
 from tests.conftest import train_in_process
 from yolo_batch import AutoPlus, AutoPlusError
-from yolo_batch.effect import read_csv
+from yolo_batch.record.effect import read_csv
 
 pytestmark = pytest.mark.slow
 
@@ -86,7 +86,7 @@ def test_bad_value_in_train_fails_before_run_folder(tiny_data, tmp_path):
 
 def test_probe_restores_everything_it_touches(tiny_data, tmp_path, monkeypatch):
     """The weights, RNG and trainer slots after the decision are those before it (STYLE rule 8)."""
-    from yolo_batch import decide
+    from yolo_batch.decide import decide
 
     seen = {}
     original = decide.auto_batch

@@ -12,7 +12,7 @@ from ultralytics import YOLO
 
 from tests.conftest import run_yolo, train_in_process, yolo_train
 from yolo_batch import AutoPlus
-from yolo_batch.effect import read_csv
+from yolo_batch.record.effect import read_csv
 
 pytestmark = pytest.mark.slow
 
@@ -175,7 +175,7 @@ def test_a_stock_run_resumed_with_auto_plus_states_its_first_epochs_and_every_se
     """
     import time
 
-    from yolo_batch.summary import effect_figure
+    from yolo_batch.record.summary import effect_figure
     from yolo_batch.tools.report import compare
 
     run, last = tmp_path / "run", tmp_path / "run" / "weights" / "last.pt"

@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import YOLO, fast_args, run_yolo, yolo_train
 from yolo_batch.activate import supported_range
-from yolo_batch.effect import read_csv
+from yolo_batch.record.effect import read_csv
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ from tests.memory_laws import H100_GIB, MB, YOLO11S_640_H100, YOLOV8S_640
 from tests.simulated import SimulatedGPU
 from yolo_batch import AutoPlusError
 from yolo_batch.core.policy import Law
-from yolo_batch.effect import read_csv
+from yolo_batch.record.effect import read_csv
 
 pytestmark = pytest.mark.slow
 VAL = Law(324 * MB, 60 * MB)  # inference without gradients: a quarter of the training step per image
@@ -28,7 +28,7 @@ def gpu(monkeypatch):
     def install(**kw):
         device = SimulatedGPU(train=YOLOV8S_640, val=VAL, **kw).install()
         made.append(device)
-        monkeypatch.setattr("yolo_batch.memory.backend_for", lambda _device: device)
+        monkeypatch.setattr("yolo_batch.device.memory.backend_for", lambda _device: device)
         return device
 
     yield install
@@ -181,7 +181,7 @@ def test_ultralytics_own_halving_is_recorded_when_only_measuring(data64, tmp_pat
 
 
 def test_verify_auto_skips_an_expensive_proof_far_below_the_budget(data64, tmp_path, gpu, monkeypatch):
-    from yolo_batch import retime
+    from yolo_batch.decide import retime
 
     gpu(total_gib=80)  # 64 needs 15.6 GB of 77 GB usable: under half the budget
     monkeypatch.setattr(retime, "VERIFY_CHEAP_S", 0.0)  # every step counts as expensive
@@ -200,7 +200,7 @@ def data256(tmp_path_factory):
 def test_the_verified_step_refits_the_law_and_the_pick_grows(data256, tmp_path, monkeypatch):
     """The H100's real curve: the law from batches 2-8 over-predicts a step at 200 by 11 %; one refit corrects it."""
     device = SimulatedGPU(total_gib=H100_GIB, train=YOLO11S_640_H100, val=Law(0, 1 * MB)).install()
-    monkeypatch.setattr("yolo_batch.memory.backend_for", lambda _device: device)
+    monkeypatch.setattr("yolo_batch.device.memory.backend_for", lambda _device: device)
     try:
         model, d = _run(data256, tmp_path, "auto-plus:fit", imgsz=32)
     finally:
@@ -223,7 +223,7 @@ def test_the_verified_step_refits_the_law_and_the_pick_grows(data256, tmp_path, 
 
 def test_a_refitted_pick_that_runs_out_of_memory_falls_back_to_the_proven_one(data256, tmp_path, monkeypatch):
     device = SimulatedGPU(total_gib=H100_GIB, train=YOLO11S_640_H100, val=Law(0, 1 * MB), oom_at={224}).install()
-    monkeypatch.setattr("yolo_batch.memory.backend_for", lambda _device: device)
+    monkeypatch.setattr("yolo_batch.device.memory.backend_for", lambda _device: device)
     try:
         model, d = _run(data256, tmp_path, "auto-plus:fit", imgsz=32)
     finally:

@@ -90,7 +90,7 @@ def test_dataloader_measurement_leaves_no_worker_behind(tiny_data, tmp_path, mon
     from ultralytics.data import build_yolo_dataset
     from ultralytics.models.yolo.detect import DetectionTrainer
 
-    from yolo_batch.loader import measure
+    from yolo_batch.decide.loader import measure
 
     trainer = DetectionTrainer(
         overrides={**FAST, "model": "yolo11n.yaml", "data": str(tiny_data), "project": str(tmp_path), "name": "t"}
@@ -141,7 +141,7 @@ def test_python_speed_above_nbs_applies_the_large_batch_recipe(tiny_data, tmp_pa
 
     import yaml
 
-    from yolo_batch.batchnorm import scaled
+    from yolo_batch.train.batchnorm import scaled
 
     used = []  # the warm-up iterations Ultralytics' loop computes (`nw = self._get_warmup_iterations(nb)`)
 
@@ -215,8 +215,8 @@ def test_cli_yaml_speed_gain_keeps_the_pick_within_nbs(tiny_data, tmp_path):
 
 def test_far_pick_refits_the_time_law_through_a_timed_step(tiny_data, tmp_path, monkeypatch):
     """Timed sizes kept to the probe's 2-8: a pick above 16 is timed, the law refitted through it, decided again."""
-    from yolo_batch import loader
     from yolo_batch.core.throughput import Pace, TimeLaw
+    from yolo_batch.decide import loader
 
     monkeypatch.setattr(loader, "EXTEND_SECONDS", 0.0)
     model = AutoPlus(policy="speed", speed_gain=0.0, speed_min_steps=0, max_batch=32).register(YOLO("yolo11n.yaml"))
@@ -255,7 +255,7 @@ def test_a_plain_resume_carries_the_recipe_on(tiny_data, tmp_path):
 
     import yaml
 
-    from yolo_batch.batchnorm import scaled
+    from yolo_batch.train.batchnorm import scaled
 
     class Stop(Exception):
         pass

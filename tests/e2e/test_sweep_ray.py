@@ -28,7 +28,7 @@ import pytest
 import torch
 
 from tests.conftest import FAST
-from yolo_batch.effect import read_csv
+from yolo_batch.record.effect import read_csv
 from yolo_batch.tools.sweep import plan
 from yolo_batch.tools.sweep_state import run_state, write_record
 

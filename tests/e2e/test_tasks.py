@@ -8,8 +8,8 @@ import pytest
 
 from tests.conftest import TASK_MODELS, TASKS_84, fast_args, needs_84, run_yolo
 from yolo_batch.core.spec import AutoPlusError
-from yolo_batch.effect import read_csv
-from yolo_batch.probe import ANY_IMAGE, VAL_AT_1X, WORST_CASE
+from yolo_batch.decide.probe import ANY_IMAGE, VAL_AT_1X, WORST_CASE
+from yolo_batch.record.effect import read_csv
 
 pytestmark = pytest.mark.slow
 

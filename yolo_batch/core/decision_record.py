@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from yolo_batch.core.pace_record import law_line
 from yolo_batch.core.policy import gib
 
 if TYPE_CHECKING:
@@ -99,8 +100,6 @@ def build(
 
 def decision_table(r: dict[str, Any]) -> list[str]:
     """The decision as log lines: headroom, one row per candidate, the pick and why."""
-    from yolo_batch.core.pace_record import law_line
-
     speed = any(c.get("predicted_images_per_s") for c in r["candidates"])
 
     def ips(value: object) -> str:

@@ -174,7 +174,7 @@ COMMANDS = {
         (("--json", "print the record as JSON instead of the tables"),),
     ),
     "cache": Command(
-        "yolo_batch.lawcache:cache_cli",
+        "yolo_batch.decide.lawcache:cache_cli",
         "list the law cache (repeat decisions skip the probe), or clear it",
         "[list|clear]",
         "List the memory laws that earlier decisions saved beside Ultralytics' settings (one per set-up: model, "

@@ -17,7 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from yolo_batch.effect import atomic_write
+from yolo_batch.record.effect import atomic_write
 from yolo_batch.tools.shapes import CLASS_NAMES, COLORS, background, boxes, draw, draw_rotated, outline
 
 __all__ = ["CLASS_NAMES", "TASKS", "count_images", "make_dataset"]

@@ -21,9 +21,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from yolo_batch.activate import activate, env_switch
+from yolo_batch.core.decision_record import decision_table
 from yolo_batch.core.spec import DISABLE_ENV, AutoPlusError, _closest, looks_like_auto_plus
 from yolo_batch.core.spec import POLICIES as ALL_POLICIES
 from yolo_batch.core.whatif import what_if, what_if_table
+from yolo_batch.decide import decide
+from yolo_batch.record.effect import write_json
 from yolo_batch.tools.cmdline import boolean, cuda_devices, invalid_value, missing_input
 
 VALUE = f"auto-plus[:{'|'.join(ALL_POLICIES)}][:FRACTION]"
@@ -102,8 +106,6 @@ def _check(pairs: dict[str, str]) -> None:
     That is: the plugin off, a key ``yolo`` does not know, a missing model or dataset file, a device that torch
     does not see here.
     """
-    from yolo_batch.activate import env_switch
-
     if env_switch(DISABLE_ENV):
         raise AutoPlusError(
             f"plan: {DISABLE_ENV}={os.environ.get(DISABLE_ENV)} turns yolo-batch off, so there is no auto-plus "
@@ -153,9 +155,6 @@ class _Help(Exception):
 def plan(words: list[str]) -> tuple[dict[str, Any], str]:
     """Set up the training run of ``yolo train WORDS`` in a temporary folder, decide, stop; (record, task)."""
     import ultralytics.cfg
-
-    from yolo_batch import decide
-    from yolo_batch.activate import activate
 
     activate()
     tmp = tempfile.mkdtemp(prefix="yolo-batch-plan-")
@@ -256,14 +255,11 @@ def cmd_plan(args: list[str]) -> int:
         record, task = _quiet(plan, words)
     record = {**record, "what_if": what_if(record)}
     if folder is not None:
-        from yolo_batch.effect import write_json
-
         folder.mkdir(parents=True, exist_ok=True)
         write_json(folder / "batch_decision.json", record)
     if json_out:
         print(json.dumps(record, indent=2))
         return 0
-    from yolo_batch.core.decision_record import decision_table
 
     for line in [*decision_table(record), "", *what_if_table(record, record["what_if"])]:
         print(line)

@@ -15,9 +15,9 @@ from yolo_batch.core.decision_record import decision_table
 from yolo_batch.core.history import batch_spans, epoch_words, row_spans, spans_words
 from yolo_batch.core.readback import Damaged, read_yaml
 from yolo_batch.core.spec import AutoPlusError
-from yolo_batch.effect import atomic_write, atomic_write_bytes, read_csv, read_effect
-from yolo_batch.records import ARGS_FILE, read_decision
-from yolo_batch.summary import TASKS, Task, number, task_of, train_loss
+from yolo_batch.record.effect import atomic_write, atomic_write_bytes, read_csv, read_effect
+from yolo_batch.record.records import ARGS_FILE, read_decision
+from yolo_batch.record.summary import TASKS, Task, number, task_of, train_loss
 from yolo_batch.tools.cmdline import parse_pairs
 
 LOWER_IS_BETTER = {"metrics/abs_rel", "metrics/rmse", "metrics/silog"}  # depth errors: their best is the lowest
@@ -127,7 +127,7 @@ def compare(runs: list[Path], out: Path | None = None) -> list[dict[str, Any]]:
 
     A run's batch comes from ``batch_effect.csv``, else ``batch_decision.json``, else ``weights/last.pt``'s
     ``train_args``, else ``args.yaml`` (when it holds a batch >= 1). Its metrics are its task's
-    (`yolo_batch.summary.task_of` reads the task from results.csv's columns): "best" is the best value any
+    (`yolo_batch.record.summary.task_of` reads the task from results.csv's columns): "best" is the best value any
     epoch reached, per metric (the highest; the lowest for depth's errors), "final" the last epoch's. Runs
     without ``batch_effect.csv`` (stock runs) leave the effective batch, images/s and peak memory empty.
     ``wall_s`` adds up each segment's last ``time`` in ``results.csv`` (`wall_seconds`: it restarts when a run

@@ -24,7 +24,9 @@ from typing import Any
 from yolo_batch.activate import env_switch
 from yolo_batch.core.spec import DISABLE_ENV, AutoPlusError, _closest
 from yolo_batch.tools.cmdline import missing_input, parse_pairs, positive, run_child, run_env, yolo_command
+from yolo_batch.tools.report import compare, format_table
 from yolo_batch.tools.sweep_state import _trim_results, check_record, label, parse_batches, run_state, write_record
+from yolo_batch.train.valbatch import ENV
 
 USAGE = (
     "usage: yolo-batch sweep model=... data=... batches=16,32,64,auto-plus epochs=N [project=runs/sweep] "
@@ -137,8 +139,6 @@ def train_command(recipe: dict[str, Any], value: str, project: Path) -> list[str
 
 def sweep_env(recipe: dict[str, Any]) -> dict[str, str]:
     """The environment of every run: measured (``YOLO_BATCH_OBSERVE``), validating at the recipe's ``val_batch``."""
-    from yolo_batch.valbatch import ENV
-
     return {**run_env(), "YOLO_BATCH_OBSERVE": "1", ENV: str(recipe.get("val_batch", VAL_BATCH))}
 
 
@@ -203,8 +203,6 @@ def prepare(recipe: dict[str, Any], batches: list[str], project: Path) -> list[t
 
 def finish(project: Path, runs: list[Path]) -> int:
     """Compare the finished runs into ``project/`` and print the table; 0."""
-    from yolo_batch.tools.report import compare, format_table
-
     rows = compare(runs, project)
     print()
     for line in format_table(rows):

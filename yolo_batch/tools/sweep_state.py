@@ -16,7 +16,7 @@ from typing import Any
 
 from yolo_batch.core.readback import INT, Damaged, ListOf, Maybe, OneOf, Opt, read_yaml
 from yolo_batch.core.spec import AutoPlusError, looks_like_auto_plus, parse_batch_value, resolve_spec
-from yolo_batch.effect import atomic_write, read_csv
+from yolo_batch.record.effect import atomic_write, read_csv
 
 SWEEP_FILE = "sweep.yaml"
 FORMS = "an integer >= 1 or an auto-plus value (auto-plus, auto-plus:fit, auto-plus:0.8, auto-plus:fit:0.8)"

@@ -13,10 +13,20 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
+from yolo_batch.core import decision_record, policy, recipe
 from yolo_batch.core.decision_record import decision_table
-from yolo_batch.core.policy import ADVICE, gib
+from yolo_batch.core.pace_record import record_fields
+from yolo_batch.core.phases import Phases
+from yolo_batch.core.policy import ADVICE, SPEEDS, Law, MemoryModel, gib
 from yolo_batch.core.spec import AutoPlusError, BatchSpec, with_overrides
+from yolo_batch.decide import lawcache, retime
+from yolo_batch.decide.loader import measure_pace
+from yolo_batch.decide.probe import Prober, borrowed
+from yolo_batch.device import ddp, memory
+from yolo_batch.record import records
 from yolo_batch.session import log, session
+from yolo_batch.train import adapt, lrscale, valbatch
+from yolo_batch.version import __version__
 
 if TYPE_CHECKING:
     from ultralytics.engine.trainer import BaseTrainer
@@ -79,9 +89,6 @@ def auto_batch(trainer: BaseTrainer, world: int = 1) -> int:
     the large-batch recipe, the lr plan), `_record` (the record from numbers, `decision_record.build`), the law
     cache saved, then `records` keeps it (the only writer of ``record``) and the table is logged.
     """
-    from yolo_batch import lawcache, memory, records
-    from yolo_batch.core.phases import Phases
-
     s, (logger, prefix) = session(trainer), log()
     assert s is not None  # attached to auto-plus trainers only (wiring.attach)
     memory.bind(s.device, trainer.device)
@@ -108,9 +115,6 @@ def auto_batch(trainer: BaseTrainer, world: int = 1) -> int:
 
 def _picked(trainer: BaseTrainer, s: Session, world: int, phases):
     """The law cache's pick with its verified step, or the full probe's: ``(found, prober, picked, setup_seconds)``."""
-    from yolo_batch import lawcache
-    from yolo_batch.probe import Prober, borrowed
-
     spec, t0 = s.spec, phases.start
     with phases("cache"):
         found = lawcache.lookup(trainer, spec, s.backend, _versions(), world)
@@ -127,10 +131,6 @@ def _picked(trainer: BaseTrainer, s: Session, world: int, phases):
 
 def _recipe(trainer: BaseTrainer, s: Session, picked, prober, world: int):
     """Goodput's start, the large-batch recipe above nbs (speed, goodput) and the lr plan: ``(large, lr, bound)``."""
-    from yolo_batch import adapt, lrscale
-    from yolo_batch.core import recipe
-    from yolo_batch.core.policy import SPEEDS
-
     spec, args, batch = s.spec, trainer.args, picked.batch
     bound = _fit_bound(picked.model, picked.budget, prober, spec)  # goodput's ceiling, from the law as refitted
     if spec.policy == "goodput" and world == 1:
@@ -150,9 +150,6 @@ def _recipe(trainer: BaseTrainer, s: Session, picked, prober, world: int):
 
 def _record(trainer: BaseTrainer, s: Session, picked, prober, found, phases, setup_seconds, large, lr, bound, world):
     """The decision's record, built from the numbers alone by `decision_record.build`."""
-    from yolo_batch.core import decision_record, recipe
-    from yolo_batch.core.pace_record import record_fields
-
     spec, args, batch, result, notes = s.spec, trainer.args, picked.batch, picked.result, picked.notes
     seconds = time.perf_counter() - phases.start
     if picked.flat:
@@ -209,10 +206,6 @@ def _record(trainer: BaseTrainer, s: Session, picked, prober, found, phases, set
 
 def _full(trainer: BaseTrainer, prober, spec: BatchSpec, world: int, phases):
     """The full decision: probe the memory law (and the pace), pick, verify (stepping down, refitting once)."""
-    from yolo_batch import valbatch
-    from yolo_batch.core import policy
-    from yolo_batch.loader import measure_pace
-
     logger, prefix = log()
     logger.info(f"{prefix}probing real training steps at batch {', '.join(map(str, spec.probe_batches))}...")
     backend = prober.backend
@@ -257,9 +250,6 @@ def _full(trainer: BaseTrainer, prober, spec: BatchSpec, world: int, phases):
 
 def _verified(trainer: BaseTrainer, prober, spec: BatchSpec, world: int, model, decision, budget, result, pace):
     """Verify the pick (`spec.verify`): step down on out-of-memory, refit the law through the verified step once."""
-    from yolo_batch import lawcache, retime
-    from yolo_batch.core import policy
-
     batch, notes, lead = decision.batch, [], []
     skipped = retime.checked(spec, model, batch, budget, result.step_seconds, pace)  # the cache's rule too
     checking = skipped is None
@@ -310,8 +300,6 @@ def _verified(trainer: BaseTrainer, prober, spec: BatchSpec, world: int, model, 
 
 def ddp_auto_batch(trainer: BaseTrainer) -> int:
     """DDP worker: probe this rank's GPU alone, agree on the smallest per-GPU pick; return per-GPU x world."""
-    from yolo_batch import ddp, lrscale, memory, records
-
     s, world = session(trainer), trainer.world_size
     assert s is not None  # a DDP worker of an auto-plus launch (rebuild's first build)
     memory.bind(s.device, trainer.device)  # this rank's GPU, as Ultralytics' _setup_ddp set it
@@ -347,7 +335,6 @@ def refit_law(model, result, batch: int, peaks: tuple[int, int | None]):
         >>> round(m.train.at(8)), round(m.train.at(100)), m.val
         (900, 8500, None)
     """
-    from yolo_batch.core.policy import Law, MemoryModel
 
     def through(points, x, y):
         if not points or y is None:
@@ -372,8 +359,6 @@ def _fit_bound(model, budget: float, prober, spec: BatchSpec) -> int:
 
 def _fit(prober, result, spec):
     """Fit the training law; if the peaks did not grow, probe larger batches once, then accept a flat law."""
-    from yolo_batch.core import policy
-
     try:
         return (*policy.fit_law(result.train), False)
     except ValueError:
@@ -390,7 +375,6 @@ def _fit(prober, result, spec):
 
 
 def _fit_val(result):
-    from yolo_batch.core import policy
 
     try:
         return policy.fit_law(result.val)[0] if len(result.val) >= 2 else None
@@ -401,7 +385,5 @@ def _fit_val(result):
 def _versions() -> dict[str, str]:
     import torch
     import ultralytics
-
-    from yolo_batch.version import __version__
 
     return {"yolo_batch": __version__, "ultralytics": ultralytics.__version__, "torch": torch.__version__}

@@ -19,7 +19,7 @@ from yolo_batch.core import policy
 from yolo_batch.core.policy import gib
 from yolo_batch.core.spec import BatchSpec, with_overrides
 from yolo_batch.core.throughput import refit_time_law
-from yolo_batch.memory import is_oom
+from yolo_batch.device.memory import is_oom
 
 FAR = 2  # a pick more than this many times the largest timed batch is timed before it is trusted
 VERIFY_MARGIN = 0.5  # verify: auto proves picks whose predicted peak is above this share of the budget...

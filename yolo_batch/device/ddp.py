@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from yolo_batch.core.policy import Law, MemoryModel
 from yolo_batch.core.spec import AutoPlusError, BatchSpec, parse_batch_value
 
 if TYPE_CHECKING:
@@ -213,8 +214,6 @@ def record_fields(record: dict, picks: Sequence[int], rank_index: int = 0) -> di
         >>> r["batch"], r["per_gpu_batch"], r["rank_batches"], r["per_gpu_predicted_peak_bytes"]
         (32, 16, [32, 16], 260)
     """
-    from yolo_batch.core.policy import Law, MemoryModel
-
     per_gpu, total = plan_global_batch(picks)
     val = record.get("val_fixed_bytes") is not None and Law(record["val_fixed_bytes"], record["val_per_image_bytes"])
     law = Law(record["fixed_bytes"], record["per_image_bytes"])

@@ -17,7 +17,9 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+from yolo_batch import port
 from yolo_batch.core.spec import AutoPlusError
+from yolo_batch.session import log, session
 
 if TYPE_CHECKING:
     from ultralytics.engine.trainer import BaseTrainer
@@ -56,9 +58,6 @@ def attach(trainer: BaseTrainer, session: Session) -> None:
     """Validate at the fixed batch in this run, when ``YOLO_BATCH_VAL_BATCH`` asks for one (and say so)."""
     session.val_batch = wanted()
     if session.val_batch is not None:
-        from yolo_batch import port
-        from yolo_batch.session import log
-
         port.wrap(trainer, "get_dataloader", _get_dataloader, trainer)  # this trainer only
 
         logger, prefix = log()
@@ -73,8 +72,6 @@ def lower(session, new: int) -> None:
 
 def _get_dataloader(trainer, original, dataset_path, batch_size=16, rank=0, mode="train"):
     """Ultralytics' ``get_dataloader``, with validation loaders at the session's fixed batch."""
-    from yolo_batch.session import session
-
     s = session(trainer)
     fixed = s.val_batch if s is not None else None
     if mode == "val" and fixed:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from yolo_batch.core.recipe import REFERENCE_BATCH, half_life_images, scaled  # the pure formulas, in the core
+from yolo_batch.session import log
 
 if TYPE_CHECKING:
     from ultralytics.engine.trainer import BaseTrainer
@@ -55,8 +56,6 @@ def apply(trainer: BaseTrainer, session: Session) -> None:
             changed.append(base)
     session.bn_batch = batch
     if changed:
-        from yolo_batch.session import log
-
         base = max(set(changed), key=changed.count)
         logger, prefix = log()
         logger.info(

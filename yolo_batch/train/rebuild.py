@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from yolo_batch import port
-from yolo_batch.memory import NotOutOfMemory
+from yolo_batch.device.memory import NotOutOfMemory
 from yolo_batch.session import Session, log, session
 
 

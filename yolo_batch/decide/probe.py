@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from yolo_batch.memory import is_oom
+from yolo_batch.core.phases import Phases
+from yolo_batch.core.spec import AutoPlusError
+from yolo_batch.device.memory import is_oom
 
 if TYPE_CHECKING:
     from ultralytics.engine.trainer import BaseTrainer
@@ -48,8 +50,6 @@ def check_task(task: str | None) -> None:
         AutoPlusError: For a task outside `WORST_CASE`.
     """
     if task is not None and task not in WORST_CASE:
-        from yolo_batch.core.spec import AutoPlusError
-
         raise AutoPlusError(
             f"batch=auto-plus does not serve task={task!r}; it serves {', '.join(WORST_CASE)}. "
             "Pass an integer batch, e.g. batch=16"
@@ -187,8 +187,6 @@ def borrowed(trainer: BaseTrainer, phases=None):
     collection before each measured step sees only what the probe made. ``phases`` (a `phases.Phases`) times
     the snapshot and the restore.
     """
-    from yolo_batch.core.phases import Phases
-
     phases = phases or Phases()
     with phases("snapshot"):
         snapshot = _Snapshot(trainer)
@@ -220,7 +218,6 @@ def frozen_gc(phases=None):
     if gc.get_freeze_count():
         yield
         return
-    from yolo_batch.core.phases import Phases
 
     with (phases or Phases())("collect"):
         gc.collect()
@@ -254,8 +251,6 @@ class Prober:
             finally:
                 args.cache = cache
             if not len(self.dataset):
-                from yolo_batch.core.spec import AutoPlusError
-
                 raise AutoPlusError(f"the training set {trainer.data['train']} has no images; check data={args.data}")
             self.task = args.task
             self.worst_case = WORST_CASE[self.task]

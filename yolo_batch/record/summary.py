@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from yolo_batch.core.history import chosen, epoch_words, row_spans, spans_words
 from yolo_batch.core.pace_record import check_line
+from yolo_batch.record.effect import atomic_write_bytes
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -194,8 +195,6 @@ def plot_effect(rows: list[dict[str, Any]], decision: dict | None, path: str | P
     if not plots or not any(str(r.get("epoch")) != "final" for r in rows):
         return None
     import io
-
-    from yolo_batch.effect import atomic_write_bytes
 
     buf = io.BytesIO()
     effect_figure(rows, decision).savefig(buf, format="png")

@@ -20,6 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 from yolo_batch.core.pace_record import SPEED
 from yolo_batch.core.readback import INT, Damaged, ListOf, Maybe, Opt, read_json, shaped
+from yolo_batch.core.spec import resolve_spec
+from yolo_batch.device.ddp import rank
+from yolo_batch.record.effect import atomic_write, write_json
 from yolo_batch.session import DECISION_FILE, Session, log
 
 if TYPE_CHECKING:
@@ -78,8 +81,6 @@ def write_args(trainer: BaseTrainer, s: Session) -> None:
     import re
 
     import yaml
-
-    from yolo_batch.effect import atomic_write
 
     path = Path(trainer.save_dir) / ARGS_FILE
     value = asked(trainer, s)
@@ -264,9 +265,6 @@ def epoch_end(trainer: BaseTrainer, s: Session) -> tuple[int, int, str] | None:
 
 def write(trainer: BaseTrainer, s: Session) -> None:
     """Write ``batch_decision.json`` now (rank 0 alone), e.g. after a goodput switch joined the history."""
-    from yolo_batch.ddp import rank
-    from yolo_batch.effect import write_json
-
     data = decision(s)
     if data is None or (s.worker and rank() > 0):  # DDP: rank 0 alone writes
         return
@@ -307,8 +305,6 @@ def unrecorded(s: Session) -> list[str]:
     These are ``AutoPlus(...)`` keywords other than the policy and fraction: a rerun from args.yaml would take
     them from ``YOLO_BATCH_CONFIG`` or the defaults.
     """
-    from yolo_batch.core.spec import resolve_spec
-
     if not (s.decides and s.value) or s.worker:
         return []
     rerun = resolve_spec(s.value).as_dict()

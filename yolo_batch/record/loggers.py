@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from yolo_batch import port
+from yolo_batch.record.records import read_decision
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -313,8 +314,6 @@ def train_end(trainer: BaseTrainer, record: dict[str, Any] | None, paths: list[P
     """The decision (where not sent yet) and the run's files (``batch_decision.json``, ``batch_effect.png``)."""
     decision = next((p for p in paths if p.suffix == ".json"), None)
     if record is None and decision is not None and decision.is_file():  # e.g. a resumed run: the decision is on disk
-        from yolo_batch.records import read_decision
-
         try:
             record = read_decision(decision)
         except ValueError:  # damaged: `records.load_history` said so at the start

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from yolo_batch.core import readback
+from yolo_batch.session import log
 
 
 def atomic_write(path: str | os.PathLike, text: str) -> None:
@@ -137,8 +138,6 @@ def _kept(path: Path) -> list[dict[str, str]]:
     try:
         return read_effect(path)
     except readback.Damaged as e:
-        from yolo_batch.session import log
-
         logger, prefix = log()
         logger.warning(f"{prefix}{e}; its earlier rows are left out, this run's epochs are logged from here")
         return []

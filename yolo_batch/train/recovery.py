@@ -13,8 +13,12 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from yolo_batch.core import policy
 from yolo_batch.core.spec import AutoPlusError
+from yolo_batch.device.memory import is_oom
+from yolo_batch.record import records
 from yolo_batch.session import log, session
+from yolo_batch.train import adapt, valbatch
 
 if TYPE_CHECKING:
     from ultralytics.engine.trainer import BaseTrainer
@@ -27,8 +31,6 @@ def halved(s, old: int, new: int) -> None:
 
 def guarded_train(trainer: BaseTrainer, original):
     """Turn an out-of-memory error that recovery could not absorb into one clear, resumable message."""
-    from yolo_batch.memory import is_oom
-
     try:
         return original()
     except RuntimeError as e:
@@ -57,9 +59,6 @@ def step_down(trainer, s, old: int) -> int:
     Raises:
         AutoPlusError: When no batch >= ``min_batch`` is left.
     """
-    from yolo_batch import adapt, records
-    from yolo_batch.core import policy
-
     spec = s.spec
     new = policy.next_lower(old, policy=spec.policy, candidates=spec.candidates, min_batch=spec.min_batch)
     if new == 0:
@@ -86,9 +85,6 @@ def restarts_left(s) -> bool:
 
 def guarded_validate(trainer: BaseTrainer, original):
     """Validate; on out-of-memory (detect validates at 2x the batch) halve the validation batch and retry."""
-    from yolo_batch import valbatch
-    from yolo_batch.memory import is_oom
-
     s = session(trainer)
     assert s is not None  # attached to auto-plus trainers only (wiring.attach)
     while True:

@@ -27,8 +27,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from yolo_batch.core import policy
 from yolo_batch.core.pace_record import SPEED
 from yolo_batch.core.readback import INT, NUMBER, Damaged, ListOf, Maybe, Opt, read_json
+from yolo_batch.core.spec import AutoPlusError
+from yolo_batch.core.throughput import pace_from_record
+from yolo_batch.decide import retime
+from yolo_batch.decide.probe import ProbeResult
+from yolo_batch.record.effect import write_json
+from yolo_batch.session import log
+from yolo_batch.train import valbatch
 
 if TYPE_CHECKING:
     from ultralytics.engine.trainer import BaseTrainer
@@ -76,8 +84,6 @@ def _digest(data: Any) -> str:
 def setup_of(trainer: BaseTrainer, spec, backend, versions: dict[str, str]) -> dict[str, Any] | None:
     """The set-up part of the key (no dataset needed); None when the model has no definition to hash."""
     import torch
-
-    from yolo_batch import valbatch
 
     model = trainer.model.module if hasattr(trainer.model, "module") else trainer.model
     definition = getattr(model, "yaml", None)
@@ -150,8 +156,6 @@ def lookup(trainer: BaseTrainer, spec, backend, versions: dict[str, str], world:
     try:
         entry = read_entry(path)
     except Damaged as e:
-        from yolo_batch.session import log
-
         logger, prefix = log()
         logger.warning(f"{prefix}law cache: {e}; the probe decides and replaces it")
         found.detail = f"the entry was damaged ({e.what})"
@@ -192,11 +196,6 @@ def read_entry(path: Path) -> dict[str, Any]:
 
 def cached_pick(trainer: BaseTrainer, prober, spec, backend, found: Lookup, phases) -> Picked | None:
     """The pick from the cached law, proven by one verified step; None (and ``found`` says why) to probe."""
-    from yolo_batch import retime
-    from yolo_batch.core import policy
-    from yolo_batch.core.throughput import pace_from_record
-    from yolo_batch.probe import ProbeResult
-
     entry = found.entry
     assert entry is not None  # decide asks only for a found entry
     if entry["check"] != check_of(prober):
@@ -314,8 +313,6 @@ def save(found: Lookup, prober, picked: Picked, record: dict[str, Any], model=No
 
     ``model`` is the memory law to save (default: the pick's), e.g. one refitted through the verified step.
     """
-    from yolo_batch.effect import write_json
-
     if found.setup is None:
         return
     m = model or picked.model
@@ -345,8 +342,6 @@ def save(found: Lookup, prober, picked: Picked, record: dict[str, Any], model=No
         found.saved = entry["saved"]
         found.detail = (found.detail + "; " if found.detail else "") + "saved this decision's laws"
     except OSError as e:
-        from yolo_batch.session import log
-
         logger, prefix = log()
         logger.warning(f"{prefix}law cache not written ({e})")
 
@@ -365,8 +360,6 @@ def entries(damaged: list[str] | None = None) -> list[dict[str, Any]]:
 
 def cache_cli(args: list[str]) -> int:
     """``yolo-batch cache [list|clear]``: list the cached laws, or remove them all."""
-    from yolo_batch.core.spec import AutoPlusError
-
     if len(args) > 1 or (args and args[0] not in ("list", "clear")):
         raise AutoPlusError(f"cache: unknown argument {' '.join(args)!r}; valid: list (the default) or clear")
     if args == ["clear"]:

@@ -16,7 +16,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from yolo_batch.session import log
+from yolo_batch.core import goodput
+from yolo_batch.core.goodput import ULTRALYTICS_BN_MOMENTUM, Recipe
+from yolo_batch.core.spec import KEYS, BatchSpec
+from yolo_batch.core.throughput import pace_from_record
+from yolo_batch.record import records
+from yolo_batch.record.records import latest, read_decision
+from yolo_batch.session import DECISION_FILE, log
+from yolo_batch.train import lrscale, rebuild
 
 if TYPE_CHECKING:
     from ultralytics.engine.trainer import BaseTrainer
@@ -38,7 +45,6 @@ def after_epoch(trainer: BaseTrainer, s: Session) -> None:
         return
     if trainer.stop or trainer.epoch + 1 >= trainer.epochs:
         return
-    from yolo_batch.core import goodput
 
     spec = s.spec
     choice = goodput.choose(
@@ -61,8 +67,6 @@ def after_epoch(trainer: BaseTrainer, s: Session) -> None:
 
 def _recipe(trainer, s):
     """The run's `goodput.Recipe` for the next epoch: optimizer, lr_scaling, lr left, training set, BatchNorm."""
-    from yolo_batch.core.goodput import Recipe
-
     lf = getattr(trainer, "lf", None)  # Ultralytics' schedule: the lr of epoch e is lr0 x lf(e)
     dataset = getattr(getattr(trainer, "train_loader", None), "dataset", None)
     return Recipe(
@@ -77,8 +81,6 @@ def _recipe(trainer, s):
 
 def _bn_base(trainer, s) -> float:
     """BatchNorm's momentum before ``bn_momentum: auto`` scaled it (the most common over the layers)."""
-    from yolo_batch.core.goodput import ULTRALYTICS_BN_MOMENTUM
-
     momenta = list((s.bn_momenta or {}).values())
     if not momenta:
         import torch.nn as nn
@@ -91,8 +93,6 @@ def _bn_base(trainer, s) -> float:
 
 def arm(trainer, s) -> None:
     """At an epoch's start: ask `rebuild` for the switch decided at the last epoch's end."""
-    from yolo_batch import rebuild
-
     state = s.switching
     if state.choice is None:
         return
@@ -109,9 +109,6 @@ def switch(trainer, s, old: int, new: int, lr: str) -> None:
     `rebuild` alone writes the batch and `lrscale.follow` (its ``after``) alone rescales the lr; this notes the
     switch: the choice is spent, the change handed to `records`, the line logged.
     """
-    from yolo_batch import lrscale, records
-    from yolo_batch.core import goodput
-
     logger, prefix = log()
     choice, s.switching.choice = s.switching.choice, None
     effective = goodput.effective(new, trainer.args.nbs)
@@ -141,10 +138,6 @@ def resumed_spec(resume) -> BatchSpec | None:
     """
     from pathlib import Path
 
-    from yolo_batch.core.spec import KEYS, BatchSpec
-    from yolo_batch.records import latest, read_decision
-    from yolo_batch.session import DECISION_FILE
-
     if not str(resume).endswith(".pt"):
         return None
     path = Path(str(resume)).resolve().parent.parent / DECISION_FILE
@@ -163,8 +156,6 @@ def resumed_spec(resume) -> BatchSpec | None:
 
 def resume(trainer: BaseTrainer, s: Session) -> None:
     """A resumed goodput run: the pace and fit bound from its decision (`lrscale` carries its lr_scaling on)."""
-    from yolo_batch.core.throughput import pace_from_record
-
     record = s.record or {}
     kept = record.get("goodput") or {}
     begin(s, pace_from_record(record), int(kept.get("fit_bound") or trainer.batch_size))

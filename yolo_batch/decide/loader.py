@@ -16,6 +16,10 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from yolo_batch.core.throughput import Pace, fit_time_law
+from yolo_batch.device.memory import is_oom
+from yolo_batch.session import log
+
 if TYPE_CHECKING:
     from ultralytics.engine.trainer import BaseTrainer
 
@@ -124,16 +128,12 @@ def measure_pace(trainer: BaseTrainer, prober, result, limit: int):
     Returns:
         (Pace | None): None when fewer than two batch sizes were timed.
     """
-    from yolo_batch.core.throughput import Pace
-
     if len(result.train_seconds) < 2:
         return None
     law, points = time_law(prober, result, trainer.args.nbs, limit, EXTEND_SECONDS)
     try:
         rate = measure(trainer, prober.dataset)
     except Exception as e:  # noqa: BLE001 - a loader that cannot be timed here still trains; the step's law stands
-        from yolo_batch.session import log
-
         logger, prefix = log()
         logger.warning(f"{prefix}dataloader not measured ({type(e).__name__}: {e}); images/s from the step alone")
         rate = LoaderRate(None, 0, 0, 0.0, 0.0)
@@ -171,9 +171,6 @@ def time_law(prober, result, nbs: int, limit: int, seconds: float = EXTEND_SECON
     Returns:
         (tuple[TimeLaw, list]): The law and the ``(batch, mean seconds)`` points it was fitted on.
     """
-    from yolo_batch.core.throughput import fit_time_law
-    from yolo_batch.memory import is_oom
-
     low, high = min(result.train_seconds), max(result.train_seconds)
     samples: dict[int, list[float]] = {}
 

@@ -1,0 +1,1 @@
+"""The devices: memory headroom, peak meters and the one OOM predicate; several GPUs (DDP)."""

@@ -1,0 +1,1 @@
+"""During training: the pipeline rebuild, out-of-memory recovery, goodput's switch, lr and BatchNorm."""
