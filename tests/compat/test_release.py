@@ -60,6 +60,13 @@ def test_auto_plus_decides_and_its_pick_trains(tiny_data, tmp_path, value):
     with open(tmp_path / "run" / "batch_effect.csv", newline="") as f:
         batches = [row["batch"] for row in csv.DictReader(f) if row["epoch"].isdigit()]
     assert batches == [str(decision["batch"])] * 2  # both epochs trained at the pick
+    # where the port finds other restart lines (8.3, 8.4 before 8.4.183), one line says what is off, and why
+    from ultralytics.models.yolo.detect import DetectionTrainer
+
+    from yolo_batch import port
+
+    off = "out-of-memory step-downs after the first epoch are off: "
+    assert (off in out) == (port.check(DetectionTrainer).restarts is not None), out[-3000:]
 
 
 @inside
