@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -29,8 +30,11 @@ from yolo_batch.decide import lawcache
 from yolo_batch.record import effect, records
 
 DATA = Path(__file__).parent / "data" / "readback"
-SETTINGS = settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture], database=None
+SETTINGS = settings(  # YOLO_BATCH_DAMAGE_EXAMPLES=3000 searches harder (CI draws 150 fresh ones each run)
+    max_examples=int(os.environ.get("YOLO_BATCH_DAMAGE_EXAMPLES", "150")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+    database=None,
 )
 SLOW_EXAMPLES = settings(SETTINGS, max_examples=20, phases=[Phase.explicit, Phase.generate])  # compare draws a figure
 
@@ -253,7 +257,7 @@ def test_a_damaged_batch_decision_json_is_left_out_of_a_resume_with_one_line(tmp
     path = tmp_path / "batch_decision.json"
     trainer, s, lines = _resumed(tmp_path, raw, caplog)
     try:
-        records.read_decision(path)
+        records.read_resumable(path)
     except Damaged as e:
         one_line(str(e), path)
         [line] = lines
@@ -278,6 +282,17 @@ def test_a_damaged_batch_decision_json_failed_before(tmp_path, caplog):
     trainer, s, lines = _resumed(tmp_path, json.dumps(data).encode(), caplog)
     records.started(trainer, s)
     assert s.history == [] and len(lines) == 1 and "history[0].from_epoch is '1', not an integer" in lines[0]
+
+
+def test_a_choice_without_its_policy_is_damaged_for_a_resume_and_the_reader_says_so(tmp_path, caplog):
+    """The case CI's hypothesis run found: the resume's oracle must be the reader the resume uses."""
+    data = json.loads(DECISION)
+    del data["history"][0]["policy"]
+    raw = json.dumps(data).encode()
+    trainer, s, lines = _resumed(tmp_path, raw, caplog)
+    with pytest.raises(Damaged, match=r"history\[0\]\.policy is missing"):
+        records.read_resumable(tmp_path / "batch_decision.json")
+    assert s.history == [] and len(lines) == 1 and "history[0].policy is missing" in lines[0]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -419,6 +434,18 @@ def test_a_damaged_sweep_yaml_is_refused_in_one_line(tmp_path, sweep_yaml, data)
         assert all(isinstance(b, str) for b in listed) and set(batches) <= set(listed)
 
 
+def test_a_recipe_key_with_a_line_break_is_named_on_one_line(tmp_path, sweep_yaml):
+    """The case a 2,500-example search found: the refusal quoted the edited key's line breaks raw."""
+    from yolo_batch.tools.sweep_state import check_record
+
+    recipe, batches, _ = sweep_yaml
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump({"recipe": {"\n\n": "(", **recipe}, "batches": batches}))
+    with pytest.raises(AutoPlusError, match="another recipe") as e:
+        check_record(tmp_path, recipe, batches)
+    one_line(str(e.value), tmp_path)
+    assert "'\\n\\n': '(' there, 'unset' here" in str(e.value)
+
+
 # --------------------------------------------------------------------------------------------------------------
 # The plugin YAML (YOLO_BATCH_CONFIG, config=): every problem is spec's one-line AutoPlusError
 
@@ -436,3 +463,30 @@ def test_a_damaged_plugin_yaml_is_one_line(tmp_path, raw):
         resolve_spec("auto-plus", config=path)
     except AutoPlusError as e:
         assert "\n" not in str(e)
+
+
+def test_a_key_with_a_line_break_in_the_plugin_yaml_is_named_escaped(tmp_path):
+    """A 6,000-example search found a nested key's line break quoted raw; every AutoPlusError is one line now."""
+    from yolo_batch.core.spec import resolve_spec
+
+    path = tmp_path / "plugin.yaml"
+    path.write_text(yaml.safe_dump({"probe": {"ca\nche": True}}))
+    with pytest.raises(AutoPlusError, match=r"unknown key 'probe\.ca\\nche'") as e:
+        resolve_spec("auto-plus", config=path)
+    assert "\n" not in str(e.value)
+
+
+def test_a_cached_entry_with_a_control_byte_in_its_setup_lists_on_one_line(capsys):
+    """The same search found ``amp: "\\x1e"`` (a record separator) splitting the listing's line in two."""
+    folder = lawcache.folder()
+    folder.mkdir(parents=True, exist_ok=True)
+    for p in folder.glob("*.json"):
+        p.unlink()
+    entry = json.loads(ENTRY)
+    entry["setup"]["amp"] = "\x1e"
+    (folder / "0000edited.json").write_text(json.dumps(entry))
+    capsys.readouterr()
+    assert lawcache.cache_cli([]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("1 cached law(s)") and len(out) == 2 and "amp=\\x1e" in out[1]
+    lawcache.cache_cli(["clear"])

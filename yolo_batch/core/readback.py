@@ -29,13 +29,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from yolo_batch.core.spec import printable
+
 
 class Damaged(ValueError):
     """A file read back is damaged: ``str(e)`` is one line, the file and what is wrong with it."""
 
     def __init__(self, path: str | os.PathLike, what: str) -> None:
         """``path``: the file; ``what``: what is wrong with it, in a few words."""
-        super().__init__(f"{path} is damaged: {what}")
+        super().__init__(printable(f"{path} is damaged: {what}"))
         self.path, self.what = str(path), what
 
 

@@ -26,8 +26,25 @@ CONFIG_ENV = "YOLO_BATCH_CONFIG"
 DISABLE_ENV = "YOLO_BATCH_DISABLE"
 
 
+def printable(text: str) -> str:
+    r"""``text`` with each unprintable character (a line break, a control byte) written as its escape.
+
+    Examples:
+        >>> printable("unknown key 'probe.\n\x1e'")
+        "unknown key 'probe.\\n\\x1e'"
+    """
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class AutoPlusError(ValueError):
-    """A bad batch value, keyword or config entry; the message is one line, fit to show a user as is."""
+    """A bad batch value, keyword or config entry; the message is one line, fit to show a user as is.
+
+    What a user wrote is quoted as written; a line break or control byte in it is shown escaped (`printable`).
+    """
+
+    def __init__(self, message: str) -> None:
+        """``message``: what was wrong and what is valid."""
+        super().__init__(printable(str(message)))
 
 
 def _closest(word: str, valid: tuple[str, ...] | list[str]) -> str:

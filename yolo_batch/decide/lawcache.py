@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from yolo_batch.core import policy
 from yolo_batch.core.pace_record import SPEED
 from yolo_batch.core.readback import INT, NUMBER, Damaged, ListOf, Maybe, Opt, read_json
-from yolo_batch.core.spec import AutoPlusError
+from yolo_batch.core.spec import AutoPlusError, printable
 from yolo_batch.core.throughput import pace_from_record
 from yolo_batch.decide import retime
 from yolo_batch.decide.probe import ProbeResult
@@ -378,11 +378,12 @@ def cache_cli(args: list[str]) -> int:
             total = f"{float(s.get('total_bytes') or 0) / 2**30:.1f} GiB"
         except (TypeError, ValueError):  # the set-up is only compared, never read, by a decision
             total = "? GiB"
-        print(
+        row = (
             f"{e['key']}  {e['saved']}  {s.get('model_name')} {s.get('task')} imgsz={s.get('imgsz')} "
             f"amp={amp[0] if isinstance(amp, list) and amp else amp} {s.get('device')} {total}: "
             f"{train[0] / 2**30:.2f} GiB + {train[1] / 2**20:.1f} MiB/image, pick {e['pick']}"
         )
+        print(printable(row))  # one line per entry, whatever an edited set-up holds
     for line in damaged:
         print(f"{line}; left out (a decision replaces it; `yolo-batch cache clear` removes it)")
     return 0

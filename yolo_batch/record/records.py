@@ -151,10 +151,7 @@ def load_history(trainer: BaseTrainer, s: Session) -> None:
     if not path.is_file():
         return
     try:
-        data = read_decision(path)
-        for i, h in enumerate(data.get("history") or [data]):  # the summary says each choice's policy and why
-            if h.get("source", "auto-plus") == "auto-plus":
-                shaped(path, h, {"policy": str, "reason": str}, f"history[{i}]" if "history" in data else "")
+        data = read_resumable(path)
     except Damaged as e:
         logger, prefix = log()
         logger.warning(f"{prefix}{e}; its earlier choices are left out, the run goes on from its checkpoint")
@@ -171,6 +168,21 @@ def read_decision(path: str | Path) -> dict[str, Any]:
         readback.Damaged: One line naming the file and what is wrong (cut off, empty, bytes, another shape).
     """
     return read_json(path, DECISION)
+
+
+def read_resumable(path: str | Path) -> dict[str, Any]:
+    """A run's ``batch_decision.json`` as a resume needs it: `read_decision`, each auto-plus choice with its reason.
+
+    The summary states each choice's policy and why, so a choice without them is damage.
+
+    Raises:
+        readback.Damaged: One line naming the file and what is wrong.
+    """
+    data = read_decision(path)
+    for i, h in enumerate(data.get("history") or [data]):
+        if h.get("source", "auto-plus") == "auto-plus":
+            shaped(path, h, {"policy": str, "reason": str}, f"history[{i}]" if "history" in data else "")
+    return data
 
 
 def latest(history: list[dict[str, Any]]) -> dict[str, Any] | None:

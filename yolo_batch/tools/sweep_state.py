@@ -100,6 +100,11 @@ def _same_run(a: str, b: str) -> bool:
     return a == b or (not a.isdigit() and not b.isdigit() and _meaning(a) == _meaning(b))
 
 
+def _key(k: Any) -> str:
+    """A recipe key as a one-line message names it: as written when a plain name, quoted otherwise."""
+    return k if isinstance(k, str) and k.isidentifier() else repr(k)
+
+
 def check_record(project: Path, recipe: dict[str, Any], batches: list[str]) -> list[str]:
     """Refuse a project trained with another recipe; return the batch values ``sweep.yaml`` should list.
 
@@ -128,7 +133,7 @@ def check_record(project: Path, recipe: dict[str, Any], batches: list[str]) -> l
     old = data["recipe"]
     if old != recipe:
         diffs = [
-            f"{k}: {old.get(k, 'unset')!r} there, {recipe.get(k, 'unset')!r} here"
+            f"{_key(k)}: {old.get(k, 'unset')!r} there, {recipe.get(k, 'unset')!r} here"
             for k in sorted(set(old) | set(recipe), key=str)
             if old.get(k) != recipe.get(k)
         ]
