@@ -163,6 +163,13 @@ def _supported(warn: bool = True) -> bool:
     return False
 
 
+def outside_range() -> str | None:
+    """`unsupported`'s words for the imported Ultralytics when it lies outside `SUPPORTED`, else None."""
+    if _supported(warn=False):
+        return None
+    return unsupported(str(getattr(sys.modules.get("ultralytics"), "__version__", "")))
+
+
 def unsupported(version: str) -> str:
     """The words for a release outside `SUPPORTED`: it names the release and the range."""
     return f"Ultralytics {version or '?'} is outside the releases yolo-batch supports (ultralytics{supported_range()})"

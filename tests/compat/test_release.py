@@ -123,6 +123,19 @@ def test_plan_is_refused_in_the_same_line(tiny_data, tmp_path):
 
 
 @below
+def test_a_sweep_with_an_auto_plus_value_is_refused_before_any_run_trains(tiny_data, tmp_path):
+    """Found by make compat's first run on merged main: plan printed the plugin-off line before its refusal, and
+    a sweep trained its integer runs before its auto-plus run was refused."""
+    tool = str(Path(sys.executable).with_name("yolo-batch"))
+    args = [tool, "sweep", "model=yolo11n.yaml", f"data={tiny_data}", "imgsz=64", "batches=4,auto-plus", "epochs=1",
+            f"project={tmp_path / 'sweep'}"]  # fmt: skip
+    r = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
+    lines = [line for line in (r.stdout + r.stderr).splitlines() if line.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and f"Ultralytics {RELEASE} is outside" in lines[0], lines
+    assert "sweep integer batches only" in lines[0] and list(tmp_path.iterdir()) == []
+
+
+@below
 def test_a_stock_run_is_left_alone_with_one_warning_line(tiny_data, tmp_path):
     r = run_yolo("train", "model=yolo11n.yaml", f"data={tiny_data}", "batch=4", "imgsz=64", "epochs=1", "workers=0",
                  "plots=False", f"project={tmp_path}", "name=run", cwd=tmp_path, env=PLUGIN_ENV)  # fmt: skip

@@ -339,15 +339,17 @@ def test_joins_a_running_cluster_reports_failed_runs_and_leaves_the_cluster_runn
         stop_cluster(ray_tmp)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="on 2 busy cores a killed raylet sometimes leaves both Ray tasks to finish (sweep exit 0, seen twice in "
-    "fresh-clone make test runs on 2026-12-05); passes alone; open: kill the workers with the raylet",
-)
 def test_a_node_that_dies_mid_run_is_one_line_and_the_same_sweep_resumes(tiny_data, tmp_path, ray_tmp):
-    """The raylet of the joined cluster is killed (as the OOM killer or a lost machine would) while both runs
+    """The node's raylet and the runs' workers are killed at once (as a lost machine would be) while both runs
     train: the sweep says in one line which runs Ray lost and on which node, exits 2, leaves no run training, and
-    the same sweep on a running Ray resumes both from their last.pt."""
+    the same sweep on a running Ray resumes both from their last.pt.
+
+    The raylet alone is not enough: its workers learn of its death only by polling its pid, which on a busy machine
+    can stay a zombie until reaped, and the control store here waits 60 missed health checks (`ray_tmp`); twice in
+    fresh-clone CI runs both workers trained on to the end and returned results (sweep exit 0, both runs finished).
+    """
+    import psutil
+
     project = tmp_path / "sweep"
     # 12 epochs: on busy cores one run's worker can start many seconds after the other's, and a 6-epoch run once
     # finished before its neighbour saved its first epoch (the sweep then ended well, before any kill)
@@ -363,15 +365,19 @@ def test_a_node_that_dies_mid_run_is_one_line_and_the_same_sweep_resumes(tiny_da
             assert time.monotonic() < deadline, "the runs did not save an epoch in time"
             assert proc.poll() is None, f"the sweep ended before both runs saved an epoch: {proc.communicate()}"
             time.sleep(0.2)
-        for p in ours(ray_tmp):
-            if p.info["name"] == "raylet":
-                p.kill()
+        for p in ours(ray_tmp):  # the raylet and the workers running the runs; their yolo train is tethered to them
+            try:
+                if p.info["name"] == "raylet" or " ".join(p.cmdline()).startswith("ray::run_member"):
+                    p.kill()
+            except psutil.Error:
+                continue
         out, err = proc.communicate(timeout=90)
         node = os.uname().nodename
         assert proc.returncode == 2, err[-3000:]
-        # Ray reports a task on a lost node as such, or (on busy cores, seen in a fresh clone's make test) cancels it
-        lost = f"(?:Ray lost node {node}, where it ran|Ray cancelled it on node {node}, not this sweep \\(its node was "
-        lost += "lost, or the cluster stopped it\\))"
+        # Ray reports a task on a lost node as such, a task whose worker died as that, or (on busy cores, seen in a
+        # fresh clone's make test) cancels it
+        lost = f"(?:Ray lost node {node}, where it ran|its Ray worker on node {node} died|Ray cancelled it on node "
+        lost += f"{node}, not this sweep \\(its node was lost, or the cluster stopped it\\))"
         assert len(err.splitlines()) == 1, err
         assert re.fullmatch(
             f"yolo-batch: error: sweep: 2 of 2 run\\(s\\) failed: batch=4 \\({lost}\\); batch=8 \\({lost}\\); "
