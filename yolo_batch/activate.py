@@ -164,10 +164,15 @@ def _supported(warn: bool = True) -> bool:
 
 
 def outside_range() -> str | None:
-    """`unsupported`'s words for the imported Ultralytics when it lies outside `SUPPORTED`, else None."""
+    """Outside `SUPPORTED`: `unsupported`'s words and the pip command for a supported release; None inside.
+
+    Each caller adds its own other way out (an integer batch, integer sweep batches).
+    """
+    import ultralytics  # imported already wherever a run or a tool asks; its release is what counts
+
     if _supported(warn=False):
         return None
-    return unsupported(str(getattr(sys.modules.get("ultralytics"), "__version__", "")))
+    return f"{unsupported(str(ultralytics.__version__))}; pip install 'ultralytics{supported_range()}'"
 
 
 def unsupported(version: str) -> str:
@@ -271,11 +276,7 @@ def _patch_refusal(module) -> None:
 
         batch = cfg.get("batch") if isinstance(cfg, dict) else None
         if looks_like_auto_plus(batch):
-            version = getattr(sys.modules.get("ultralytics"), "__version__", "")
-            raise AutoPlusError(
-                f"batch={batch!r}: {unsupported(version)}; "
-                f"pip install 'ultralytics{supported_range()}', or give an integer batch"
-            )
+            raise AutoPlusError(f"batch={batch!r}: {outside_range()}, or give an integer batch")
         _supported()  # the one warning line: the plugin is off on this release
         return original(cfg, hard)
 

@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from yolo_batch.activate import activate, env_switch, outside_range, supported_range
+from yolo_batch.activate import activate, env_switch, outside_range
 from yolo_batch.core.decision_record import decision_table
 from yolo_batch.core.spec import DISABLE_ENV, AutoPlusError, _closest, looks_like_auto_plus
 from yolo_batch.core.spec import POLICIES as ALL_POLICIES
@@ -115,7 +115,7 @@ def _check(pairs: dict[str, str]) -> None:
 
     outside = outside_range()  # before Ultralytics' own checks print the plugin-off line
     if outside:
-        raise AutoPlusError(f"plan: {outside}; pip install 'ultralytics{supported_range()}'")
+        raise AutoPlusError(f"plan: {outside}")
     for key in pairs:
         if key not in DEFAULT_CFG_DICT:
             raise AutoPlusError(

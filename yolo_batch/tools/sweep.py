@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from yolo_batch.activate import env_switch, outside_range, supported_range
+from yolo_batch.activate import env_switch, outside_range
 from yolo_batch.core.spec import DISABLE_ENV, AutoPlusError, _closest
 from yolo_batch.tools.cmdline import missing_input, parse_pairs, positive, run_child, run_env, yolo_command
 from yolo_batch.tools.report import compare, format_table
@@ -92,8 +92,7 @@ def plan(args: list[str]) -> tuple[dict[str, Any], list[str], Path]:
     outside = outside_range()  # before any run trains: each auto-plus run would be refused on its own
     if outside and any(not b.isdigit() for b in batches):
         raise AutoPlusError(
-            f"sweep: batches={','.join(batches)} has auto-plus values, and {outside}; pip install "
-            f"'ultralytics{supported_range()}', or sweep integer batches only"
+            f"sweep: batches={','.join(batches)} has auto-plus values, and {outside}, or sweep integer batches only"
         )
     _check_inputs(opts, batches)
     project = Path(opts.pop("project", "runs/sweep")).expanduser().resolve()
