@@ -342,8 +342,8 @@ def test_joins_a_running_cluster_reports_failed_runs_and_leaves_the_cluster_runn
 @pytest.mark.xfail(
     strict=False,
     reason="in fresh-clone make test runs (2026-12-05 twice, 2026-12-06 once, after the workers were killed too) the "
-    "sweep sometimes exits 0; passes alone and in compat-loaded runs; open, the failure now prints what was killed "
-    "and the sweep's own lines",
+    "sweep sometimes exits 0 (once more on 2026-12-06, of 6abe866); passes alone and with the whole file beside a "
+    "loaded core; open: a failure warns what was killed, the runs' states then and the sweep's own lines",
 )
 def test_a_node_that_dies_mid_run_is_one_line_and_the_same_sweep_resumes(tiny_data, tmp_path, ray_tmp):
     """The node's raylet and the runs' workers are killed at once (as a lost machine would be) while both runs
@@ -383,6 +383,8 @@ def test_a_node_that_dies_mid_run_is_one_line_and_the_same_sweep_resumes(tiny_da
         out, err = proc.communicate(timeout=90)
         node = os.uname().nodename
         seen = f"killed {killed} with the runs at {states_then}\n{out[-3000:]}\n{err[-3000:]}"
+        if proc.returncode != 2:  # an xfail's message is not in make test's -q report; a warning's is
+            warnings.warn(f"the sweep exited {proc.returncode} after the kill: {seen}", stacklevel=1)
         assert proc.returncode == 2, seen
         # Ray reports a task on a lost node as such, a task whose worker died as that, or (on busy cores, seen in a
         # fresh clone's make test) cancels it
