@@ -399,8 +399,16 @@ def _estimate(job: dict, done: list[dict], default: float) -> float:
 
 
 def run_all(o: dict) -> list[dict]:
-    deadline = time.monotonic() + o["minutes"] * 60
+    """Every job in a temporary folder (data, runs, law caches), removed at the end: the JSON holds the results."""
     work = Path(tempfile.mkdtemp(prefix="yolo-batch-gpu-"))
+    try:
+        return _run_all(o, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run_all(o: dict, work: Path) -> list[dict]:
+    deadline = time.monotonic() + o["minutes"] * 60
     t = time.perf_counter()
     data = Path(o["data"]) if o["data"] else busy_dataset(work / "data", o["n_train"], o["n_val"], o["imgsz"])
     print(f"data: {o['n_train']} + {o['n_val']} images at {o['imgsz']} in {time.perf_counter() - t:.1f}s", flush=True)

@@ -444,6 +444,9 @@ def test_a_sweep_killed_with_sigkill_leaves_no_training_behind_and_the_same_comm
     while proc.poll() is None and (sweep_state.run_state(project / "4", 6)[1] or 0) < 2:
         assert time.monotonic() < deadline, "the run did not save two epochs in time"
         time.sleep(0.2)
+    if proc.poll() is not None:  # the sweep ended before its run saved two epochs: say how, not a /proc error
+        out, err = proc.communicate()
+        pytest.fail(f"the sweep exited {proc.returncode} before the kill: {(out + err)[-3000:]}")
     children = [int(x) for x in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
     assert len(children) == 1  # the yolo train of batch 4
     proc.kill()

@@ -197,12 +197,14 @@ def make_dataset(
 
     Examples:
         >>> import tempfile
-        >>> data = make_dataset(Path(tempfile.mkdtemp()) / "shapes", n_train=16, n_val=4, imgsz=160)
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> data = make_dataset(Path(tmp.name) / "shapes", n_train=16, n_val=4, imgsz=160)
         >>> data.name
         'data.yaml'
-        >>> folder = make_dataset(Path(tempfile.mkdtemp()) / "cls", task="classify", n_train=6, n_val=3, imgsz=64)
+        >>> folder = make_dataset(Path(tmp.name) / "cls", task="classify", n_train=6, n_val=3, imgsz=64)
         >>> sorted(p.name for p in (folder / "train").iterdir())
         ['circle', 'square', 'triangle']
+        >>> tmp.cleanup()
     """
     _check("task", task, task in TASKS, f"one of {', '.join(TASKS)}")
     ints = {"n_train": n_train, "n_val": n_val, "imgsz": imgsz, "classes": classes, "dense_objects": dense_objects}
@@ -290,7 +292,8 @@ def count_images(data: str | os.PathLike, split: str = "train") -> int:
 
     Examples:
         >>> import tempfile
-        >>> count_images(make_dataset(Path(tempfile.mkdtemp()) / "shapes", n_train=16, n_val=4, imgsz=160))
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     count_images(make_dataset(Path(tmp) / "shapes", n_train=16, n_val=4, imgsz=160))
         16
     """
     data = Path(data)
