@@ -169,6 +169,7 @@ class Fixed:
         worker (bool): A DDP worker of an auto-plus launch: decides with the other ranks.
         adapts (bool): A plain resume of a goodput run: no new decision, goodput goes on switching.
         batch_before (int | None): On a resume, the batch of the epochs trained so far (their args.yaml).
+        asked_before (str | None): On a resume, the auto-plus value the run's args.yaml held (`records.asked`).
     """
 
     spec: BatchSpec
@@ -180,6 +181,7 @@ class Fixed:
     worker: bool = False
     adapts: bool = False
     batch_before: int | None = None
+    asked_before: str | None = None
 
 
 class Session:
@@ -205,9 +207,12 @@ class Session:
         worker: bool = False,
         adapts: bool = False,
         batch_before: int | None = None,
+        asked_before: str | None = None,
     ) -> None:
         """``decides``: choose the batch (auto-plus); else only measure and log the effect. The rest: `Fixed`."""
-        self.fixed = Fixed(spec, decides, value, given, earlier_run, launcher, worker, adapts, batch_before)
+        self.fixed = Fixed(
+            spec, decides, value, given, earlier_run, launcher, worker, adapts, batch_before, asked_before
+        )
         self.device = DeviceMeter()  # the memory meter (`memory.bind`, `memory.measure`)
         self.record: dict[str, Any] | None = None  # the latest auto-plus decision (batch_decision.json)
         self.history: list[dict[str, Any]] = []  # every batch choice of the run, oldest first
@@ -269,6 +274,11 @@ class Session:
     def batch_before(self) -> int | None:
         """On a resume, the batch of the epochs trained so far (`Fixed.batch_before`)."""
         return self.fixed.batch_before
+
+    @property
+    def asked_before(self) -> str | None:
+        """On a resume, the auto-plus value the run's args.yaml held (`Fixed.asked_before`)."""
+        return self.fixed.asked_before
 
     @property
     def backend(self) -> Any:

@@ -178,6 +178,7 @@ def plan(
         worker=worker is not None,
         adapts=adapts,
         batch_before=records.batch_before(overrides),  # read before Ultralytics rewrites the run's args.yaml
+        asked_before=records.asked_before(overrides) if resumed and not given else None,
     )
     return overrides, merged, s
 

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from ultralytics import YOLO
 
 from tests.conftest import run_yolo, train_in_process, yolo_train
@@ -100,8 +101,11 @@ def test_a_resume_with_a_damaged_batch_decision_json_goes_on_from_its_checkpoint
     data["history"][0]["from_epoch"] = "1"  # a TypeError at on_train_start before: its hook was skipped
     decision.write_text(json.dumps(data))
     (run / "batch_effect.csv").write_bytes(b"\x80\x81 not text")  # a UnicodeDecodeError before
+    assert yaml.safe_load((run / "args.yaml").read_text())["batch"] == "auto-plus"
     caplog.clear()
     YOLO(str(run / "weights" / "last.pt")).train(resume=True)
+    # what the user asked for stays in args.yaml (with the history left out, it said the checkpoint's batch: 8)
+    assert yaml.safe_load((run / "args.yaml").read_text())["batch"] == "auto-plus"
     log = caplog.text
     assert "skipped" not in log
     [line] = lines_naming(decision, log)

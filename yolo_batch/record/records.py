@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from yolo_batch.core.pace_record import SPEED
 from yolo_batch.core.readback import INT, Damaged, ListOf, Maybe, Opt, read_json, shaped
-from yolo_batch.core.spec import resolve_spec
+from yolo_batch.core.spec import AutoPlusError, parse_batch_value, resolve_spec
 from yolo_batch.device.ddp import rank
 from yolo_batch.record.effect import atomic_write, write_json
 from yolo_batch.session import DECISION_FILE, Session, log
@@ -57,7 +57,8 @@ def fresh_save_dir(overrides: dict[str, Any]) -> tuple[dict[str, Any], str | Non
 
     Examples:
         >>> import tempfile
-        >>> folder = Path(tempfile.mkdtemp())
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> folder = Path(tmp.name)
         >>> fresh_save_dir({"save_dir": str(folder), "epochs": 3})[1] is None  # an empty folder is used as named
         True
         >>> _ = (folder / "args.yaml").write_text("batch: auto-plus\n")
@@ -65,6 +66,7 @@ def fresh_save_dir(overrides: dict[str, Any]) -> tuple[dict[str, Any], str | Non
         True
         >>> fresh_save_dir({"save_dir": str(folder), "resume": "last.pt"})[1] is None
         True
+        >>> tmp.cleanup()
     """
     folder = overrides.get("save_dir")
     if not folder or overrides.get("resume") or not (Path(str(folder)) / ARGS_FILE).is_file():
@@ -97,15 +99,18 @@ def asked(trainer: BaseTrainer, s: Session) -> str | None:
     """The auto-plus value the run's args.yaml records: this run's, or on a plain resume the one its decision kept.
 
     A plain resume (no batch given) hands Ultralytics no batch: it rewrites args.yaml with the checkpoint's integer
-    batch, the pick. The value the user asked for is the latest decision's ``value``. A resume given an integer
-    batch records that integer (what the user asked for then), and so does a plain resume after it.
+    batch, the pick. The value the user asked for is the latest decision's ``value``; with no choice in the
+    history (a damaged ``batch_decision.json`` was left out), the one args.yaml held before the resume. A resume
+    given an integer batch records that integer (what the user asked for then), and so does a plain resume after it.
     """
     if s.decides:
         return s.value
     if not getattr(trainer, "resume", False) or s.given is not None:
         return None
     asked_for = [h for h in s.history if h.get("source", "auto-plus") in ("auto-plus", "given")]
-    if not asked_for or asked_for[-1].get("source", "auto-plus") != "auto-plus":
+    if not asked_for:  # the history was left out (a damaged batch_decision.json): args.yaml before the resume
+        return s.asked_before
+    if asked_for[-1].get("source", "auto-plus") != "auto-plus":
         return None
     value = asked_for[-1].get("value")
     return value if isinstance(value, str) and value else None
@@ -120,14 +125,50 @@ def batch_before(overrides: dict[str, Any]) -> int | None:
 
     Examples:
         >>> import tempfile
-        >>> run = Path(tempfile.mkdtemp())
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> run = Path(tmp.name)
         >>> _ = (run / "args.yaml").write_text("batch: 8\n")
         >>> batch_before({"resume": str(run / "weights" / "last.pt")}), batch_before({"batch": 8})
         (8, None)
         >>> _ = (run / "args.yaml").write_text("batch: auto-plus\n")
         >>> batch_before({"resume": str(run / "weights" / "last.pt")}) is None
         True
+        >>> tmp.cleanup()
     """
+    batch = _args_batch(overrides)
+    return batch if isinstance(batch, int) and not isinstance(batch, bool) and batch >= 1 else None
+
+
+def asked_before(overrides: dict[str, Any]) -> str | None:
+    r"""On a resume: the auto-plus value the run's args.yaml held before Ultralytics rewrites it, if a valid one.
+
+    `asked` falls back on it when the run's decision history is left out (a damaged ``batch_decision.json``), so
+    the resumed run's args.yaml still says what the user asked for, not the checkpoint's integer batch.
+
+    Examples:
+        >>> import tempfile
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> run = Path(tmp.name)
+        >>> _ = (run / "args.yaml").write_text("batch: auto-plus:fit\n")
+        >>> asked_before({"resume": str(run / "weights" / "last.pt")})
+        'auto-plus:fit'
+        >>> _ = (run / "args.yaml").write_text("batch: auto-plus:nope\n")
+        >>> asked_before({"resume": str(run / "weights" / "last.pt")}) is None
+        True
+        >>> tmp.cleanup()
+    """
+    value = _args_batch(overrides)
+    if not isinstance(value, str):
+        return None
+    try:
+        parse_batch_value(value)
+    except AutoPlusError:
+        return None
+    return value.strip()
+
+
+def _args_batch(overrides: dict[str, Any]) -> Any:
+    """On a resume (``resume=.../weights/last.pt``): the ``batch`` of the run's args.yaml as written, else None."""
     import yaml
 
     resume = overrides.get("resume")
@@ -137,8 +178,7 @@ def batch_before(overrides: dict[str, Any]) -> int | None:
         args = yaml.safe_load((Path(resume).resolve().parent.parent / ARGS_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError, yaml.YAMLError):
         return None
-    batch = args.get("batch") if isinstance(args, dict) else None
-    return batch if isinstance(batch, int) and not isinstance(batch, bool) and batch >= 1 else None
+    return args.get("batch") if isinstance(args, dict) else None
 
 
 def load_history(trainer: BaseTrainer, s: Session) -> None:
