@@ -168,6 +168,7 @@ def plan(
     if resumed and not given:  # a plain resume of a goodput run adapts on, with its decision's settings
         kept = adapt.resumed_spec(overrides["resume"])
         spec, adapts = (kept, kept.policy == "goodput") if kept is not None else (spec, False)
+    batch_before, asked_before = records.before_resume(overrides)  # before Ultralytics rewrites the run's args.yaml
     s = Session(
         spec,
         decides,
@@ -177,8 +178,8 @@ def plan(
         launcher=launcher,
         worker=worker is not None,
         adapts=adapts,
-        batch_before=records.batch_before(overrides),  # read before Ultralytics rewrites the run's args.yaml
-        asked_before=records.asked_before(overrides) if resumed and not given else None,
+        batch_before=batch_before,
+        asked_before=asked_before,
     )
     return overrides, merged, s
 

@@ -373,12 +373,11 @@ def test_a_node_that_dies_mid_run_is_one_line_and_the_same_sweep_resumes(tiny_da
         # The workers are found as the raylet's children too: a worker's environment, where `ours` looks for
         # RAY_TMPDIR, can be overwritten by the title Ray gives it (a fresh clone's make test once killed the
         # raylet alone this way, and both runs trained on to the end).
-        node = [p for p in ours(ray_tmp) if p.info["name"] == "raylet"]
-        for p in node[:1]:
+        procs = ours(ray_tmp)
+        for raylet in [p for p in procs if p.info["name"] == "raylet"]:
             with contextlib.suppress(psutil.Error):
-                node += p.children(recursive=True)
-        node += [p for p in ours(ray_tmp) if p not in node]
-        for p in node:
+                procs += [c for c in raylet.children(recursive=True) if c not in procs]
+        for p in procs:
             try:
                 title = " ".join(p.cmdline())
                 if p.name() == "raylet" or title.startswith("ray::"):

@@ -116,55 +116,42 @@ def asked(trainer: BaseTrainer, s: Session) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def batch_before(overrides: dict[str, Any]) -> int | None:
-    r"""On a resume: the batch the run trained at so far, from its args.yaml before Ultralytics rewrites it.
+def before_resume(overrides: dict[str, Any]) -> tuple[int | None, str | None]:
+    r"""On a resume: the run's args.yaml before Ultralytics rewrites it, read once: ``(batch, asked)``.
 
+    ``batch`` is the integer batch the epochs so far trained at; ``asked`` the auto-plus value the run asked for
+    (only a valid one), which `asked` falls back on when the decision history is left out (a damaged
+    ``batch_decision.json``), so the resumed run's args.yaml still says it, not the checkpoint's integer batch.
     Read at ``wiring.plan``, before the trainer is built; what a resume changes (``batch=auto-plus`` on a stock
     run) is known only after. The checkpoint's ``train_args`` hold the same batch (Ultralytics writes args.yaml
-    from them at every start), so a missing or unreadable args.yaml leaves it unknown (None).
+    from them at every start), so a missing or unreadable args.yaml leaves both unknown (None).
 
     Examples:
         >>> import tempfile
         >>> tmp = tempfile.TemporaryDirectory()
         >>> run = Path(tmp.name)
+        >>> resume = {"resume": str(run / "weights" / "last.pt")}
         >>> _ = (run / "args.yaml").write_text("batch: 8\n")
-        >>> batch_before({"resume": str(run / "weights" / "last.pt")}), batch_before({"batch": 8})
-        (8, None)
-        >>> _ = (run / "args.yaml").write_text("batch: auto-plus\n")
-        >>> batch_before({"resume": str(run / "weights" / "last.pt")}) is None
-        True
-        >>> tmp.cleanup()
-    """
-    batch = _args_batch(overrides)
-    return batch if isinstance(batch, int) and not isinstance(batch, bool) and batch >= 1 else None
-
-
-def asked_before(overrides: dict[str, Any]) -> str | None:
-    r"""On a resume: the auto-plus value the run's args.yaml held before Ultralytics rewrites it, if a valid one.
-
-    `asked` falls back on it when the run's decision history is left out (a damaged ``batch_decision.json``), so
-    the resumed run's args.yaml still says what the user asked for, not the checkpoint's integer batch.
-
-    Examples:
-        >>> import tempfile
-        >>> tmp = tempfile.TemporaryDirectory()
-        >>> run = Path(tmp.name)
+        >>> before_resume(resume), before_resume({"batch": 8})
+        ((8, None), (None, None))
         >>> _ = (run / "args.yaml").write_text("batch: auto-plus:fit\n")
-        >>> asked_before({"resume": str(run / "weights" / "last.pt")})
-        'auto-plus:fit'
+        >>> before_resume(resume)
+        (None, 'auto-plus:fit')
         >>> _ = (run / "args.yaml").write_text("batch: auto-plus:nope\n")
-        >>> asked_before({"resume": str(run / "weights" / "last.pt")}) is None
-        True
+        >>> before_resume(resume)
+        (None, None)
         >>> tmp.cleanup()
     """
     value = _args_batch(overrides)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value, None
     if not isinstance(value, str):
-        return None
+        return None, None
     try:
         parse_batch_value(value)
     except AutoPlusError:
-        return None
-    return value.strip()
+        return None, None
+    return None, value.strip()
 
 
 def _args_batch(overrides: dict[str, Any]) -> Any:
